@@ -1,0 +1,40 @@
+# The two commands: `make demo` (whole system, embedded default) and `make test` (set-up + whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup services test test-fast demo bench lint score clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+services:
+	bash scripts/services.sh
+
+test: setup services
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow" -x $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/fleet demo
+
+bench: setup services
+	$(PY) -m bench.run
+
+score: setup services
+	$(VENV)/bin/fleet monitor score
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy fleetcore ingest monitor backoffice simulators
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,36 @@
+"""Password hashing (Argon2id via pwdlib) and signed, expiring access tokens (JWT HS256)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jwt
+from pwdlib import PasswordHash
+
+_hasher = PasswordHash.recommended()  # Argon2id with the library's (OWASP-aligned) defaults
+ALGORITHM = "HS256"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return _hasher.verify(password, password_hash)
+    except Exception:  # malformed hash in the database: treat as a failed login
+        return False
+
+
+def create_access_token(*, subject: str, role: str, secret: str, minutes: int) -> str:
+    now = dt.datetime.now(dt.UTC)
+    payload = {"sub": subject, "role": role, "iat": now, "exp": now + dt.timedelta(minutes=minutes)}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, *, secret: str) -> dict | None:
+    """The token's claims, or None when it is invalid or expired."""
+    try:
+        return jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+    except jwt.PyJWTError:
+        return None

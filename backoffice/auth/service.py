@@ -1,0 +1,115 @@
+"""Staff users and the audit log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from backoffice.auth.security import hash_password, verify_password
+from fleetcore.errors import Conflict, Invalid, NotFound
+
+ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
+DEPARTMENTS = ("operations", "customer_service", "technology", "finance", "administration")
+ROLE_DEPARTMENT = {
+    "admin": "administration",
+    "dispatcher": "operations",
+    "customer_service": "customer_service",
+    "finance": "finance",
+    "hr": "administration",
+    "technician": "technology",
+}
+MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B minimum for user-chosen secrets
+
+
+def create(
+    conn: psycopg.Connection,
+    *,
+    username: str,
+    role: str,
+    password: str,
+    full_name: str = "",
+    department: str | None = None,
+) -> dict:
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    department = department or ROLE_DEPARTMENT[role]
+    if department not in DEPARTMENTS:
+        raise Invalid(f"unknown department {department!r}")
+    if get(conn, username=username):
+        raise Conflict(f"user {username!r} already exists")
+    return conn.execute(
+        """INSERT INTO staff_users (username, full_name, department, role, password_hash)
+           VALUES (%s, %s, %s, %s, %s)
+           RETURNING id, username, full_name, department, role, active, created_at""",
+        (username.lower(), full_name, department, role, hash_password(password)),
+    ).fetchone()
+
+
+def get(conn: psycopg.Connection, *, username: str) -> dict | None:
+    return conn.execute("SELECT * FROM staff_users WHERE username = %s", (username.lower(),)).fetchone()
+
+
+def get_or_raise(conn: psycopg.Connection, *, username: str) -> dict:
+    u = get(conn, username=username)
+    if u is None:
+        raise NotFound(f"no user {username!r}")
+    return u
+
+
+def authenticate(conn: psycopg.Connection, *, username: str, password: str) -> dict | None:
+    u = get(conn, username=username)
+    if u is None or not u["active"] or not verify_password(password, u["password_hash"]):
+        return None
+    return u
+
+
+def list_(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute(
+        "SELECT id, username, full_name, department, role, active, created_at FROM staff_users ORDER BY id"
+    ).fetchall()
+
+
+def _jsonable(v: Any) -> Any:
+    return None if v is None else json.loads(json.dumps(v, default=str))
+
+
+def audit(
+    conn: psycopg.Connection,
+    *,
+    actor: dict | None,
+    action: str,
+    entity: str,
+    entity_id: object = None,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """Record a write: who, what, before and after (call inside the write's transaction)."""
+    conn.execute(
+        """INSERT INTO audit_log (actor_id, actor, action, entity, entity_id, before, after)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (
+            actor["id"] if actor and "id" in actor else None,
+            actor["username"] if actor else "system",
+            action,
+            entity,
+            None if entity_id is None else str(entity_id),
+            Jsonb(_jsonable(before)) if before is not None else None,
+            Jsonb(_jsonable(after)) if after is not None else None,
+        ),
+    )
+
+
+def list_audit(
+    conn: psycopg.Connection, *, entity: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0
+) -> list[dict]:
+    return conn.execute(
+        """SELECT * FROM audit_log
+            WHERE (%(e)s::text IS NULL OR entity = %(e)s) AND (%(i)s::text IS NULL OR entity_id = %(i)s)
+            ORDER BY id DESC LIMIT %(l)s OFFSET %(o)s""",
+        {"e": entity, "i": entity_id, "l": limit, "o": offset},
+    ).fetchall()

@@ -1,0 +1,102 @@
+"""Back-office subcommands: api, stations, vehicles."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backoffice.fleet import service as fleet
+from fleetcore.cli import CliError
+from fleetcore.db import connect
+from fleetcore.settings import get_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("api", help="run the HTTP API")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_api)
+
+    st = sub.add_parser("stations", help="manage rental stations").add_subparsers(dest="action", required=True)
+    add = st.add_parser("add", help="add a station")
+    add.add_argument("--code", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--lat", type=float, required=True)
+    add.add_argument("--lon", type=float, required=True)
+    add.set_defaults(func=cmd_stations_add)
+    ls = st.add_parser("list", help="list stations")
+    ls.set_defaults(func=cmd_stations_list)
+
+    ve = sub.add_parser("vehicles", help="manage vehicles").add_subparsers(dest="action", required=True)
+    imp = ve.add_parser("import", help="import vehicles from CSV (vin,plate,make,model,year,class,station,device_id)")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_vehicles_import)
+
+    us = sub.add_parser("users", help="manage staff users").add_subparsers(dest="action", required=True)
+    ua = us.add_parser("add", help="add a staff user")
+    ua.add_argument("--username", required=True)
+    ua.add_argument("--role", required=True)
+    ua.add_argument("--full-name", default="")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    ua.set_defaults(func=cmd_users_add)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backoffice.app import create_app
+
+    settings = get_settings()
+    settings.require_database_url()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.api_host,
+        port=args.port if args.port is not None else settings.api_port,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_stations_add(args: argparse.Namespace) -> int:
+    with connect(get_settings().require_database_url()) as conn:
+        s = fleet.create_station(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon)
+    print(f"station {s['code']} added (id {s['id']})")
+    return 0
+
+
+def cmd_stations_list(args: argparse.Namespace) -> int:
+    with connect(get_settings().require_database_url()) as conn:
+        for s in fleet.list_stations(conn):
+            print(f"{s['code']:<10} {s['lat']:>10.5f} {s['lon']:>11.5f}  {s['name']}")
+    return 0
+
+
+def cmd_vehicles_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+    with connect(get_settings().require_database_url()) as conn:
+        try:
+            n = fleet.import_vehicles(conn, text=text)
+        except fleet.ImportError_ as exc:
+            for d in exc.details or []:
+                print(f"{path}:{d['line']}: {d['problem']}", file=sys.stderr)
+            raise CliError(f"nothing imported: {len(exc.details or [])} problem(s) in {path}") from None
+    print(f"imported {n} vehicles")
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from backoffice.auth import service as users
+
+    if not args.password_stdin:
+        raise CliError("pass the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    with connect(get_settings().require_database_url()) as conn:
+        u = users.create(conn, username=args.username, role=args.role, password=password, full_name=args.full_name)
+        users.audit(conn, actor={"username": "cli"}, action="user.create", entity="staff_users", entity_id=u["id"], after=u)
+    print(f"user {u['username']} ({u['role']}) added")
+    return 0

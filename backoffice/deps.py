@@ -1,0 +1,75 @@
+"""Request dependencies: the database connection and the authenticated staff user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+
+from backoffice.auth.security import decode_access_token
+from fleetcore.settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+ALL_ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+    """One pooled connection per request; committed when the route returns, rolled back on error."""
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+ConnDep = Annotated[psycopg.Connection, Depends(get_conn)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_current_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> dict:
+    unauthorized = HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid access token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if not token:
+        raise unauthorized
+    claims = decode_access_token(token, secret=request.app.state.settings.secret_key)
+    if claims is None:
+        raise unauthorized
+    with request.app.state.pool.connection() as conn:
+        user = conn.execute(
+            "SELECT id, username, full_name, department, role, active FROM staff_users WHERE username = %s",
+            (claims["sub"],),
+        ).fetchone()
+    if user is None or not user["active"]:
+        raise unauthorized
+    return user
+
+
+def require_roles(*roles: str):
+    """Dependency allowing only the given roles (admin always allowed); 401 without a token, 403 otherwise."""
+    allowed = set(roles) | {"admin"}
+    unknown = allowed - set(ALL_ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}")
+
+    def dep(user: Annotated[dict, Depends(get_current_user)]) -> dict:
+        if user["role"] not in allowed:
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"role {user['role']!r} may not use this route (allowed: {', '.join(sorted(allowed))})",
+            )
+        return user
+
+    dep.allowed_roles = tuple(sorted(allowed))  # type: ignore[attr-defined]
+    return dep
+
+
+CurrentUser = Annotated[dict, Depends(get_current_user)]
+AnyStaff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]

@@ -1,0 +1,75 @@
+"""One error envelope for the API: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetcore.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def envelope(status: int, code: str, message: str, details: object = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message, "details": details}},
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return envelope(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return envelope(422, "invalid", f"{where}: {first['msg']}" if where else first["msg"], errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+        return envelope(
+            exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(psycopg.errors.ExclusionViolation)
+    async def _exclusion(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return envelope(409, "conflict", "the request overlaps an existing booking", _diag(exc))
+
+    @app.exception_handler(psycopg.errors.UniqueViolation)
+    async def _unique(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return envelope(409, "conflict", "a record with the same key already exists", _diag(exc))
+
+    @app.exception_handler(psycopg.errors.ForeignKeyViolation)
+    async def _fk(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return envelope(422, "invalid", "a referenced record does not exist", _diag(exc))
+
+    @app.exception_handler(psycopg.errors.CheckViolation)
+    async def _check(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return envelope(422, "invalid", "a value is outside its allowed range", _diag(exc))
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return envelope(422, "invalid", "a value has the wrong form", _diag(exc))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "internal", "internal error; it has been logged")
+
+
+def _diag(exc: psycopg.Error) -> dict:
+    d = exc.diag
+    return {"constraint": d.constraint_name, "detail": d.message_detail}

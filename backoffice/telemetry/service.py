@@ -1,0 +1,101 @@
+"""Vehicle state and telemetry queries; the same SQL runs on TimescaleDB and plain PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+
+STATE_FIELDS = (
+    "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "odometer_km", "engine_hours", "rpm", "coolant_c",
+    "engine_load_pct", "fuel_pct", "battery_v", "ignition", "dtc",
+)  # fmt: skip
+AVG_FIELDS = (
+    "lat", "lon", "speed_kmh", "alt_m", "rpm", "coolant_c", "engine_load_pct", "throttle_pct", "fuel_pct", "battery_v",
+)  # fmt: skip
+RAW_FIELDS = (
+    "ts", "kind", "seq", "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats", "odometer_km",
+    "engine_hours", "rpm", "coolant_c", "engine_load_pct", "throttle_pct", "fuel_pct", "battery_v", "ignition",
+    "accel_x", "accel_y", "accel_z", "dtc",
+)  # fmt: skip
+MAX_RAW_ROWS = 10_000
+
+
+def get_state(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None:
+    return conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
+
+
+def list_states(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute(
+        "SELECT v.vin, v.plate, v.class, v.status, s.* FROM vehicle_state s JOIN vehicles v ON v.id = s.vehicle_id ORDER BY v.id"
+    ).fetchall()
+
+
+def telemetry(
+    conn: psycopg.Connection,
+    *,
+    vehicle_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket: dt.timedelta | None = None,
+    limit: int = MAX_RAW_ROWS,
+) -> list[dict]:
+    """Raw readings in [start, end), or averages per time bucket (date_bin works on both engines)."""
+    if bucket is None:
+        cols = ", ".join(RAW_FIELDS)
+        return conn.execute(
+            f"SELECT {cols} FROM readings WHERE vehicle_id = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT %s",
+            (vehicle_id, start, end, limit),
+        ).fetchall()
+    avgs = ", ".join(f"avg({f})::double precision AS {f}" for f in AVG_FIELDS)
+    return conn.execute(
+        f"""SELECT date_bin(%s, ts, timestamptz '2000-01-01') AS bucket, count(*) AS samples,
+                   max(odometer_km) AS odometer_km, bool_or(ignition) AS ignition, {avgs}
+              FROM readings
+             WHERE vehicle_id = %s AND ts >= %s AND ts < %s
+             GROUP BY 1 ORDER BY 1 LIMIT %s""",
+        (bucket, vehicle_id, start, end, limit),
+    ).fetchall()
+
+
+def ingest_stats(conn: psycopg.Connection) -> dict:
+    counters = {r["name"]: r["value"] for r in conn.execute("SELECT name, value FROM ingest_counters")}
+    pending = conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL").fetchone()["n"]
+    by_reason = {
+        r["reason"]: r["n"]
+        for r in conn.execute("SELECT reason, count(*) AS n FROM ingest_rejections GROUP BY reason ORDER BY reason")
+    }
+    last = conn.execute("SELECT max(last_seen) AS t FROM vehicle_state").fetchone()["t"]
+    online = conn.execute("SELECT count(*) AS n FROM vehicle_state WHERE online").fetchone()["n"]
+    return {
+        "readings_stored": counters.get("readings_stored", 0),
+        "events_stored": counters.get("events_stored", 0),
+        "duplicates_skipped": counters.get("duplicates_skipped", 0),
+        "messages_received": counters.get("messages_received", 0),
+        "messages_rejected": counters.get("messages_rejected", 0),
+        "messages_quarantined": counters.get("messages_quarantined", 0),
+        "quarantine_pending": pending,
+        "rejections_by_reason": by_reason,
+        "vehicles_online": online,
+        "last_message_at": last,
+    }
+
+
+def list_rejections(
+    conn: psycopg.Connection, *, reason: str | None = None, device_id: str | None = None, limit: int = 100, offset: int = 0
+) -> list[dict]:
+    rows = conn.execute(
+        """SELECT id, received_at, topic, device_id, reason, detail, payload FROM ingest_rejections
+            WHERE (%(r)s::text IS NULL OR reason = %(r)s) AND (%(d)s::text IS NULL OR device_id = %(d)s)
+            ORDER BY id DESC LIMIT %(l)s OFFSET %(o)s""",
+        {"r": reason, "d": device_id, "l": limit, "o": offset},
+    ).fetchall()
+    for r in rows:
+        raw = bytes(r.pop("payload"))
+        try:
+            r["payload"] = raw.decode("utf-8")
+            r["payload_encoding"] = "utf-8"
+        except UnicodeDecodeError:
+            r["payload"] = raw.hex()
+            r["payload_encoding"] = "hex"
+    return rows

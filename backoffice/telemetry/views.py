@@ -1,0 +1,94 @@
+"""Read API for vehicles, their live state and telemetry, and ingest health."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from backoffice.deps import ALL_ROLES, ConnDep, require_roles
+from backoffice.fleet import service as fleet
+from backoffice.telemetry import service
+from fleetcore.errors import Invalid
+
+router = APIRouter(prefix="/api/v1", tags=["telemetry"])
+Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
+Tech = Annotated[dict, Depends(require_roles("technician", "dispatcher"))]
+MAX_WINDOW = dt.timedelta(days=31)
+
+
+@router.get("/vehicles")
+def list_vehicles(
+    conn: ConnDep,
+    user: Staff,
+    station: str | None = None,
+    vehicle_class: Annotated[str | None, Query(alias="class")] = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:
+    return fleet.list_vehicles(conn, station=station, vehicle_class=vehicle_class, status=status, limit=limit, offset=offset)
+
+
+def _state_out(vehicle: dict, state: dict | None) -> dict:
+    state = state or {}
+    out = {"vin": vehicle["vin"], "plate": vehicle["plate"], "device_id": state.get("device_id")}
+    for f in service.STATE_FIELDS:
+        out[f] = state.get(f)
+    out["ts"] = state.get("ts")
+    out["last_seen"] = state.get("last_seen")
+    out["online"] = bool(state.get("online", False))
+    out["health"] = state.get("health", "ok")
+    for extra in ("rentable", "open_alerts"):
+        if extra in state:
+            out[extra] = state[extra]
+    return out
+
+
+@router.get("/vehicles/{vin}/state")
+def vehicle_state(vin: str, conn: ConnDep, user: Staff) -> dict:
+    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    return _state_out(v, service.get_state(conn, vehicle_id=v["id"]))
+
+
+@router.get("/vehicles/{vin}/telemetry")
+def vehicle_telemetry(
+    vin: str,
+    conn: ConnDep,
+    user: Staff,
+    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    bucket: Annotated[dt.timedelta | None, Query(description="e.g. 60 (seconds) or PT5M")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_RAW_ROWS)] = service.MAX_RAW_ROWS,
+) -> dict:
+    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    end = end or dt.datetime.now(dt.UTC)
+    start = start or end - dt.timedelta(hours=1)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Invalid("from and to need a UTC offset (RFC 3339)")
+    if start >= end:
+        raise Invalid("from must be before to")
+    if end - start > MAX_WINDOW:
+        raise Invalid(f"window longer than {MAX_WINDOW.days} days; narrow from/to or page")
+    if bucket is not None and bucket < dt.timedelta(seconds=1):
+        raise Invalid("bucket must be at least 1 second")
+    rows = service.telemetry(conn, vehicle_id=v["id"], start=start, end=end, bucket=bucket, limit=limit)
+    return {"vin": v["vin"], "from": start, "to": end, "bucket": bucket, "count": len(rows), "items": rows}
+
+
+@router.get("/ingest/stats")
+def ingest_stats(conn: ConnDep, user: Tech) -> dict:
+    return service.ingest_stats(conn)
+
+
+@router.get("/ingest/rejections")
+def ingest_rejections(
+    conn: ConnDep,
+    user: Tech,
+    reason: str | None = None,
+    device_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:
+    return service.list_rejections(conn, reason=reason, device_id=device_id, limit=limit, offset=offset)

@@ -1,0 +1,115 @@
+"""Database access: connections, pools and the migration runner."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from fleetcore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any constant shared by every process that migrates; serialises concurrent `fleet migrate`.
+MIGRATION_LOCK_ID = 7_246_001
+
+
+def connect(url: str, *, autocommit: bool = False, dict_rows: bool = True) -> psycopg.Connection:
+    """Open one connection (rows as dicts by default)."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row if dict_rows else None)
+
+
+def make_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str = "fleet") -> ConnectionPool:
+    """A connection pool whose connections return rows as dicts."""
+    return ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        kwargs={"row_factory": dict_row},
+        open=True,
+    )
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("fleetcore") / "migrations"))
+
+
+def list_migrations() -> list[tuple[int, str, Path]]:
+    """Numbered migrations, in order."""
+    found = []
+    for path in sorted(migrations_dir().glob("*.sql")):
+        m = MIGRATION_RE.match(path.name)
+        if not m:
+            raise RuntimeError(f"badly named migration file: {path.name}")
+        found.append((int(m.group(1)), m.group(2), path))
+    versions = [v for v, _, _ in found]
+    if len(versions) != len(set(versions)):
+        raise RuntimeError("two migration files share a number")
+    return found
+
+
+def timescale_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    n = row["n"] if isinstance(row, dict) else row[0]
+    if not n:
+        return False
+    # The extension also needs to be preloaded by the server to be created.
+    row = conn.execute("SELECT current_setting('shared_preload_libraries') AS s").fetchone()
+    s = row["s"] if isinstance(row, dict) else row[0]
+    return "timescaledb" in s
+
+
+def uses_timescale(conn: psycopg.Connection) -> bool:
+    """True when this database has the timescaledb extension created."""
+    row = conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return bool(row["n"] if isinstance(row, dict) else row[0])
+
+
+def migrate(url: str, settings: Settings) -> list[str]:
+    """Apply pending numbered migrations, then the re-runnable TimescaleDB step. Returns what was applied."""
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            want_ts = settings.timescale
+            have_ts = timescale_available(conn)
+            if want_ts == "on" and not have_ts:
+                raise RuntimeError("FLEET_TIMESCALE=on but the server has no preloaded timescaledb extension")
+            if (want_ts == "on" or (want_ts == "auto" and have_ts)) and not uses_timescale(conn):
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                applied.append("extension timescaledb")
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, path in list_migrations():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                applied.append(path.name)
+                log.info("applied migration %s", path.name)
+            if uses_timescale(conn):
+                conn.execute("SELECT set_config('fleet.chunk_interval', %s, false)", (settings.readings_chunk_interval,))
+                for path in sorted((migrations_dir() / "timescale").glob("*.sql")):
+                    with conn.transaction():
+                        conn.execute(path.read_text())
+                applied.append("timescale step")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied

@@ -1,0 +1,114 @@
+"""Process settings: one class, loaded once from the environment, validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me-in-production"
+
+
+class MqttUrl:
+    """Parsed `mqtt://user:pass@host:port` URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {url!r}")
+        self.url = url
+        self.host: str = parts.hostname
+        self.port: int = parts.port or 1883
+        self.username: str | None = parts.username
+        self.password: str | None = parts.password
+
+    def __repr__(self) -> str:
+        return f"MqttUrl({self.host}:{self.port})"
+
+
+class Settings(BaseSettings):
+    """All settings of every process; each reads only what it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # libpq URL; empty means "use the embedded server" (only `fleet demo` starts one).
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    # Topic root: `{root}/devices/{device_id}/{kind}`. Tests give each test its own root.
+    topic_root: str = "fleet/v1"
+    # auto: use TimescaleDB when the server has it; on: require it; off: plain PostgreSQL.
+    timescale: Literal["auto", "on", "off"] = "auto"
+    readings_chunk_interval: str = "1 day"
+    readings_retention_days: int = Field(default=400, ge=1)
+
+    secret_key: str = PLACEHOLDER_SECRET
+    access_token_minutes: int = Field(default=60, ge=1)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    # Ingest batching: flush when this many rows are held or this many ms passed.
+    ingest_batch_size: int = Field(default=2000, ge=1)
+    ingest_batch_ms: int = Field(default=200, ge=1)
+    # Upper bound on un-acknowledged messages held in memory (back-pressure).
+    ingest_max_inflight: int = Field(default=20000, ge=1)
+    ingest_client_id: str = "fleet-ingest"
+    ingest_share_group: str | None = None
+    ingest_session_expiry_s: int = Field(default=86400, ge=0)
+    ingest_metrics_port: int | None = None
+
+    monitor_client_id: str = "fleet-monitor"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not (v.startswith("postgresql://") or v.startswith("postgres://") or "=" in v):
+            raise ValueError("FLEET_DATABASE_URL must be a libpq URL such as postgresql://user@host:5432/db")
+        return v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        MqttUrl(v)
+        return v
+
+    @field_validator("topic_root")
+    @classmethod
+    def _check_root(cls, v: str) -> str:
+        v = v.strip("/")
+        if not v or "+" in v or "#" in v:
+            raise ValueError("FLEET_TOPIC_ROOT must be a plain topic prefix without wildcards")
+        return v
+
+    @model_validator(mode="after")
+    def _production_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError("FLEET_SECRET_KEY must be set to a real secret in production")
+        return self
+
+    @property
+    def mqtt(self) -> MqttUrl:
+        if not self.mqtt_url:
+            raise RuntimeError("FLEET_MQTT_URL is not set")
+        return MqttUrl(self.mqtt_url)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("FLEET_DATABASE_URL is not set (only `fleet demo` starts an embedded database)")
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, loaded once."""
+    return Settings()

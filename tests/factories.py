@@ -1,0 +1,62 @@
+"""Factories for test data: valid VINs, stations, vehicles with devices, staff users."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+
+import psycopg
+
+from backoffice.fleet import service as fleet
+from backoffice.fleet.vin import with_check_digit
+
+_counter = itertools.count(1)
+_VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+
+
+def vin(rng: random.Random | None = None) -> str:
+    """A random VIN with a correct check digit."""
+    rng = rng or random.Random()
+    body = "WVW" + "".join(rng.choice(_VIN_CHARS) for _ in range(14))
+    return with_check_digit(body)
+
+
+def station(conn: psycopg.Connection, *, code: str | None = None, lat: float = 52.52, lon: float = 13.405, name: str = "") -> dict:
+    code = code or f"S{next(_counter):04d}"
+    return fleet.create_station(conn, code=code, name=name or f"Station {code}", lat=lat, lon=lon)
+
+
+def vehicle(
+    conn: psycopg.Connection,
+    *,
+    station_code: str | None = None,
+    vehicle_class: str = "compact",
+    device_id: str | None = None,
+    protocol: str = "json",
+    status: str = "available",
+) -> dict:
+    """A registered vehicle with an installed device (a unique device id unless given)."""
+    if station_code is None:
+        station_code = station(conn)["code"]
+    st = fleet.get_station(conn, code=station_code)
+    device_id = device_id or f"dev-{uuid.uuid4().hex[:12]}"
+    n = next(_counter)
+    v = conn.execute(
+        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
+           VALUES (%s, %s, 'Volkswagen', 'Golf', 2023, %s, %s, %s) RETURNING *""",
+        (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
+    ).fetchone()
+    fleet.install_device(conn, device_id=device_id, vehicle_id=v["id"], protocol=protocol)
+    v["device_id"] = device_id
+    v["station"] = station_code
+    return v
+
+
+def user(conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9") -> dict:
+    from backoffice.auth import service as users
+
+    username = username or f"{role}-{uuid.uuid4().hex[:6]}"
+    u = users.create(conn, username=username, role=role, password=password)
+    u["password"] = password
+    return u
