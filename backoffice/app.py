@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # domain not built yet
+            if exc.name and name.startswith(exc.name):  # domain not built yet
                 continue
             raise
         app.include_router(module.router)

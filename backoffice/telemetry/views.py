@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import TypeAdapter, ValidationError
 
 from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.fleet import service as fleet
@@ -59,7 +60,7 @@ def vehicle_telemetry(
     user: Staff,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
-    bucket: Annotated[dt.timedelta | None, Query(description="e.g. 60 (seconds) or PT5M")] = None,
+    bucket: Annotated[str | None, Query(description="bucket width: seconds (60), 30s/5m/1h/1d, or ISO 8601 (PT5M)")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_RAW_ROWS)] = service.MAX_RAW_ROWS,
 ) -> dict:
     v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
@@ -71,10 +72,36 @@ def vehicle_telemetry(
         raise Invalid("from must be before to")
     if end - start > MAX_WINDOW:
         raise Invalid(f"window longer than {MAX_WINDOW.days} days; narrow from/to or page")
-    if bucket is not None and bucket < dt.timedelta(seconds=1):
+    width = parse_bucket(bucket) if bucket is not None else None
+    rows = service.telemetry(conn, vehicle_id=v["id"], start=start, end=end, bucket=width, limit=limit)
+    return {
+        "vin": v["vin"],
+        "from": start,
+        "to": end,
+        "bucket_s": width.total_seconds() if width else None,
+        "count": len(rows),
+        "items": rows,
+    }
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_bucket(text: str) -> dt.timedelta:
+    """Bucket width from '60', '5m', '1h' or an ISO 8601 duration; at least one second."""
+    t = text.strip().lower()
+    try:
+        if t.isdigit():
+            width = dt.timedelta(seconds=int(t))
+        elif t[:-1].isdigit() and t[-1:] in _UNITS:
+            width = dt.timedelta(seconds=int(t[:-1]) * _UNITS[t[-1]])
+        else:
+            width = TypeAdapter(dt.timedelta).validate_python(text.strip().upper())
+    except (ValidationError, OverflowError):
+        raise Invalid(f"bucket {text!r} is not a duration (use 60, 5m, 1h or PT5M)") from None
+    if width < dt.timedelta(seconds=1):
         raise Invalid("bucket must be at least 1 second")
-    rows = service.telemetry(conn, vehicle_id=v["id"], start=start, end=end, bucket=bucket, limit=limit)
-    return {"vin": v["vin"], "from": start, "to": end, "bucket": bucket, "count": len(rows), "items": rows}
+    return width
 
 
 @router.get("/ingest/stats")
