@@ -1,0 +1,60 @@
+"""Customer routes: CRUD with pagination and filters (customer service writes; operations and finance read)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from backoffice.auth.service import audit
+from backoffice.customers import service
+from backoffice.customers.models import CustomerIn, CustomerPatch
+from backoffice.deps import ConnDep, require_roles
+
+router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+Writer = Annotated[dict, Depends(require_roles("customer_service"))]
+Reader = Annotated[dict, Depends(require_roles("customer_service", "dispatcher", "finance"))]
+
+
+@router.post("", status_code=201)
+def create_customer(body: CustomerIn, conn: ConnDep, user: Writer) -> dict:
+    """Register a customer."""
+    c = service.create(conn, data=body.model_dump())
+    audit(conn, actor=user, action="customer.create", entity="customers", entity_id=c["id"], after=c)
+    return c
+
+
+@router.get("")
+def list_customers(
+    conn: ConnDep,
+    user: Reader,
+    q: Annotated[str | None, Query(max_length=100, description="name, email or phone contains")] = None,
+    blacklisted: bool | None = None,
+    licence_number: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """A page of customers: {items, total, limit, offset}."""
+    return service.list_(conn, q=q, blacklisted=blacklisted, licence_number=licence_number, limit=limit, offset=offset)
+
+
+@router.get("/{customer_id}")
+def get_customer(customer_id: int, conn: ConnDep, user: Reader) -> dict:
+    return service.get_or_raise(conn, customer_id=customer_id)
+
+
+@router.patch("/{customer_id}")
+def update_customer(customer_id: int, body: CustomerPatch, conn: ConnDep, user: Writer) -> dict:
+    """Change fields (blacklisting needs a reason)."""
+    before, after = service.update(conn, customer_id=customer_id, changes=body.model_dump(exclude_unset=True))
+    if after is not before:
+        audit(conn, actor=user, action="customer.update", entity="customers", entity_id=customer_id,
+              before=before, after=after)
+    return after
+
+
+@router.delete("/{customer_id}", status_code=204)
+def delete_customer(customer_id: int, conn: ConnDep, user: Writer) -> None:
+    """Delete a customer that has no orders."""
+    before = service.delete(conn, customer_id=customer_id)
+    audit(conn, actor=user, action="customer.delete", entity="customers", entity_id=customer_id, before=before)
