@@ -42,10 +42,14 @@ class MqttConnection:
         self.session_expiry_s = session_expiry_s
         self.connected = threading.Event()
         self.fatal_error: str | None = None
+        # MQTT 3.1.1 only for brokers without MQTT 5 (settings.mqtt_protocol); there the session flag is
+        # "clean session" on the client and there are no CONNECT properties.
+        self.v5 = getattr(url, "protocol", "5") != "3.1.1"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            clean_session=None if self.v5 else clean_start,
             manual_ack=manual_ack,
         )
         if url.username:
@@ -90,13 +94,16 @@ class MqttConnection:
 
     def start(self, wait_s: float = 10.0) -> None:
         """Connect in the background (network thread) and wait for the first CONNACK."""
-        self.client.connect_async(
-            self.url.host,
-            self.url.port,
-            keepalive=30,
-            clean_start=self.clean_start,
-            properties=self.connect_properties(),
-        )
+        if self.v5:
+            self.client.connect_async(
+                self.url.host,
+                self.url.port,
+                keepalive=30,
+                clean_start=self.clean_start,
+                properties=self.connect_properties(),
+            )
+        else:
+            self.client.connect_async(self.url.host, self.url.port, keepalive=30)
         self.client.loop_start()
         if not self.connected.wait(wait_s):
             if self.fatal_error:

@@ -15,7 +15,7 @@ PLACEHOLDER_SECRET = "change-me-in-production"
 class MqttUrl:
     """Parsed `mqtt://user:pass@host:port` URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, protocol: str = "5") -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "tcp"):
             raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
@@ -26,6 +26,8 @@ class MqttUrl:
         self.port: int = parts.port or 1883
         self.username: str | None = parts.username
         self.password: str | None = parts.password
+        # "5" everywhere in production; "3.1.1" only for brokers without MQTT 5 (the demo's amqtt fallback).
+        self.protocol = protocol
 
     def __repr__(self) -> str:
         return f"MqttUrl({self.host}:{self.port})"
@@ -40,6 +42,9 @@ class Settings(BaseSettings):
     # libpq URL; empty means "use the embedded server" (only `fleet demo` starts one).
     database_url: str | None = None
     mqtt_url: str | None = None
+    # MQTT protocol version the clients speak. Keep 5 (persistent sessions with expiry, shared subscriptions);
+    # 3.1.1 exists only for brokers that lack MQTT 5, such as the in-process amqtt broker of `fleet demo`.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
     # Topic root: `{root}/devices/{device_id}/{kind}`. Tests give each test its own root.
     topic_root: str = "fleet/v1"
     # auto: use TimescaleDB when the server has it; on: require it; off: plain PostgreSQL.
@@ -100,7 +105,7 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttUrl:
         if not self.mqtt_url:
             raise RuntimeError("FLEET_MQTT_URL is not set")
-        return MqttUrl(self.mqtt_url)
+        return MqttUrl(self.mqtt_url, protocol=self.mqtt_protocol)
 
     def require_database_url(self) -> str:
         if not self.database_url:
