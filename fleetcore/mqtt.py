@@ -35,17 +35,21 @@ class MqttConnection:
         on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
         max_inflight: int = 20,
         max_queued: int = 0,
+        receive_maximum: int | None = None,
+        client_class: type[mqtt.Client] = mqtt.Client,
     ) -> None:
         self.url = url
         self.subscriptions = subscriptions or []
         self.clean_start = clean_start
         self.session_expiry_s = session_expiry_s
+        # MQTT 5 Receive Maximum: how many unacknowledged QoS 1/2 messages the broker may send us (flow control).
+        self.receive_maximum = receive_maximum
         self.connected = threading.Event()
         self.fatal_error: str | None = None
         # MQTT 3.1.1 only for brokers without MQTT 5 (settings.mqtt_protocol); there the session flag is
         # "clean session" on the client and there are no CONNECT properties.
         self.v5 = getattr(url, "protocol", "5") != "3.1.1"
-        self.client = mqtt.Client(
+        self.client = client_class(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
@@ -90,6 +94,8 @@ class MqttConnection:
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry_s:
             props.SessionExpiryInterval = self.session_expiry_s
+        if self.receive_maximum:
+            props.ReceiveMaximum = self.receive_maximum
         return props
 
     def start(self, wait_s: float = 10.0) -> None:
