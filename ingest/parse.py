@@ -1,0 +1,385 @@
+"""Pure parser of device messages (contract v1): topic + payload → reading rows, events, status or a rejection.
+
+No I/O here: the writer (ingest) and the monitor both call `process_message` and decide what to do with the result.
+It sits on the hot path, so the common case (one JSON telemetry object) avoids needless work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetcore.contract import (
+    ACCEL_LIMIT_G,
+    DTC_RE,
+    EVENT,
+    EVENT_TYPES,
+    MAX_FUTURE_SKEW_S,
+    NMEA,
+    NUMERIC_FIELDS,
+    OBD,
+    READING_COLUMNS,
+    STATUS,
+    TELEMETRY,
+    parse_topic,
+)
+from ingest import nmea as nmea_codec
+from ingest.obd import ObdError, decode_frames
+
+__all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict", "REASONS"]
+
+REASONS = (
+    "bad_topic",
+    "bad_encoding",
+    "bad_json",
+    "bad_shape",
+    "missing_field",
+    "bad_field",
+    "out_of_range",
+    "future_timestamp",
+    "bad_checksum",
+    "bad_nmea",
+    "unknown_pid",
+    "bad_obd_frame",
+    "unknown_event_type",
+    "bad_status",
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# GPS time starts 1980-01-06 (IS-GPS-200); a sample stamped earlier comes from an unset clock, not from a vehicle.
+MIN_TS = datetime(1980, 1, 6, tzinfo=UTC)
+MIN_TS_MS = (MIN_TS - EPOCH) // timedelta(milliseconds=1)
+MAX_TS_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
+MAX_SEQ = 2**63 - 1  # readings.seq is a PostgreSQL bigint
+FUTURE_SKEW = timedelta(seconds=MAX_FUTURE_SKEW_S)
+# RFC 3339 date-time (section 5.6); the offset is mandatory. RFC 3339 allows a space instead of "T" (5.6 note).
+RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+STATUS_VALUES = ("online", "offline")
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """A device-reported event."""
+
+    ts: datetime  # aware, UTC
+    seq: int
+    type: str  # one of fleetcore.contract.EVENT_TYPES
+    data: dict  # every field of the event object except ts/seq/type
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Why a message (or one element of it) was not accepted."""
+
+    device_id: str | None
+    reason: str  # one of REASONS
+    detail: str  # names the field / element index / sentence
+
+
+@dataclass(slots=True)
+class Parsed:
+    """An accepted message: reading rows in READING_COLUMNS order, events, status, element-level rejections."""
+
+    device_id: str
+    kind: str
+    readings: list[tuple]
+    events: list[Event]
+    status: str | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class _Bad(Exception):
+    """Internal: one sample/element is invalid."""
+
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def reading_as_dict(row: tuple) -> dict:
+    """A reading row as {column: value}."""
+    return dict(zip(READING_COLUMNS, row, strict=True))
+
+
+_COL = {name: i for i, name in enumerate(READING_COLUMNS)}
+_NCOLS = len(READING_COLUMNS)
+# name → (column index, lo, hi, integer)
+_NUMERIC = {f.name: (_COL[f.name], f.lo, f.hi, f.integer) for f in NUMERIC_FIELDS}
+_IGNITION = _COL["ignition"]
+_ACCEL_X = _COL["accel_x"]
+_DTC = _COL["dtc"]
+
+
+# ----------------------------------------------------------------------------------------------- values
+
+
+def _number(name: str, value: Any, lo: float, hi: float, integer: bool) -> float | int:
+    t = type(value)
+    if t is float:
+        if lo <= value <= hi:
+            if integer:
+                if not value.is_integer():
+                    raise _Bad("bad_field", f"{name}={value!r} is not an integer")
+                return int(value)
+            return value
+        if not math.isfinite(value):
+            raise _Bad("bad_field", f"{name}={value!r} is not a finite number")
+        raise _Bad("out_of_range", f"{name}={value!r} is outside [{lo}, {hi}]")
+    if t is int:  # type() so that bool (an int subclass) is refused
+        if lo <= value <= hi:
+            return value if integer else float(value)
+        raise _Bad("out_of_range", f"{name}={value!r} is outside [{lo}, {hi}]")
+    raise _Bad("bad_field", f"{name}={value!r} is not a number")
+
+
+def _timestamp(value: Any, limit: datetime) -> datetime:
+    t = type(value)
+    if t is str:
+        if not RFC3339_RE.fullmatch(value):
+            raise _Bad("bad_field", f"ts={value!r} is not RFC 3339 with an offset")
+        try:
+            ts = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise _Bad("bad_field", f"ts={value!r} is not a valid date-time") from None
+        if ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
+    elif t is int:
+        if not MIN_TS_MS <= value <= MAX_TS_MS:
+            raise _Bad("out_of_range", f"ts={value!r} epoch ms is before {MIN_TS.date()} or absurd")
+        ts = EPOCH + timedelta(milliseconds=value)
+    elif value is None:
+        raise _Bad("missing_field", "ts is required")
+    else:
+        raise _Bad("bad_field", f"ts={value!r} must be an RFC 3339 string or integer epoch milliseconds")
+    if ts > limit:
+        raise _Bad("future_timestamp", f"ts={value!r} is more than {MAX_FUTURE_SKEW_S} s in the future")
+    if ts < MIN_TS:
+        raise _Bad("out_of_range", f"ts={value!r} is before {MIN_TS.date()}")
+    return ts
+
+
+def _seq(value: Any) -> int:
+    if type(value) is int:
+        if 0 <= value <= MAX_SEQ:
+            return value
+        raise _Bad("out_of_range", f"seq={value!r} is outside [0, {MAX_SEQ}]")
+    if value is None:
+        raise _Bad("missing_field", "seq is required")
+    raise _Bad("bad_field", f"seq={value!r} is not an integer")
+
+
+def _head(obj: Any, limit: datetime) -> tuple[datetime, int]:
+    if type(obj) is not dict:
+        raise _Bad("bad_shape", f"expected a JSON object, got {type(obj).__name__}")
+    return _timestamp(obj.get("ts"), limit), _seq(obj.get("seq"))
+
+
+def _accel(value: Any, row: list) -> None:
+    if type(value) is not list or len(value) != 3:
+        raise _Bad("bad_field", f"accel_g={value!r} must be a list of 3 numbers")
+    for i, v in enumerate(value):
+        row[_ACCEL_X + i] = _number("accel_g", v, -ACCEL_LIMIT_G, ACCEL_LIMIT_G, False)
+
+
+def _dtc(value: Any) -> list[str]:
+    if type(value) is not list:
+        raise _Bad("bad_field", f"dtc={value!r} must be a list of codes")
+    codes = []
+    for code in value:
+        if type(code) is not str or not DTC_RE.fullmatch(code.upper()):
+            raise _Bad("bad_field", f"dtc code {code!r} is not like P0301")
+        codes.append(code.upper())
+    return codes
+
+
+def _no_nonfinite(value: Any, path: str) -> None:
+    """Event data goes to jsonb, which has no NaN/Infinity (an overflowing literal like 1e999 parses to inf)."""
+    t = type(value)
+    if t is float:
+        if not math.isfinite(value):
+            raise _Bad("bad_field", f"{path}={value!r} is not a finite number")
+    elif t is dict:
+        for k, v in value.items():
+            _no_nonfinite(v, f"{path}.{k}")
+    elif t is list:
+        for i, v in enumerate(value):
+            _no_nonfinite(v, f"{path}[{i}]")
+
+
+# ----------------------------------------------------------------------------------------------- elements
+
+
+def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
+    ts, seq = _head(obj, limit)
+    row: list = [None] * _NCOLS
+    row[0] = ts
+    row[1] = device_id
+    row[2] = TELEMETRY
+    row[3] = seq
+    for key, value in obj.items():
+        if value is None:  # null = not measured
+            continue
+        spec = _NUMERIC.get(key)
+        if spec is not None:
+            row[spec[0]] = _number(key, value, spec[1], spec[2], spec[3])
+        elif key == "ignition":
+            if type(value) is not bool:
+                raise _Bad("bad_field", f"ignition={value!r} is not a boolean")
+            row[_IGNITION] = value
+        elif key == "accel_g":
+            _accel(value, row)
+        elif key == "dtc":
+            row[_DTC] = _dtc(value)
+        # anything else (ts, seq, or a field of a later contract version) is ignored
+    return tuple(row)
+
+
+def _obd(obj: Any, device_id: str, limit: datetime) -> tuple:
+    ts, seq = _head(obj, limit)
+    frames = obj.get("frames")
+    if frames is None:
+        raise _Bad("missing_field", "frames is required")
+    if type(frames) is not list or not frames:
+        raise _Bad("bad_field", "frames must be a non-empty list of hex strings")
+    try:
+        fields = decode_frames(frames)
+    except ObdError as exc:
+        raise _Bad(exc.reason, exc.detail) from None
+    row: list = [None] * _NCOLS
+    row[0] = ts
+    row[1] = device_id
+    row[2] = OBD
+    row[3] = seq
+    for key, value in fields.items():
+        row[_COL[key]] = value
+    return tuple(row)
+
+
+def _event(obj: Any, device_id: str, limit: datetime) -> Event:
+    ts, seq = _head(obj, limit)
+    etype = obj.get("type")
+    if etype is None:
+        raise _Bad("missing_field", "type is required")
+    if type(etype) is not str or etype not in EVENT_TYPES:
+        raise _Bad("unknown_event_type", f"type={etype!r} is not one of {sorted(EVENT_TYPES)}")
+    data = {k: v for k, v in obj.items() if k not in ("ts", "seq", "type")}
+    _no_nonfinite(data, "data")
+    return Event(ts=ts, seq=seq, type=etype, data=data)
+
+
+def _elements(
+    body: Any, device_id: str, limit: datetime, fn: Callable[[Any, str, datetime], Any]
+) -> tuple[list, list[Rejection]] | Rejection:
+    """One object or an array of them → (accepted, element rejections), or a Rejection when nothing is good."""
+    if type(body) is dict:
+        try:
+            return [fn(body, device_id, limit)], []
+        except _Bad as exc:
+            return Rejection(device_id, exc.reason, exc.detail)
+    if type(body) is not list:
+        return Rejection(
+            device_id, "bad_shape", f"expected a JSON object or array, got {type(body).__name__}"
+        )
+    if not body:
+        return Rejection(device_id, "bad_shape", "empty array")
+    good: list = []
+    bad: list[Rejection] = []
+    for i, element in enumerate(body):
+        try:
+            good.append(fn(element, device_id, limit))
+        except _Bad as exc:
+            bad.append(Rejection(device_id, exc.reason, f"element {i}: {exc.detail}"))
+    if not good:
+        first = bad[0]
+        return Rejection(device_id, first.reason, f"all {len(body)} elements rejected; {first.detail}")
+    return good, bad
+
+
+def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
+    if not text.strip():
+        return Rejection(device_id, "bad_nmea", "empty payload")
+    fixes, problems = nmea_codec.decode(text)
+    rejections = [Rejection(device_id, p.reason, p.detail) for p in problems]
+    readings = []
+    for fix in fixes:
+        try:
+            if fix.ts > limit:
+                raise _Bad(
+                    "future_timestamp", f"{fix.ts.isoformat()} is more than {MAX_FUTURE_SKEW_S} s ahead"
+                )
+            if fix.ts < MIN_TS:
+                raise _Bad("out_of_range", f"{fix.ts.isoformat()} is before {MIN_TS.date()}")
+            row: list = [None] * _NCOLS
+            row[0] = fix.ts
+            row[1] = device_id
+            row[2] = NMEA
+            row[3] = (fix.ts - EPOCH) // timedelta(milliseconds=1)
+            for name in ("lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats"):
+                value = getattr(fix, name)
+                if value is not None:
+                    idx, lo, hi, integer = _NUMERIC[name]
+                    row[idx] = _number(name, value, lo, hi, integer)
+            readings.append(tuple(row))
+        except _Bad as exc:
+            rejections.append(Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}"))
+    if not readings and rejections:
+        first = rejections[0]
+        detail = (
+            first.detail if len(rejections) == 1 else f"{len(rejections)} problems; first: {first.detail}"
+        )
+        return Rejection(device_id, first.reason, detail)
+    return Parsed(device_id, NMEA, readings, [], rejections=rejections)
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259 has no NaN/Infinity)")
+
+
+# Built once: json.loads with any keyword argument constructs a new decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_KINDS = {TELEMETRY: _telemetry, OBD: _obd, EVENT: _event}
+
+
+def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> Parsed | Rejection:
+    """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections."""
+    parts = parse_topic(root, topic)
+    if parts is None:
+        return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
+    device_id, kind = parts
+    try:
+        text = str(payload, "utf-8")  # bytes, bytearray or memoryview, without a copy
+    except UnicodeDecodeError as exc:
+        return Rejection(device_id, "bad_encoding", f"payload is not UTF-8: {exc.reason} at byte {exc.start}")
+    if kind == STATUS:
+        status = text.strip()
+        if status not in STATUS_VALUES:
+            return Rejection(device_id, "bad_status", f"status payload {text[:40]!r} is not online/offline")
+        return Parsed(device_id, STATUS, [], [], status=status)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    limit = now + FUTURE_SKEW
+    if kind == NMEA:
+        return _nmea(text, device_id, limit)
+    try:
+        body = _DECODER.decode(text)
+    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity below
+        return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
+    except RecursionError:
+        return Rejection(device_id, "bad_json", "payload nests too deeply")
+    result = _elements(body, device_id, limit, _JSON_KINDS[kind])
+    if isinstance(result, Rejection):
+        return result
+    good, bad = result
+    if kind == EVENT:
+        return Parsed(device_id, kind, [], good, rejections=bad)
+    return Parsed(device_id, kind, good, [], rejections=bad)

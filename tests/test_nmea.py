@@ -1,0 +1,205 @@
+"""NMEA 0183 decoding (pynmea2 underneath) and the encoders the simulator uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pynmea2
+import pytest
+
+from ingest.nmea import KNOT_KMH, decode, encode_gga, encode_rmc
+
+# The classic examples (gpsinformation.org / "NMEA data" pages): Munich, 23 March 1994.
+RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
+GGA = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
+GSV = "$GPGSV,2,1,08,01,40,083,46,02,17,308,41,12,07,344,39,14,22,228,45*75"
+GSA = "$GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1*39"
+
+
+def with_checksum(body: str) -> str:
+    """A sentence body (without $ and *) → full sentence, checksum computed by pynmea2."""
+    return f"${body}*{pynmea2.NMEASentence.checksum(body):02X}"
+
+
+def test_classic_rmc_gga_pair() -> None:
+    fixes, problems = decode(f"{RMC}\r\n{GGA}\r\n")
+    assert problems == []
+    [fix] = fixes
+    assert fix.ts == datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC)
+    assert fix.lat == pytest.approx(48 + 7.038 / 60)
+    assert fix.lon == pytest.approx(11 + 31.0 / 60)
+    assert fix.speed_kmh == pytest.approx(22.4 * 1.852)
+    assert fix.heading_deg == 84.4
+    assert (fix.alt_m, fix.hdop, fix.sats) == (545.4, 0.9, 8)
+
+
+def test_gga_before_rmc_and_other_sentences_ignored() -> None:
+    fixes, problems = decode("\n".join([GSA, GGA, GSV, RMC]))
+    assert problems == []
+    assert [(f.alt_m, f.sats) for f in fixes] == [(545.4, 8)]
+
+
+def test_any_talker() -> None:
+    for talker in ("GN", "GL", "GA", "BD"):
+        rmc = with_checksum(RMC[1:].split("*")[0].replace("GPRMC", f"{talker}RMC"))
+        gga = with_checksum(GGA[1:].split("*")[0].replace("GPGGA", f"{talker}GGA"))
+        fixes, problems = decode(f"{rmc}\n{gga}")
+        assert problems == [] and len(fixes) == 1 and fixes[0].sats == 8
+
+
+def test_rmc_alone_has_no_altitude() -> None:
+    [fix], problems = decode(RMC)
+    assert problems == [] and fix.alt_m is None and fix.hdop is None and fix.sats is None
+
+
+def test_southern_western_hemisphere() -> None:
+    body = "GPRMC,081836,A,3751.65,S,14507.36,W,000.0,360.0,130998,011.3,E"
+    [fix], _ = decode(with_checksum(body))
+    assert fix.lat == pytest.approx(-(37 + 51.65 / 60))
+    assert fix.lon == pytest.approx(-(145 + 7.36 / 60))
+    assert fix.speed_kmh == 0.0 and fix.heading_deg == 360.0
+
+
+def test_wrong_checksum() -> None:
+    fixes, problems = decode(RMC.replace("*6A", "*6B"))
+    assert fixes == [] and [p.reason for p in problems] == ["bad_checksum"]
+
+
+def test_missing_checksum_is_refused() -> None:
+    fixes, problems = decode(RMC.split("*")[0])
+    assert fixes == [] and [p.reason for p in problems] == ["bad_checksum"]
+    assert "line 0" in problems[0].detail
+
+
+def test_corrupted_payload_fails_checksum() -> None:
+    fixes, problems = decode(RMC.replace("4807.038", "4807.039"))
+    assert fixes == [] and problems[0].reason == "bad_checksum"
+
+
+def test_bad_checksum_on_gga_keeps_the_rmc() -> None:
+    fixes, problems = decode(f"{RMC}\n{GGA.replace('*47', '*00')}")
+    assert len(fixes) == 1 and fixes[0].alt_m is None
+    assert [p.reason for p in problems] == ["bad_checksum"]
+
+
+def test_bad_checksum_on_ignored_sentence_is_still_reported() -> None:
+    fixes, problems = decode(f"{RMC}\n{GSV[:-2]}00")
+    assert len(fixes) == 1 and [p.reason for p in problems] == ["bad_checksum"]
+
+
+def test_void_rmc_is_not_a_position() -> None:
+    body = "GPRMC,123520,V,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W"
+    gga = with_checksum("GPGGA,123520,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+    fixes, problems = decode(f"{with_checksum(body)}\n{gga}")
+    # the GGA of that time is not reported a second time
+    assert fixes == [] and [p.reason for p in problems] == ["bad_nmea"]
+    assert "void" in problems[0].detail
+
+
+def test_mode_indicator_not_valid_is_void() -> None:
+    body = "GNRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,,,N"
+    fixes, problems = decode(with_checksum(body))
+    assert fixes == [] and problems[0].reason == "bad_nmea"
+
+
+def test_gga_without_rmc_cannot_be_dated() -> None:
+    fixes, problems = decode(GGA)
+    assert fixes == [] and [p.reason for p in problems] == ["bad_nmea"]
+    assert "no RMC" in problems[0].detail
+
+
+def test_gga_without_fix_is_ignored() -> None:
+    gga = with_checksum("GPGGA,123519,,,,,0,00,99.99,,,,,,")
+    fixes, problems = decode(f"{RMC}\n{gga}")
+    assert problems == [] and fixes[0].alt_m is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "GPRMC,123519,A,4807.038,X,01131.000,E,022.4,084.4,230394,003.1,W",  # hemisphere
+        "GPRMC,123519,A,,,,,022.4,084.4,230394,003.1,W",  # no position
+        "GPRMC,123519,A,48A7.038,N,01131.000,E,022.4,084.4,230394,003.1,W",  # latitude text
+        "GPRMC,123519,A,4807.038,N,01131.000,E,fast,084.4,230394,003.1,W",  # speed text
+        "GPRMC,126019,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W",  # minute 60
+        "GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,320394,003.1,W",  # 32 March
+        "GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,,003.1,W",  # no date
+    ],
+)
+def test_malformed_rmc(body: str) -> None:
+    fixes, problems = decode(with_checksum(body))
+    assert fixes == [] and [p.reason for p in problems] == ["bad_nmea"]
+
+
+def test_not_nmea_at_all() -> None:
+    fixes, problems = decode("hello world")
+    assert fixes == [] and [p.reason for p in problems] == ["bad_nmea"]
+
+
+def test_unknown_sentence_type_with_good_checksum_is_ignored() -> None:
+    fixes, problems = decode(f"{RMC}\n{with_checksum('GPXYZ,1,2,3')}")
+    assert len(fixes) == 1 and problems == []
+
+
+def test_several_fixes_and_duplicates() -> None:
+    t0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+    lines = []
+    for i in range(3):
+        ts = t0.replace(second=i)
+        lines += [
+            encode_rmc(ts, 52.52, 13.405 + i / 1000, 36.0, 90.0),
+            encode_gga(ts, 52.52, 13.405, 34.0, 1.2, 9),
+        ]
+    lines.append(lines[0])  # a repeated sentence is one sample
+    fixes, problems = decode("\r\n".join(lines))
+    assert problems == []
+    assert [f.ts.second for f in fixes] == [0, 1, 2]
+    assert all(f.sats == 9 for f in fixes)
+
+
+def test_fractional_seconds_pair_exactly() -> None:
+    ts = datetime(2026, 11, 26, 23, 59, 59, 250000, tzinfo=UTC)
+    [fix], problems = decode(encode_rmc(ts, 1, 2, 3, 4) + "\n" + encode_gga(ts, 1, 2, 5, 0.8, 7))
+    assert problems == [] and fix.ts == ts and fix.sats == 7
+
+
+@pytest.mark.parametrize(
+    ("ts", "lat", "lon", "speed", "heading"),
+    [
+        (datetime(2026, 11, 26, 10, 11, 12, tzinfo=UTC), 52.520008, 13.404954, 48.3, 271.5),
+        (datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC), -33.868820, 151.209296, 0.0, 0.0),
+        (datetime(2026, 6, 30, 23, 59, 59, 123000, tzinfo=UTC), 40.712776, -74.005974, 199.9, 359.99),
+        (datetime(2026, 3, 1, 0, 0, 0, tzinfo=UTC), -0.000001, -179.999999, 3.7, 12.0),
+    ],
+)
+def test_round_trip(ts: datetime, lat: float, lon: float, speed: float, heading: float) -> None:
+    text = (
+        encode_rmc(ts, lat, lon, speed, heading, talker="GN")
+        + "\r\n"
+        + encode_gga(ts, lat, lon, 101.3, 0.87, 11)
+    )
+    assert text.startswith("$GNRMC,")
+    [fix], problems = decode(text)
+    assert problems == []
+    assert fix.ts == ts
+    assert fix.lat == pytest.approx(lat, abs=1e-6) and fix.lon == pytest.approx(lon, abs=1e-6)
+    assert fix.speed_kmh == pytest.approx(speed, abs=0.001 * KNOT_KMH)
+    assert fix.heading_deg == pytest.approx(heading, abs=0.005)
+    assert (fix.alt_m, fix.hdop, fix.sats) == (101.3, 0.87, 11)
+
+
+def test_encoded_sentences_verify_with_pynmea2() -> None:
+    ts = datetime(2026, 11, 26, 10, 11, 12, tzinfo=UTC)
+    for sentence in (encode_rmc(ts, 48.1, 11.5, 50, 10), encode_gga(ts, 48.1, 11.5, 500, 1.0, 8)):
+        pynmea2.parse(sentence, check=True)  # raises on a bad checksum
+
+
+def test_encode_without_speed_and_course() -> None:
+    ts = datetime(2026, 11, 26, 10, 11, 12, tzinfo=UTC)
+    [fix], problems = decode(encode_rmc(ts, 48.1, 11.5, None, None))
+    assert problems == [] and fix.speed_kmh is None and fix.heading_deg is None
+
+
+def test_decode_is_idempotent() -> None:
+    text = f"{RMC}\n{GGA}"
+    assert decode(text) == decode(text)
