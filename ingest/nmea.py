@@ -84,7 +84,9 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
     Only RMC and GGA are used; other well-formed sentences (GSA, GSV, VTG, …) are ignored.
     """
     fixes: list[Fix] = []
-    by_time: dict[time, Fix] = {}
+    seen: set[datetime] = set()
+    # time of day → RMC fixes with that time (a buffered upload may span several days)
+    by_time: dict[time, list[Fix]] = {}
     void_times: set[time] = set()
     ggas: list[tuple[int, pynmea2.NMEASentence]] = []
     problems: list[NmeaProblem] = []
@@ -107,9 +109,10 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
         try:
             if kind == "RMC":
                 fix = _rmc(msg, line_no)
-                if fix.ts.timetz() in by_time:
+                if fix.ts in seen:
                     continue  # the same fix twice in one message: one sample
-                by_time[fix.ts.timetz()] = fix
+                seen.add(fix.ts)
+                by_time.setdefault(msg.timestamp, []).append(fix)
                 fixes.append(fix)
             elif kind == "GGA":
                 ggas.append((line_no, msg))
@@ -120,36 +123,40 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
     for line_no, msg in ggas:
         where = f"line {line_no} GGA"
         try:
-            _merge_gga(msg, by_time, void_times, where)
+            _merge_gga(msg, line_no, by_time, void_times)
         except ValueError as exc:
             problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}"))
     return fixes, problems
 
 
 def _merge_gga(
-    msg: pynmea2.NMEASentence, by_time: dict[time, Fix], void_times: set[time], where: str
+    msg: pynmea2.NMEASentence, line_no: int, by_time: dict[time, list[Fix]], void_times: set[time]
 ) -> None:
+    """Complete the RMC fix of the same time of day (the nearest one in the text) with altitude, HDOP, satellites."""
     t = msg.timestamp
     if not isinstance(t, time):
         raise ValueError("bad or missing time")
     quality = msg.gps_qual
-    if quality is None or quality == GGA_NO_FIX or t in void_times:
-        return  # no fix to add (the void RMC of that time is already reported)
+    if quality is None or quality == GGA_NO_FIX:
+        return  # the receiver had no fix at that time: nothing to add
     if not isinstance(quality, int):
         raise ValueError(f"bad quality indicator {quality!r}")
-    fix = by_time.get(t)
-    if fix is None:
+    candidates = by_time.get(t)
+    if not candidates:
+        if t in void_times:
+            return  # the void RMC of that time is already reported
         raise ValueError(f"no RMC with time {t.isoformat()} in the message to date it")
-    sats = msg.num_sats
-    if sats:
-        try:
-            fix.sats = int(sats)
-        except ValueError:
-            raise ValueError(f"satellites {sats!r} is not an integer") from None
-    fix.hdop = _float(msg.horizontal_dil, "hdop")
-    if msg.altitude_units not in ("M", ""):
+    sats_text = msg.num_sats
+    try:
+        sats = int(sats_text) if sats_text else None
+    except ValueError:
+        raise ValueError(f"satellites {sats_text!r} is not an integer") from None
+    hdop = _float(msg.horizontal_dil, "hdop")
+    alt = _float(msg.altitude, "altitude")
+    if alt is not None and msg.altitude_units != "M":
         raise ValueError(f"altitude unit {msg.altitude_units!r} is not metres")
-    fix.alt_m = _float(msg.altitude, "altitude")
+    fix = min(candidates, key=lambda f: abs(f.sentence - line_no))
+    fix.sats, fix.hdop, fix.alt_m = sats, hdop, alt
 
 
 # ----------------------------------------------------------------------------------------------- encoders

@@ -203,3 +203,35 @@ def test_encode_without_speed_and_course() -> None:
 def test_decode_is_idempotent() -> None:
     text = f"{RMC}\n{GGA}"
     assert decode(text) == decode(text)
+
+
+def test_same_time_of_day_on_two_days_pairs_with_the_nearest_rmc() -> None:
+    day1 = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
+    day2 = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
+    text = "\n".join(
+        [
+            encode_rmc(day1, 1.0, 2.0, 10, 20),
+            encode_gga(day1, 1.0, 2.0, 100.0, 1.0, 5),
+            encode_rmc(day2, 1.0, 2.0, 10, 20),
+            encode_gga(day2, 1.0, 2.0, 200.0, 2.0, 6),
+        ]
+    )
+    fixes, problems = decode(text)
+    assert problems == []
+    assert [(f.ts, f.alt_m, f.sats) for f in fixes] == [(day1, 100.0, 5), (day2, 200.0, 6)]
+
+
+@pytest.mark.parametrize(
+    "gga_body",
+    [
+        "GPGGA,123519,4807.038,N,01131.000,E,1,eight,0.9,545.4,M,46.9,M,,",
+        "GPGGA,123519,4807.038,N,01131.000,E,1,08,wide,545.4,M,46.9,M,,",
+        "GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,F,46.9,M,,",
+        "GPGGA,123519,4807.038,N,01131.000,E,X,08,0.9,545.4,M,46.9,M,,",
+        "GPGGA,xx3519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,",
+    ],
+)
+def test_malformed_gga_keeps_rmc_untouched(gga_body: str) -> None:
+    fixes, problems = decode(f"{RMC}\n{with_checksum(gga_body)}")
+    assert [p.reason for p in problems] == ["bad_nmea"]
+    assert (fixes[0].alt_m, fixes[0].hdop, fixes[0].sats) == (None, None, None)
