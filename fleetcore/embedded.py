@@ -188,8 +188,11 @@ class EmbeddedPostgres:
                 time.sleep(0.2)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def start(self) -> str:
-        """Start the server (initialising the data dir on first use); return a libpq URL to the demo database."""
+    def start(self, *, fresh: bool = False) -> str:
+        """Start the server (initialising the data dir on first use); return a libpq URL to the demo database.
+
+        fresh: drop and re-create the demo database, so every run starts from an empty registry.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         self._pick_user()
@@ -231,6 +234,8 @@ class EmbeddedPostgres:
                 )
             try:
                 with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
+                    if fresh:
+                        conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
                     if not conn.execute(
                         "SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)
                     ).fetchone():
