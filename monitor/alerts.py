@@ -1,0 +1,291 @@
+"""Alert service: raise / repeat / acknowledge / resolve / auto-resolve, vehicle health, live notifications.
+
+One active (open or acknowledged) alert per (vehicle, kind) is enforced by the partial unique index
+`alerts_one_active`; a repeat bumps `occurrences` and `last_seen_at`, raises the severity if the new one is
+higher and appends evidence (up to MAX_EVIDENCE items). Every change is announced with
+`pg_notify(CHANNEL, json)` in the same transaction, so listeners see it exactly when it is committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from fleetcore.errors import Conflict, Invalid, NotFound
+
+CHANNEL = "fleet_alerts"
+MAX_EVIDENCE = 20
+STATUSES = ("open", "acknowledged", "resolved")
+SEVERITIES = ("low", "medium", "high", "critical")
+# pg_notify payloads must stay under 8000 bytes; evidence is left out of notifications past this size.
+NOTIFY_LIMIT = 7000
+ALERT_COLUMNS = (
+    "a.id, a.vehicle_id, v.vin, v.plate, a.kind, a.severity, a.status, a.message, a.opened_at, a.last_seen_at, "
+    "a.occurrences, a.evidence, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, "
+    "a.resolution_note, a.created_at, a.updated_at"
+)
+_SEV_RANK = "array_position(ARRAY['low','medium','high','critical'], {})"
+
+
+def jsonable(row: dict) -> dict:
+    """A row with datetimes as ISO 8601 strings."""
+    return {k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in row.items()}
+
+
+def notify(conn: psycopg.Connection, message: dict) -> None:
+    """Announce a change to LISTEN-ers (delivered when the transaction commits)."""
+    text = json.dumps(message, default=str)
+    if len(text) > NOTIFY_LIMIT and "alert" in message:
+        slim = {**message, "alert": {k: v for k, v in message["alert"].items() if k != "evidence"}}
+        text = json.dumps(slim, default=str)
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, text))
+
+
+def get(conn: psycopg.Connection, *, alert_id: int) -> dict | None:
+    return conn.execute(
+        f"SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = %s",
+        (alert_id,),
+    ).fetchone()
+
+
+def get_or_raise(conn: psycopg.Connection, *, alert_id: int) -> dict:
+    row = get(conn, alert_id=alert_id)
+    if row is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return row
+
+
+def get_active(conn: psycopg.Connection, *, vehicle_id: int, kind: str) -> dict | None:
+    """The open or acknowledged alert of this kind for the vehicle."""
+    return conn.execute(
+        f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id
+             WHERE a.vehicle_id = %s AND a.kind = %s AND a.status <> 'resolved'""",
+        (vehicle_id, kind),
+    ).fetchone()
+
+
+def list_(
+    conn: psycopg.Connection,
+    *,
+    status: list[str] | None = None,
+    kind: list[str] | None = None,
+    severity: list[str] | None = None,
+    vin: str | None = None,
+    vehicle_id: int | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    """Alerts matching the filters (newest first) and the total count; the time filter is on overlap."""
+    for name, values, allowed in (("status", status, STATUSES), ("severity", severity, SEVERITIES)):
+        bad = set(values or ()) - set(allowed)
+        if bad:
+            raise Invalid(f"unknown {name} {', '.join(sorted(bad))}; allowed: {', '.join(allowed)}")
+    where, params = ["true"], []
+    if status:
+        where.append("a.status = ANY(%s)")
+        params.append(status)
+    if kind:
+        where.append("a.kind = ANY(%s)")
+        params.append(kind)
+    if severity:
+        where.append("a.severity = ANY(%s)")
+        params.append(severity)
+    if vin:
+        where.append("v.vin = %s")
+        params.append(vin)
+    if vehicle_id is not None:
+        where.append("a.vehicle_id = %s")
+        params.append(vehicle_id)
+    if start is not None:
+        where.append("a.last_seen_at >= %s")
+        params.append(start)
+    if end is not None:
+        where.append("a.opened_at < %s")
+        params.append(end)
+    cond = " AND ".join(where)
+    total = conn.execute(
+        f"SELECT count(*) AS n FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}", params
+    ).fetchone()["n"]
+    rows = conn.execute(
+        f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}
+             ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s""",
+        [*params, limit, offset],
+    ).fetchall()
+    return rows, total
+
+
+def raise_(
+    conn: psycopg.Connection,
+    *,
+    vehicle_id: int,
+    kind: str,
+    severity: str,
+    ts: dt.datetime,
+    message: str,
+    evidence: dict | None = None,
+) -> tuple[dict, bool]:
+    """Open an alert, or count a repeat on the active one. Returns (alert, created)."""
+    if severity not in SEVERITIES:
+        raise Invalid(f"unknown severity {severity!r}")
+    item = [evidence] if evidence is not None else []
+    row = conn.execute(
+        f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
+            VALUES (%(vehicle_id)s, %(kind)s, %(severity)s, %(message)s, %(ts)s, %(ts)s, %(evidence)s)
+            ON CONFLICT (vehicle_id, kind) WHERE status <> 'resolved' DO UPDATE SET
+                occurrences = a.occurrences + 1,
+                last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+                severity = CASE WHEN {_SEV_RANK.format("EXCLUDED.severity")} > {_SEV_RANK.format("a.severity")}
+                                THEN EXCLUDED.severity ELSE a.severity END,
+                message = EXCLUDED.message,
+                evidence = CASE WHEN jsonb_array_length(a.evidence) >= {MAX_EVIDENCE} THEN a.evidence
+                                ELSE a.evidence || EXCLUDED.evidence END,
+                updated_at = now()
+            RETURNING id, (xmax = 0) AS created""",
+        {
+            "vehicle_id": vehicle_id,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            "ts": ts,
+            "evidence": Jsonb(item),
+        },
+    ).fetchone()
+    alert = get_or_raise(conn, alert_id=row["id"])
+    created = bool(row["created"])
+    notify(conn, {"type": "alert", "event": "opened" if created else "repeated", "alert": jsonable(alert)})
+    refresh_vehicle(conn, vehicle_id=vehicle_id)
+    return alert, created
+
+
+def auto_resolve(
+    conn: psycopg.Connection, *, vehicle_id: int, kind: str, ts: dt.datetime, reason: str = ""
+) -> dict | None:
+    """Resolve the active alert of this kind because its condition cleared (resolved_by = 'auto')."""
+    row = conn.execute(
+        """UPDATE alerts SET status = 'resolved', resolved_at = %s, resolved_by = 'auto', resolution_note = %s,
+                             updated_at = now()
+            WHERE vehicle_id = %s AND kind = %s AND status <> 'resolved' RETURNING id""",
+        (ts, reason or "condition cleared", vehicle_id, kind),
+    ).fetchone()
+    if row is None:
+        return None
+    alert = get_or_raise(conn, alert_id=row["id"])
+    notify(conn, {"type": "alert", "event": "resolved", "alert": jsonable(alert)})
+    refresh_vehicle(conn, vehicle_id=vehicle_id)
+    return alert
+
+
+def ack(conn: psycopg.Connection, *, alert_id: int, user: dict) -> dict:
+    """open → acknowledged (who, when); acknowledging twice is harmless; a resolved alert is a conflict."""
+    before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
+    if before is None:
+        raise NotFound(f"alert {alert_id} not found")
+    if before["status"] == "resolved":
+        raise Conflict(f"alert {alert_id} is already resolved")
+    if before["status"] == "open":
+        conn.execute(
+            """UPDATE alerts SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = %s,
+                                 updated_at = now() WHERE id = %s""",
+            (user["username"], alert_id),
+        )
+        _audit(conn, user, "alert.ack", alert_id, before)
+    alert = get_or_raise(conn, alert_id=alert_id)
+    notify(conn, {"type": "alert", "event": "acknowledged", "alert": jsonable(alert)})
+    return alert
+
+
+def resolve(conn: psycopg.Connection, *, alert_id: int, user: dict, note: str = "") -> dict:
+    """open/acknowledged → resolved (who, when, note)."""
+    before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
+    if before is None:
+        raise NotFound(f"alert {alert_id} not found")
+    if before["status"] == "resolved":
+        raise Conflict(f"alert {alert_id} is already resolved")
+    conn.execute(
+        """UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = %s, resolution_note = %s,
+                             acknowledged_at = coalesce(acknowledged_at, now()),
+                             acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()
+            WHERE id = %s""",
+        (user["username"], note, user["username"], alert_id),
+    )
+    _audit(conn, user, "alert.resolve", alert_id, before)
+    alert = get_or_raise(conn, alert_id=alert_id)
+    notify(conn, {"type": "alert", "event": "resolved", "alert": jsonable(alert)})
+    refresh_vehicle(conn, vehicle_id=alert["vehicle_id"])
+    return alert
+
+
+def _audit(conn: psycopg.Connection, user: dict, action: str, alert_id: int, before: dict) -> None:
+    from backoffice.auth.service import audit
+
+    after = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    slim = {k: v for k, v in (before or {}).items() if k != "evidence"}
+    audit(
+        conn,
+        actor=user,
+        action=action,
+        entity="alert",
+        entity_id=alert_id,
+        before=slim,
+        after={k: v for k, v in after.items() if k != "evidence"},
+    )
+
+
+def refresh_vehicle(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None:
+    """Recompute health / rentable / open_alerts; returns the new values (and notifies) only if they changed.
+
+    Health: critical with any active critical alert, warning with any active high or medium one, else ok.
+    Rentable is false while a critical alert is not resolved (acknowledged still counts).
+    """
+    row = conn.execute(
+        """WITH a AS (
+               SELECT count(*)::int AS n,
+                      coalesce(bool_or(severity = 'critical'), false) AS crit,
+                      coalesce(bool_or(severity IN ('high', 'medium')), false) AS warn
+                 FROM alerts WHERE vehicle_id = %(v)s AND status <> 'resolved')
+           INSERT INTO vehicle_state AS s (vehicle_id, health, rentable, open_alerts)
+           SELECT %(v)s, CASE WHEN crit THEN 'critical' WHEN warn THEN 'warning' ELSE 'ok' END, NOT crit, n FROM a
+           ON CONFLICT (vehicle_id) DO UPDATE SET
+               health = EXCLUDED.health, rentable = EXCLUDED.rentable, open_alerts = EXCLUDED.open_alerts
+           WHERE (s.health, s.rentable, s.open_alerts)
+                 IS DISTINCT FROM (EXCLUDED.health, EXCLUDED.rentable, EXCLUDED.open_alerts)
+           RETURNING vehicle_id, health, rentable, open_alerts""",
+        {"v": vehicle_id},
+    ).fetchone()
+    if row is None:
+        return None
+    vin = conn.execute("SELECT vin FROM vehicles WHERE id = %s", (vehicle_id,)).fetchone()
+    msg = {
+        "type": "vehicle",
+        "event": "health",
+        "vehicle_id": vehicle_id,
+        "vin": vin["vin"] if vin else None,
+        "health": row["health"],
+        "rentable": row["rentable"],
+        "open_alerts": row["open_alerts"],
+    }
+    notify(conn, msg)
+    return msg
+
+
+def vehicle_event(
+    conn: psycopg.Connection, *, vehicle_id: int, vin: str, event: str, ts: Any, data: dict
+) -> None:
+    """Announce a vehicle state change that is not an alert (online/offline, station enter/exit)."""
+    notify(
+        conn,
+        {
+            "type": "vehicle",
+            "event": event,
+            "vehicle_id": vehicle_id,
+            "vin": vin,
+            "ts": ts.isoformat() if isinstance(ts, dt.datetime) else ts,
+            **data,
+        },
+    )

@@ -1,0 +1,220 @@
+"""`fleet monitor`: its own MQTT consumer of the device topics, the detectors, and the alert writer.
+
+A paho network thread only enqueues (topic, payload, arrival time); one worker thread parses, runs the pure
+detectors (monitor.detectors) and writes alerts in one transaction per batch, so notifications reach the API
+at commit. Time-driven checks (device silence) run every TICK_S; the registry (vehicle status: is it rented?)
+is re-read every REFRESH_S and geofences every GEOFENCE_REFRESH_S.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from fleetcore.contract import subscription
+from fleetcore.db import connect
+from fleetcore.mqtt import MqttConnection
+from fleetcore.settings import Settings
+from monitor import alerts, geofence
+from monitor.detectors import AUTO_RESOLVE, Clear, Detection, FleetMonitor, Output, StateChange, VehicleInfo
+from monitor.thresholds import DEFAULT, Thresholds, for_class
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+REFRESH_S = 5.0  # a rental that starts is seen within this (well inside the 20 s movement window)
+GEOFENCE_REFRESH_S = 60.0
+UNKNOWN_DEVICE_RETRY_S = 30.0
+BATCH_MAX = 1000
+QUEUE_MAX = 200_000
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    detections: int = 0
+    alerts_opened: int = 0
+    resolved: int = 0
+    write_errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Registry:
+    """device_id → VehicleInfo from the registry, cached; vehicle status refreshed periodically."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.by_device: dict[str, VehicleInfo] = {}
+        self.misses: dict[str, float] = {}
+        self.overrides: dict[str, dict[str, float]] = {}
+
+    _SQL = """SELECT i.device_id, v.id AS vehicle_id, v.vin, v.class, v.status
+                FROM device_installs i JOIN vehicles v ON v.id = i.vehicle_id
+               WHERE i.removed_at IS NULL"""
+
+    def load(self) -> None:
+        rows = self.conn.execute(self._SQL).fetchall()
+        self.conn.commit()
+        for r in rows:
+            info = self.by_device.get(r["device_id"])
+            if info is None or info.vehicle_id != r["vehicle_id"]:
+                self.by_device[r["device_id"]] = VehicleInfo(
+                    r["vehicle_id"], r["device_id"], r["class"], r["status"], r["vin"]
+                )
+            else:
+                info.status = r["status"]
+        try:
+            rows = self.conn.execute("SELECT vehicle_class, name, value FROM monitor_thresholds").fetchall()
+            self.conn.commit()
+        except psycopg.errors.UndefinedTable:
+            self.conn.rollback()
+            rows = []
+        self.overrides = {}
+        for r in rows:
+            self.overrides.setdefault(r["vehicle_class"], {})[r["name"]] = r["value"]
+
+    def lookup(self, device_id: str) -> VehicleInfo | None:
+        info = self.by_device.get(device_id)
+        if info is not None:
+            return info
+        if time.monotonic() - self.misses.get(device_id, -1e9) < UNKNOWN_DEVICE_RETRY_S:
+            return None
+        row = self.conn.execute(self._SQL + " AND i.device_id = %s", (device_id,)).fetchone()
+        self.conn.commit()
+        if row is None:
+            self.misses[device_id] = time.monotonic()
+            return None
+        info = VehicleInfo(row["vehicle_id"], row["device_id"], row["class"], row["status"], row["vin"])
+        self.by_device[device_id] = info
+        return info
+
+    def thresholds(self, vehicle_class: str) -> Thresholds:
+        return for_class(vehicle_class, self.overrides) if vehicle_class else DEFAULT
+
+
+def write_outputs(conn: psycopg.Connection, outputs: list[tuple[VehicleInfo, Output]], stats: Stats) -> None:
+    """Apply detector outputs in one transaction (notifications go out at commit)."""
+    with conn.transaction():
+        for info, o in outputs:
+            if isinstance(o, Detection):
+                _, created = alerts.raise_(
+                    conn, vehicle_id=info.vehicle_id, kind=o.kind, severity=o.severity, ts=o.ts,
+                    message=o.message, evidence=o.evidence,
+                )  # fmt: skip
+                stats.detections += 1
+                stats.alerts_opened += int(created)
+            elif isinstance(o, Clear):
+                if o.kind in AUTO_RESOLVE and alerts.auto_resolve(
+                    conn, vehicle_id=info.vehicle_id, kind=o.kind, ts=o.ts, reason=o.reason
+                ):
+                    stats.resolved += 1
+            elif isinstance(o, StateChange):
+                alerts.vehicle_event(
+                    conn, vehicle_id=info.vehicle_id, vin=info.vin, event=o.what, ts=o.ts, data=o.data
+                )
+
+
+class MonitorService:
+    """The consumer: build with settings, `run(stop)` until the event is set."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.queue: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
+        self.stats = Stats()
+        self.ready = threading.Event()
+        self.dropped = 0
+
+    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+        try:
+            self.queue.put_nowait((message.topic, bytes(message.payload), datetime.now(UTC)))
+        except queue.Full:
+            self.dropped += 1  # back-pressure: the worker is far behind; counted and logged by the worker
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        conn = connect(s.require_database_url())
+        registry = Registry(conn)
+        registry.load()
+        geo = geofence.load(conn, buffer_m=DEFAULT.geofence_buffer_m)
+        conn.commit()
+        fleet = FleetMonitor(s.topic_root, registry.lookup, thresholds=registry.thresholds, geofences=geo)
+        mqtt = MqttConnection(
+            s.mqtt,
+            s.monitor_client_id,
+            subscriptions=[(subscription(s.topic_root), 1)],
+            on_message=self._on_message,
+            max_inflight=1000,
+        )
+        mqtt.start()
+        log.info("monitor consuming %s as %s", subscription(s.topic_root), s.monitor_client_id)
+        self.ready.set()
+        next_tick = next_refresh = time.monotonic()
+        next_geo = time.monotonic() + GEOFENCE_REFRESH_S
+        try:
+            while not stop.is_set():
+                batch = self._drain()
+                outputs: list = []
+                for topic, payload, arrived in batch:
+                    self.stats.messages += 1
+                    try:
+                        outputs += fleet.handle(topic, payload, arrived)
+                    except Exception:  # one bad message never stops the stream
+                        log.exception("detector error on %s", topic)
+                mono = time.monotonic()
+                if mono >= next_tick:
+                    next_tick = mono + TICK_S
+                    outputs += fleet.tick(datetime.now(UTC))
+                if outputs:
+                    self._write(conn, outputs)
+                if mono >= next_refresh:
+                    next_refresh = mono + REFRESH_S
+                    self._safe(conn, registry.load)
+                if mono >= next_geo:
+                    next_geo = mono + GEOFENCE_REFRESH_S
+                    self._safe(conn, lambda: fleet.set_geofences(geofence.load(conn)))
+        finally:
+            mqtt.stop()
+            conn.close()
+            log.info("monitor stopped: %s", self.stats)
+
+    def _drain(self) -> list[tuple[str, bytes, datetime]]:
+        try:
+            first = self.queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, conn: psycopg.Connection, outputs: list) -> None:
+        try:
+            write_outputs(conn, outputs, self.stats)
+        except psycopg.Error:
+            self.stats.write_errors += 1
+            log.exception("writing %d detector outputs failed", len(outputs))
+            if conn.closed or conn.broken:
+                raise  # the process supervisor restarts us; alerts re-raise from fresh state
+
+    @staticmethod
+    def _safe(conn: psycopg.Connection, fn) -> None:  # noqa: ANN001
+        try:
+            fn()
+            conn.commit()
+        except psycopg.Error:
+            log.exception("refresh failed")
+            conn.rollback()
+
+
+def run(settings: Settings, stop: threading.Event, service: MonitorService | None = None) -> None:
+    """Run the monitor process until `stop` is set."""
+    (service or MonitorService(settings)).run(stop)

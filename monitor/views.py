@@ -1,0 +1,211 @@
+"""Alerts API and the live stream.
+
+REST: list / get / acknowledge / resolve alerts (dispatchers and technicians; admin always).
+WebSocket `/api/v1/stream?token=JWT`: new and changed alerts and vehicle state changes as JSON, fed by
+PostgreSQL LISTEN on `fleet_alerts` (the monitor process NOTIFYs in the transaction that writes the alert), so
+any number of API processes push the same events without talking to the monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from backoffice.auth.security import decode_access_token
+from backoffice.deps import ConnDep, require_roles
+from monitor import alerts
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+STREAM_ROLES = ("dispatcher", "technician")
+Ops = Annotated[dict, Depends(require_roles(*STREAM_ROLES))]
+CLIENT_QUEUE = 1000  # messages buffered per WebSocket client before it is dropped as too slow
+LISTEN_RETRY_S = 1.0
+# WebSocket close codes in the 4000-4999 application range, mirroring HTTP 401/403.
+WS_UNAUTHORIZED, WS_FORBIDDEN, WS_TOO_SLOW = 4401, 4403, 4408
+
+
+class ResolveIn(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Accept repeated parameters and comma-separated lists alike."""
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@router.get("/alerts")
+def list_alerts(
+    conn: ConnDep,
+    user: Ops,
+    status: Annotated[
+        list[str] | None, Query(description="open, acknowledged, resolved (comma-separated)")
+    ] = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    severity: Annotated[list[str] | None, Query()] = None,
+    vehicle: Annotated[str | None, Query(description="VIN")] = None,
+    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """Alerts, newest first; `from`/`to` select alerts active at any time in the window."""
+    items, total = alerts.list_(
+        conn, status=_split(status), kind=_split(kind), severity=_split(severity),
+        vin=vehicle.upper() if vehicle else None, start=start, end=end, limit=limit, offset=offset,
+    )  # fmt: skip
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(alert_id: int, conn: ConnDep, user: Ops) -> dict:
+    return alerts.get_or_raise(conn, alert_id=alert_id)
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack_alert(alert_id: int, conn: ConnDep, user: Ops) -> dict:
+    """Acknowledge: someone is on it (who and when are recorded)."""
+    return alerts.ack(conn, alert_id=alert_id, user=user)
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve_alert(alert_id: int, conn: ConnDep, user: Ops, body: ResolveIn | None = None) -> dict:
+    """Resolve with a note; a vehicle with no other critical alert becomes rentable again."""
+    return alerts.resolve(conn, alert_id=alert_id, user=user, note=(body.note if body else ""))
+
+
+class StreamHub:
+    """One LISTEN connection per API process, fanned out to every connected WebSocket."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.clients: set[asyncio.Queue[str]] = set()
+        self.listening = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.received = 0
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._listen(), name="alerts-listen")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                aconn = await psycopg.AsyncConnection.connect(self.db_url, autocommit=True)
+                async with aconn:
+                    await aconn.execute(f"LISTEN {alerts.CHANNEL}")
+                    self.listening.set()
+                    async for n in aconn.notifies():
+                        self.received += 1
+                        self.broadcast(n.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.listening.clear()
+                log.exception("alert listener failed; reconnecting")
+                await asyncio.sleep(LISTEN_RETRY_S)
+
+    def broadcast(self, payload: str) -> None:
+        for q in list(self.clients):
+            try:
+                q.put_nowait(payload)
+            except asyncio.QueueFull:
+                # Too slow to keep up: stop feeding it; its sender closes it after what is buffered.
+                self.clients.discard(q)
+                q.overflowed = True  # type: ignore[attr-defined]
+
+
+def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
+    token = ws.query_params.get("token")
+    if not token:
+        auth = ws.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else None
+    if not token:
+        return None, WS_UNAUTHORIZED
+    claims = decode_access_token(token, secret=ws.app.state.settings.secret_key)
+    if claims is None:
+        return None, WS_UNAUTHORIZED
+    with ws.app.state.pool.connection() as conn:
+        user = conn.execute(
+            "SELECT id, username, role, active FROM staff_users WHERE username = %s", (claims["sub"],)
+        ).fetchone()
+    if user is None or not user["active"]:
+        return None, WS_UNAUTHORIZED
+    if user["role"] not in (*STREAM_ROLES, "admin"):
+        return None, WS_FORBIDDEN
+    return user, 0
+
+
+@router.websocket("/stream")
+async def stream(ws: WebSocket) -> None:
+    """Live alerts and vehicle state changes; authenticate with `?token=<JWT>` (or an Authorization header)."""
+    user, code = await asyncio.to_thread(_authorise, ws)
+    if user is None:
+        await ws.close(code=code)
+        return
+    hub: StreamHub = ws.app.state.stream_hub
+    await ws.accept()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(hub.listening.wait(), 5.0)
+    q: asyncio.Queue[str] = asyncio.Queue(maxsize=CLIENT_QUEUE)
+    hub.clients.add(q)
+    try:
+        await ws.send_text(
+            json.dumps({"type": "hello", "user": user["username"], "listening": hub.listening.is_set()})
+        )
+
+        async def sender() -> None:
+            while True:
+                msg = await q.get()
+                await ws.send_text(msg)
+                if q.empty() and getattr(q, "overflowed", False):
+                    await ws.close(code=WS_TOO_SLOW)
+                    return
+
+        async def receiver() -> None:
+            while True:
+                await ws.receive_text()  # clients may send pings; a disconnect raises
+
+        tasks = {asyncio.create_task(sender()), asyncio.create_task(receiver())}
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            exc = t.exception()
+            if exc and not isinstance(exc, WebSocketDisconnect):
+                log.warning("stream client error: %s", exc)
+    finally:
+        hub.clients.discard(q)
+
+
+def setup(app: FastAPI) -> None:
+    """Start the LISTEN task with the app and stop it on shutdown."""
+
+    async def start(app: FastAPI) -> None:
+        app.state.stream_hub = StreamHub(app.state.settings.require_database_url())
+        await app.state.stream_hub.start()
+
+    async def stop(app: FastAPI) -> None:
+        hub = getattr(app.state, "stream_hub", None)
+        if hub is not None:
+            await hub.stop()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
