@@ -1,0 +1,150 @@
+"""Alerts REST API and the WebSocket stream with a real client; the monitor process end to end over the real
+Mosquitto broker: a crash published by a device becomes an alert row and a message on the stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from backoffice.app import create_app
+from fleetcore.contract import topic_for
+from fleetcore.db import connect
+from fleetcore.mqtt import MqttConnection
+from monitor import alerts
+from monitor.service import MonitorService
+from tests import factories
+
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def _token(client: TestClient, u: dict) -> str:
+    r = client.post("/api/v1/auth/token", data={"username": u["username"], "password": u["password"]})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+@pytest.fixture
+def api(settings):
+    with connect(settings.database_url, autocommit=True) as conn:
+        users = {role: factories.user(conn, role=role) for role in ("dispatcher", "technician", "finance")}
+        v = factories.vehicle(conn, status="rented")
+    with TestClient(create_app(settings)) as client:
+        tokens = {role: _token(client, u) for role, u in users.items()}
+        headers = {role: {"Authorization": f"Bearer {t}"} for role, t in tokens.items()}
+        yield client, v, tokens, headers
+
+
+def test_rest_filters_ack_resolve_and_roles(api, settings):
+    client, v, _, h = api
+    with connect(settings.database_url, autocommit=True) as conn:
+        crash, _ = alerts.raise_(
+            conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="crash"
+        )
+        alerts.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel")
+    assert client.get("/api/v1/alerts").status_code == 401
+    assert client.get("/api/v1/alerts", headers=h["finance"]).status_code == 403
+    assert client.post(f"/api/v1/alerts/{crash['id']}/ack", headers=h["finance"]).status_code == 403
+    r = client.get(
+        "/api/v1/alerts", headers=h["dispatcher"], params={"severity": "critical", "vehicle": v["vin"]}
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["total"] == 1 and body["items"][0]["kind"] == "crash" and body["items"][0]["evidence"] == []
+    assert (
+        client.get("/api/v1/alerts", headers=h["technician"], params={"kind": "crash,low_fuel"}).json()[
+            "total"
+        ]
+        == 2
+    )
+    assert (
+        client.get("/api/v1/alerts", headers=h["dispatcher"], params={"status": "bogus"}).status_code == 422
+    )
+    r = client.get("/api/v1/alerts", headers=h["dispatcher"], params={"from": "2026-11-02T00:00:00Z"})
+    assert r.json()["total"] == 0
+    r = client.post(f"/api/v1/alerts/{crash['id']}/ack", headers=h["dispatcher"])
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+    r = client.post(
+        f"/api/v1/alerts/{crash['id']}/resolve", headers=h["technician"], json={"note": "false alarm"}
+    )
+    assert r.status_code == 200 and r.json()["resolution_note"] == "false alarm"
+    r = client.post(f"/api/v1/alerts/{crash['id']}/resolve", headers=h["technician"], json={"note": "again"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert client.get("/api/v1/alerts/424242", headers=h["dispatcher"]).status_code == 404
+    got = client.get(f"/api/v1/alerts/{crash['id']}", headers=h["dispatcher"]).json()
+    assert got["status"] == "resolved" and got["resolved_by"] and got["acknowledged_by"]
+    state = client.get(f"/api/v1/vehicles/{v['vin']}/state", headers=h["dispatcher"]).json()
+    assert state["health"] == "ok" and state.get("rentable", True) is True
+
+
+def test_stream_rejects_missing_bad_token_and_wrong_role(api):
+    client, _, tokens, _ = api
+    for url, code in (("/api/v1/stream", 4401), ("/api/v1/stream?token=garbage", 4401),
+                      (f"/api/v1/stream?token={tokens['finance']}", 4403)):  # fmt: skip
+        with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(url) as ws:
+            ws.receive_json()
+        assert exc.value.code == code
+
+
+@pytest.mark.timeout(90)
+def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
+    """Device → Mosquitto → monitor process → alert row + NOTIFY → API listener → WebSocket client."""
+    client, v, tokens, _ = api
+    service = MonitorService(settings)
+    stop = threading.Event()
+    worker = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    worker.start()
+    pub = MqttConnection(settings.mqtt, f"test-pub-{uuid.uuid4().hex[:8]}")
+    pub.start()
+    try:
+        assert service.ready.wait(20)
+        with client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws:
+            hello = ws.receive_json()
+            assert hello["type"] == "hello" and hello["listening"] is True
+            time.sleep(0.5)  # the monitor's subscription is acknowledged by now
+            now = dt.datetime.now(dt.UTC)
+            sent = time.monotonic()
+            payload = {"ts": now.isoformat(), "seq": 1, "type": "crash", "peak_g": 3.4, "speed_kmh": 42}
+            assert pub.publish(
+                topic_for(settings.topic_root, v["device_id"], "event"), json.dumps(payload), qos=1
+            )
+            msgs = [ws.receive_json() for _ in range(2)]
+            latency = time.monotonic() - sent
+        alert_msg = next(m for m in msgs if m["type"] == "alert")
+        assert alert_msg["event"] == "opened" and alert_msg["alert"]["kind"] == "crash"
+        assert alert_msg["alert"]["severity"] == "critical" and alert_msg["alert"]["vin"] == v["vin"]
+        vehicle_msg = next(m for m in msgs if m["type"] == "vehicle")
+        assert vehicle_msg["health"] == "critical" and vehicle_msg["rentable"] is False
+        assert latency < 5.0
+        with connect(settings.database_url) as conn:
+            row = conn.execute("SELECT * FROM alerts WHERE vehicle_id = %s", (v["id"],)).fetchone()
+            st = conn.execute(
+                "SELECT rentable, health FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
+            ).fetchone()
+        assert row["kind"] == "crash" and row["evidence"][0]["peak_g"] == 3.4
+        assert abs((row["opened_at"] - now).total_seconds()) < 0.01  # the sample's time, not arrival time
+        assert st == {"rentable": False, "health": "critical"}
+        # A second crash event is a repeat on the same alert, not a new one.
+        payload.update(seq=2, ts=(now + dt.timedelta(seconds=40)).isoformat())
+        pub.publish(topic_for(settings.topic_root, v["device_id"], "event"), json.dumps(payload), qos=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with connect(settings.database_url) as conn:
+                rows = conn.execute(
+                    "SELECT occurrences FROM alerts WHERE vehicle_id = %s", (v["id"],)
+                ).fetchall()
+            if rows and rows[0]["occurrences"] == 2:
+                break
+            time.sleep(0.1)
+        assert [r["occurrences"] for r in rows] == [2]
+    finally:
+        pub.stop()
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
