@@ -83,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="embedded broker: mosquitto if installed (MQTT 5), else amqtt in-process (MQTT 3.1.1)",
     )
     p.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=None,
+        help="embedded broker's port (default 1883 if free, else any free port)",
+    )
+    p.add_argument(
         "--keep-data",
         action="store_true",
         help="keep the embedded database from the previous run (default: a fresh database each run)",
@@ -326,7 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if settings.mqtt_url:
             print(f"broker:   {settings.mqtt.host}:{settings.mqtt.port} (FLEET_MQTT_URL)", file=out)
         else:
-            broker = make_broker(data_dir, args.broker)
+            broker = make_broker(data_dir, args.broker, args.mqtt_port)
             demo.servers.append(broker)
             update["mqtt_url"] = broker.start()
             update["mqtt_protocol"] = broker.protocol
