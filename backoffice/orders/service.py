@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,8 @@ from backoffice.finance import service as finance
 from backoffice.orders import pricing
 from backoffice.orders.pricing import to_json
 from fleetcore.errors import Conflict, Invalid, NotFound
+
+log = logging.getLogger(__name__)
 
 # A returned car needs cleaning and a check before the next customer; reservations keep this gap.
 TURNAROUND = dt.timedelta(hours=1)
@@ -202,6 +205,7 @@ def reserve(
                 )
             return c
         except psycopg.errors.ExclusionViolation:
+            log.info("order %s lost vehicle %s to a concurrent booking; trying the next one", order_id, c["vin"])
             continue
     raise Conflict(
         f"no {vehicle_class} vehicle left at the pickup station for {lo.isoformat()} .. {return_at.isoformat()}",
