@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -38,7 +39,8 @@ def create(
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     department = department or ROLE_DEPARTMENT[role]
-    if department not in DEPARTMENTS:
+    # Departments are a table since migration 0202 (HR may add them).
+    if not conn.execute("SELECT 1 FROM departments WHERE code = %s", (department,)).fetchone():
         raise Invalid(f"unknown department {department!r}")
     if get(conn, username=username):
         raise Conflict(f"user {username!r} already exists")
@@ -105,11 +107,42 @@ def audit(
 
 
 def list_audit(
-    conn: psycopg.Connection, *, entity: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0
+    conn: psycopg.Connection,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[dict]:
+    """Audit records, newest first; `action` ending in '.' or '*' matches a prefix (e.g. 'vehicle.')."""
+    prefix = (
+        action[:-1]
+        if action and action.endswith("*")
+        else action
+        if action and action.endswith(".")
+        else None
+    )
     return conn.execute(
         """SELECT * FROM audit_log
             WHERE (%(e)s::text IS NULL OR entity = %(e)s) AND (%(i)s::text IS NULL OR entity_id = %(i)s)
+              AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+              AND (%(action)s::text IS NULL OR action = %(action)s OR starts_with(action, %(prefix)s))
+              AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
+              AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
             ORDER BY id DESC LIMIT %(l)s OFFSET %(o)s""",
-        {"e": entity, "i": entity_id, "l": limit, "o": offset},
+        {
+            "e": entity,
+            "i": entity_id,
+            "actor": actor.lower() if actor else None,
+            "action": action,
+            "prefix": prefix,
+            "since": since,
+            "until": until,
+            "l": limit,
+            "o": offset,
+        },
     ).fetchall()

@@ -1,20 +1,24 @@
-"""Authentication (OAuth2 password flow), staff users and the audit log."""
+"""Authentication (OAuth2 password flow), the signed-in user, and the audit log.
+
+Staff user administration lives in backoffice/hr/views.py.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from backoffice.auth import service
-from backoffice.auth.security import create_access_token
-from backoffice.deps import ConnDep, CurrentUser, SettingsDep, require_roles
+from backoffice.auth.security import create_access_token, hash_password, verify_password
+from backoffice.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
+from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
-AdminOrHr = Annotated[dict, Depends(require_roles("hr"))]
 Admin = Annotated[dict, Depends(require_roles("admin"))]
+Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 
 
 class Token(BaseModel):
@@ -23,16 +27,17 @@ class Token(BaseModel):
     expires_in: int
 
 
-class UserIn(BaseModel):
-    username: str = Field(pattern=r"^[a-z0-9_.@-]{3,64}$")
-    password: str = Field(min_length=service.MIN_PASSWORD_LENGTH, max_length=256)
-    role: Literal["admin", "dispatcher", "customer_service", "finance", "hr", "technician"]
-    full_name: str = ""
-    department: Literal["operations", "customer_service", "technology", "finance", "administration"] | None = None
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(min_length=service.MIN_PASSWORD_LENGTH, max_length=256)
 
 
 @router.post("/auth/token", response_model=Token)
-def login(conn: ConnDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+def login(
+    conn: ConnDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Token:
+    """Exchange username and password (form fields) for a bearer token."""
     user = service.authenticate(conn, username=form.username, password=form.password)
     if user is None:
         raise HTTPException(
@@ -41,26 +46,33 @@ def login(conn: ConnDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRe
             headers={"WWW-Authenticate": "Bearer"},
         )
     token = create_access_token(
-        subject=user["username"], role=user["role"], secret=settings.secret_key, minutes=settings.access_token_minutes
+        subject=user["username"],
+        role=user["role"],
+        secret=settings.secret_key,
+        minutes=settings.access_token_minutes,
     )
     return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
 
 
 @router.get("/auth/me")
-def me(user: CurrentUser) -> dict:
+def me(user: Staff) -> dict:
+    """The signed-in staff user."""
     return user
 
 
-@router.get("/users")
-def list_users(conn: ConnDep, user: AdminOrHr) -> list[dict]:
-    return service.list_(conn)
-
-
-@router.post("/users", status_code=201)
-def create_user(body: UserIn, conn: ConnDep, user: AdminOrHr) -> dict:
-    created = service.create(conn, **body.model_dump())
-    service.audit(conn, actor=user, action="user.create", entity="staff_users", entity_id=created["id"], after=created)
-    return created
+@router.post("/auth/password", status_code=204)
+def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> None:
+    """Change your own password; your other tokens stop working."""
+    row = conn.execute("SELECT password_hash FROM staff_users WHERE id = %s", (user["id"],)).fetchone()
+    if not verify_password(body.current_password, row["password_hash"]):
+        raise Invalid("current password is wrong")
+    conn.execute(
+        "UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), updated_at = now() WHERE id = %s",
+        (hash_password(body.new_password), user["id"]),
+    )
+    service.audit(
+        conn, actor=user, action="user.password_change", entity="staff_users", entity_id=user["username"]
+    )
 
 
 @router.get("/audit")
@@ -69,7 +81,24 @@ def list_audit(
     user: Admin,
     entity: str | None = None,
     entity_id: str | None = None,
+    actor: Annotated[str | None, Query(description="username, 'cli' or 'system'")] = None,
+    action: Annotated[str | None, Query(description="exact action, or a prefix ending in '.' or '*'")] = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
-    return service.list_audit(conn, entity=entity, entity_id=entity_id, limit=limit, offset=offset)
+    """The audit log, newest first (admin)."""
+    if since is not None and until is not None and since >= until:
+        raise Invalid("from must be before to")
+    return service.list_audit(
+        conn,
+        entity=entity,
+        entity_id=entity_id,
+        actor=actor,
+        action=action,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )

@@ -1,0 +1,1 @@
+"""Administration / HR: staff users and departments."""

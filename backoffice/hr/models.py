@@ -1,0 +1,49 @@
+"""Request schemas of the HR API (tables: staff_users in migration 0200, departments in 0202)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backoffice.auth.service import MIN_PASSWORD_LENGTH
+
+Role = Literal["admin", "dispatcher", "customer_service", "finance", "hr", "technician"]
+DepartmentCode = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UserIn(_In):
+    username: str = Field(pattern=r"^[a-z0-9_.@-]{3,64}$")
+    password: str = Password
+    role: Role
+    full_name: str = Field(default="", max_length=200)
+    department: str | None = DepartmentCode
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
+
+
+class UserPatch(_In):
+    full_name: str | None = Field(default=None, max_length=200)
+    department: str | None = DepartmentCode
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
+
+
+class RoleIn(_In):
+    role: Role
+
+
+class PasswordResetIn(_In):
+    password: str = Password
+
+
+class DepartmentIn(_In):
+    code: str = DepartmentCode
+    name: str = Field(min_length=1, max_length=200)
+
+
+class DepartmentPatch(_In):
+    name: str = Field(min_length=1, max_length=200)
