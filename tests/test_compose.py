@@ -125,3 +125,11 @@ def test_dockerfile_installs_every_package() -> None:
     packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)
     for pkg in re.findall(r'"(\w+)\*"', packages):
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"Dockerfile does not copy package {pkg}"
+
+
+def test_deploy_doc_lists_every_setting() -> None:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    missing = [
+        f"FLEET_{name.upper()}" for name in Settings.model_fields if f"`FLEET_{name.upper()}`" not in doc
+    ]
+    assert not missing, f"docs/deploy.md configuration table lacks {missing}"
