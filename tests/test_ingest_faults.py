@@ -1,0 +1,206 @@
+"""Issue 3 fault tests: nothing lost, nothing stored twice, when ingest is killed, the database restarts,
+two workers share the stream, or malformed traffic floods in. Real Mosquitto (private) and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from fleetcore.db import migrate
+from fleetcore.settings import Settings
+from tests.factories import station, vehicle
+from tests.ingest_helpers import (
+    Mosquitto,
+    count,
+    ingest_worker,
+    mosquitto,
+    private_postgres,
+    publish_raw,
+    recent_ms,
+    sample_message,
+    wait_until,
+)
+
+STREAM = 50_000
+DEVICES = 200
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    with mosquitto() as m:
+        yield m
+
+
+def _devices(url: str, n: int = DEVICES, protocols: tuple[str, ...] = ("json", "json", "obd", "nmea")) -> list[tuple[str, str]]:
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        st = station(conn)["code"]
+        return [(vehicle(conn, station_code=st, protocol=protocols[i % len(protocols)])["device_id"],
+                 protocols[i % len(protocols)]) for i in range(n)]
+
+
+def _stream(root: str, devices: list[tuple[str, str]], total: int) -> list[tuple[str, bytes]]:
+    """`total` distinct samples, round-robin over the devices, 1 s apart per device, within the last day."""
+    base = recent_ms(-20 * 3600)
+    per = total // len(devices)
+    out = []
+    for seq in range(per):
+        for d, (device_id, proto) in enumerate(devices):
+            out.append(sample_message(root, device_id, proto, seq, base + seq * 1000 + d))
+    return out
+
+
+def _settings(url: str, broker: Mosquitto, root: str, **kw) -> Settings:  # noqa: ANN003
+    kw.setdefault("ingest_client_id", f"ingest-{uuid.uuid4().hex[:8]}")
+    return Settings(environment="test", database_url=url, mqtt_url=broker.url, topic_root=root, **kw)
+
+
+def _readings(url: str) -> int:
+    try:
+        return count(url, "SELECT value FROM ingest_counters WHERE name = 'readings_stored'")
+    except psycopg.OperationalError:
+        return -1
+
+
+def _assert_exactly_once(url: str, expected: int) -> None:
+    assert count(url, "SELECT count(*) FROM readings") == expected
+    assert count(url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == expected
+    assert count(url, "SELECT value FROM ingest_counters WHERE name = 'readings_stored'") == expected
+    assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
+
+
+def _publish_in_background(port: int, messages: list[tuple[str, bytes]]) -> threading.Thread:
+    t = threading.Thread(target=publish_raw, args=(port, messages), daemon=True)
+    t.start()
+    return t
+
+
+def _start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as f:
+        return subprocess.Popen([sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f)
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(db_url: str, broker: Mosquitto, tmp_path: Path) -> None:
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    messages = _stream(root, _devices(db_url), STREAM)
+    env = {
+        **os.environ, "FLEET_DATABASE_URL": db_url, "FLEET_MQTT_URL": broker.url, "FLEET_TOPIC_ROOT": root,
+        "FLEET_INGEST_CLIENT_ID": f"ingest-kill-{uuid.uuid4().hex[:6]}", "FLEET_ENVIRONMENT": "test",
+    }
+    log = tmp_path / "ingest.log"
+    proc = _start_ingest_process(env, log)
+    try:
+        assert wait_until(lambda: b"event=mqtt_up" in log.read_bytes(), timeout=20), log.read_text()
+        time.sleep(0.3)  # SUBACK
+        pub = _publish_in_background(broker.port, messages)
+        assert wait_until(lambda: _readings(db_url) >= STREAM // 5, timeout=40, interval=0.02)
+        proc.send_signal(signal.SIGKILL)  # no flush, no ack: whatever was held is redelivered by the broker
+        proc.wait(10)
+        killed_at = _readings(db_url)
+        assert 0 < killed_at < STREAM
+        pub.join(60)
+        proc = _start_ingest_process(env, log)
+        assert wait_until(lambda: _readings(db_url) >= STREAM, timeout=45), (_readings(db_url), log.read_text()[-3000:])
+        proc.send_signal(signal.SIGTERM)  # clean stop: flush, ack, disconnect
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_exactly_once(db_url, STREAM)
+    assert b"event=ingest_stopped" in log.read_bytes()
+
+
+def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosquitto) -> None:
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    with private_postgres() as pg:
+        with psycopg.connect(pg.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE fleet")
+        url = pg.url("fleet")
+        migrate(url, Settings(environment="test", timescale="on"))
+        messages = _stream(root, _devices(url), STREAM)
+        settings = _settings(url, broker, root)
+        with ingest_worker(settings) as worker:
+            pub = _publish_in_background(broker.port, messages)
+            assert wait_until(lambda: _readings(url) >= STREAM // 5, timeout=40, interval=0.02)
+            pg.stop("fast")  # terminates the writer's connection mid-stream
+            time.sleep(2.0)
+            pg.start()
+            pub.join(60)
+            assert wait_until(lambda: _readings(url) >= STREAM, timeout=45), _readings(url)
+            assert worker.metrics.db_errors._value.get() >= 1  # it really saw the outage
+        _assert_exactly_once(url, STREAM)
+
+
+def test_two_workers_on_a_shared_subscription_share_the_work(db_url: str, broker: Mosquitto) -> None:
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    total = 30_000
+    messages = _stream(root, _devices(db_url), total)
+    a = _settings(db_url, broker, root, ingest_share_group="ingest")
+    b = _settings(db_url, broker, root, ingest_share_group="ingest")
+    with ingest_worker(a) as wa, ingest_worker(b) as wb:
+        publish_raw(broker.port, messages)
+        assert wait_until(lambda: _readings(db_url) >= total, timeout=45), _readings(db_url)
+        time.sleep(0.5)
+    _assert_exactly_once(db_url, total)
+    done_a, done_b = wa.totals["messages"], wb.totals["messages"]
+    assert done_a + done_b == total
+    assert done_a > total // 10 and done_b > total // 10, (done_a, done_b)
+
+
+def _malformed(root: str, devices: list[tuple[str, str]], rng: random.Random, n: int) -> list[tuple[tuple[str, bytes], str]]:
+    """n malformed messages of registered devices, each with the reason it must be rejected for."""
+    base = recent_ms(-3600)
+    kinds = [
+        ("telemetry", lambda i: b'{"ts": ' + str(base).encode(), "bad_json"),
+        ("telemetry", lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "speed_kmh": 401}).encode(), "out_of_range"),
+        ("telemetry", lambda i: json.dumps({"ts": base + 3_600_000 * 24, "seq": 10**6 + i}).encode(), "future_timestamp"),
+        ("telemetry", lambda i: json.dumps({"seq": i}).encode(), "missing_field"),
+        ("telemetry", lambda i: b"\xff\xfe", "bad_encoding"),
+        ("obd", lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "frames": ["41 99 00"]}).encode(), "unknown_pid"),
+        ("event", lambda i: json.dumps({"ts": base, "seq": i, "type": "teleport"}).encode(), "unknown_event_type"),
+        ("status", lambda i: b"maybe", "bad_status"),
+    ]
+    out = []
+    for i in range(n):
+        device_id, _ = rng.choice(devices)
+        kind, make, reason = kinds[i % len(kinds)]
+        out.append(((f"{root}/devices/{device_id}/{kind}", make(i)), reason))
+    return out
+
+
+def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(db_url: str, broker: Mosquitto) -> None:
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    rng = random.Random(3)
+    devices = _devices(db_url, 100)
+    valid = _stream(root, devices, 10_000)
+    bad = _malformed(root, devices, rng, 10_000)
+    messages = valid + [m for m, _ in bad]
+    rng.shuffle(messages)
+    with ingest_worker(_settings(db_url, broker, root)):
+        publish_raw(broker.port, messages)
+        assert wait_until(
+            lambda: count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= len(messages),
+            timeout=45,
+        )
+    assert count(db_url, "SELECT count(*) FROM readings") == len(valid)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        got = dict(conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall())
+    want: dict[str, int] = {}
+    for _, reason in bad:
+        want[reason] = want.get(reason, 0) + 1
+    assert got == want
+    assert count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_rejected'") == len(bad)
