@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 TURNAROUND = dt.timedelta(hours=1)
 # Longest bookable rental; longer hires are contracts outside this system.
 MAX_RENTAL = dt.timedelta(days=90)
+# Bookings open this far ahead (rate tables are set per year).
+MAX_ADVANCE = dt.timedelta(days=366)
 CHANGEABLE = ("pending", "confirmed", "assigned")
 # Vehicles that can never count towards capacity.
 UNBOOKABLE_STATUSES = ("retired", "out_of_service")
@@ -134,6 +136,8 @@ def _check_times(pickup_at: dt.datetime, return_at: dt.datetime, now: dt.datetim
         raise Invalid("pickup_at must be in the future", details={"field": "pickup_at"})
     if return_at <= now:
         raise Invalid("return_at must be in the future", details={"field": "return_at"})
+    if pickup_at - now > MAX_ADVANCE:
+        raise Invalid(f"bookings open at most {MAX_ADVANCE.days} days ahead", details={"field": "pickup_at"})
     if return_at <= pickup_at:
         raise Invalid("return_at must be after pickup_at", details={"field": "return_at"})
     if return_at - pickup_at > MAX_RENTAL:
