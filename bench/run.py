@@ -1,0 +1,522 @@
+"""`make bench`: ingest drain rate vs the broker's limit vs a naive consumer, and steady-state latency.
+
+All four figures on the same machine, the same data and a private Mosquitto (unbounded session queues):
+  1. drain: a backlog queued for ingest's persistent session, drained by `fleet ingest` to committed rows;
+  2. broker limit: the same backlog drained by `mosquitto_sub` (persistent session, QoS 1) to /dev/null;
+  3. naive: paho + one INSERT and COMMIT per message (on a smaller sample);
+  4. steady state: N devices × 1 Hz for S seconds → publish→commit latency p50/p99 (ingest's lag histogram,
+     the publisher stamps each sample with its publish time), CPU and RSS of the ingest process.
+Results → bench/results.json and bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from fleetcore.db import migrate
+from fleetcore.settings import Settings
+from tests.ingest_helpers import (
+    _utf8,
+    _varint,
+    create_session,
+    free_port,
+    mosquitto,
+    publish_raw,
+    recent_ms,
+    sample_message,
+    wait_port,
+)
+
+HERE = Path(__file__).resolve().parent
+ADMIN_URL = os.environ.get("FLEET_BENCH_PG_ADMIN", os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
+KINDS = ("telemetry", "event", "obd", "nmea", "status")
+# Device protocol mix of the benchmark traffic: mostly JSON units, some raw OBD dongles and NMEA trackers.
+PROTOCOL_MIX = ("json", "json", "json", "obd", "nmea")
+TARGET_BROKER_RATIO = 0.5
+TARGET_NAIVE_RATIO = 20.0
+TARGET_P99_S = 1.0
+
+
+def log(msg: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+
+
+def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
+    """A fresh migrated database with `devices` registered vehicles; returns its URL and (device_id, protocol)."""
+    from backoffice.fleet.vin import with_check_digit
+
+    name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = ADMIN_URL.rpartition("/")
+    url = f"{base}/{name}"
+    migrate(url, Settings(environment="test"))
+    rng = random.Random(1)
+    chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+    devs = [(f"bench-{i:06d}", PROTOCOL_MIX[i % len(PROTOCOL_MIX)]) for i in range(devices)]
+    with psycopg.connect(url, autocommit=False) as conn:
+        sid = conn.execute("INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id").fetchone()[0]
+        vins = [with_check_digit("WVW" + "".join(rng.choice(chars) for _ in range(14))) for _ in devs]
+        ids = [r[0] for r in conn.execute(
+            """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
+               SELECT v, 'BX-' || n, 'Volkswagen', 'Golf', 2023, 'compact', %s
+               FROM unnest(%s::text[], %s::int[]) AS u(v, n) RETURNING id""",
+            (sid, vins, list(range(len(devs)))),
+        ).fetchall()]
+        conn.execute("INSERT INTO devices (device_id, protocol) SELECT * FROM unnest(%s::text[], %s::text[])",
+                     ([d for d, _ in devs], [p for _, p in devs]))
+        conn.execute("INSERT INTO device_installs (device_id, vehicle_id) SELECT * FROM unnest(%s::text[], %s::bigint[])",
+                     ([d for d, _ in devs], ids))
+        conn.execute("INSERT INTO vehicle_state (vehicle_id, device_id) SELECT * FROM unnest(%s::bigint[], %s::text[])",
+                     (ids, [d for d, _ in devs]))
+        conn.commit()
+    return url, devs
+
+
+def drop_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def reset_tables(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, device_events, ingest_rejections, ingest_quarantine")
+        conn.execute("UPDATE ingest_counters SET value = 0")
+        conn.execute("UPDATE vehicle_state SET ts = NULL, last_seen = NULL")
+
+
+def backlog(root: str, devs: list[tuple[str, str]], n: int) -> list[tuple[str, bytes]]:
+    """n distinct samples round-robin over the devices, 1 s apart per device, within the last day."""
+    base = recent_ms(-22 * 3600)
+    out = []
+    seq = 0
+    while len(out) < n:
+        for d, (device_id, proto) in enumerate(devs):
+            out.append(sample_message(root, device_id, proto, seq, base + seq * 1000 + d))
+            if len(out) == n:
+                break
+        seq += 1
+    return out
+
+
+def topics(root: str) -> list[str]:
+    return [f"{root}/devices/+/{k}" for k in KINDS]
+
+
+def counter(url: str, name: str = "readings_stored") -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)).fetchone()[0]
+
+
+# ------------------------------------------------------------------------------------------------ measures
+
+
+def ingest_env(url: str, broker_url: str, root: str, client_id: str, metrics_port: int | None = None) -> dict[str, str]:
+    env = {**os.environ, "FLEET_DATABASE_URL": url, "FLEET_MQTT_URL": broker_url, "FLEET_TOPIC_ROOT": root,
+           "FLEET_INGEST_CLIENT_ID": client_id, "FLEET_ENVIRONMENT": "test"}
+    if metrics_port:
+        env["FLEET_INGEST_METRICS_PORT"] = str(metrics_port)
+    return env
+
+
+def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
+    with logfile.open("ab") as f:
+        return subprocess.Popen([sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> dict:  # noqa: ANN001
+    """Queue `data` for ingest's persistent session(s) while ingest is down, then time `fleet ingest` draining it.
+
+    With workers > 1, that many `fleet ingest` processes share the stream through `$share/bench/...`; their
+    sessions exist before the backlog is published, so Mosquitto spreads the backlog over them.
+    """
+    reset_tables(url)
+    root = data[0][0].split("/devices/")[0]
+    tag = uuid.uuid4().hex[:6]
+    cids = [f"bench-ingest-{tag}-{i}" for i in range(workers)]
+    share = "bench" if workers > 1 else None
+    for cid in cids:
+        create_session(broker.port, cid, [f"$share/{share}/{t}" if share else t for t in topics(root)])
+    publish_raw(broker.port, data)
+    procs = []
+    for cid in cids:
+        env = ingest_env(url, broker.url, root, cid)
+        if share:
+            env["FLEET_INGEST_SHARE_GROUP"] = share
+        procs.append(start_ingest(env, tmp / f"drain-{cid}.log"))
+    try:
+        t0 = time.perf_counter()
+        first = None
+        n = len(data)
+        while True:
+            c = counter(url)
+            now = time.perf_counter()
+            if c and first is None:
+                first = now
+            if c >= n:
+                break
+            if now - t0 > 900:
+                raise TimeoutError(f"drain stuck at {c}/{n}")
+            time.sleep(0.05)
+        total = time.perf_counter() - t0
+    finally:
+        for proc in procs:
+            stop(proc)
+    stored = counter(url)
+    return {"workers": workers, "messages": n, "seconds_total": round(total, 3),
+            "seconds_from_first_commit": round(total - (first - t0), 3), "rate_msgs_s": round(n / total, 1),
+            "stored": stored}
+
+
+def measure_broker_limit(broker, data: list) -> dict:  # noqa: ANN001
+    """The same backlog drained by mosquitto_sub (persistent session, QoS 1, acks every message) to /dev/null."""
+    root = data[0][0].split("/devices/")[0]
+    cid = f"bench-sub-{uuid.uuid4().hex[:6]}"
+    create_session(broker.port, cid, topics(root))
+    publish_raw(broker.port, data)
+    args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-V", "mqttv5", "-c", "-i", cid, "-q", "1",
+            "-x", "3600", "-C", str(len(data))]
+    for t in topics(root):
+        args += ["-t", t]
+    t0 = time.perf_counter()
+    subprocess.run(args, stdout=subprocess.DEVNULL, check=True, timeout=600)
+    seconds = time.perf_counter() - t0
+    return {"messages": len(data), "seconds": round(seconds, 3), "rate_msgs_s": round(len(data) / seconds, 1)}
+
+
+def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
+    """paho (stock), parse, then one INSERT and one COMMIT per message."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from fleetcore.contract import READING_COLUMNS
+    from ingest.parse import process_message
+
+    reset_tables(url)
+    root = data[0][0].split("/devices/")[0]
+    cid = f"bench-naive-{uuid.uuid4().hex[:6]}"
+    create_session(broker.port, cid, topics(root))
+    publish_raw(broker.port, data)
+    conn = psycopg.connect(url, autocommit=False)
+    vehicles = dict(conn.execute("SELECT device_id, vehicle_id FROM device_installs WHERE removed_at IS NULL").fetchall())
+    conn.commit()
+    cols = ", ".join(READING_COLUMNS)
+    stmt = f"INSERT INTO readings ({cols}, vehicle_id) VALUES ({', '.join(['%s'] * (len(READING_COLUMNS) + 1))}) ON CONFLICT DO NOTHING"
+    done = threading.Event()
+    seen = [0]
+
+    def on_message(client, userdata, msg):  # noqa: ANN001
+        r = process_message(root, msg.topic, msg.payload, now=datetime.now(UTC))
+        for row in getattr(r, "readings", []):
+            conn.execute(stmt, (*row, vehicles[row[1]]))
+        conn.commit()
+        seen[0] += 1
+        if seen[0] >= len(data):
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    c.on_connect = lambda cl, *a: [cl.subscribe(t, qos=1) for t in topics(root)]
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    t0 = time.perf_counter()
+    c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(600)
+    seconds = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    conn.close()
+    return {"messages": len(data), "seconds": round(seconds, 3), "rate_msgs_s": round(len(data) / seconds, 1),
+            "stored": counter_rows(url)}
+
+
+def counter_rows(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+
+
+class PacedPublisher(threading.Thread):
+    """N devices × 1 Hz over one raw MQTT connection, each sample stamped with its publish time."""
+
+    def __init__(self, port: int, root: str, devs: list[tuple[str, str]], seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.root, self.devs, self.seconds = port, root, devs, seconds
+        self.sent = 0
+        self.late_ticks = 0
+
+    def run(self) -> None:
+        ticks_per_s = 10  # spread each second's samples over 10 ticks, as real devices are not synchronised
+        per_tick = max(1, len(self.devs) // ticks_per_s)
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(f"pace-{uuid.uuid4().hex[:6]}")
+            s.sendall(b"\x10" + _varint(len(body)) + body)
+            s.recv(4)
+            s.setblocking(False)
+            t_start = time.monotonic()
+            tick = 0
+            seq = 0
+            while time.monotonic() - t_start < self.seconds:
+                chunk = bytearray()
+                lo = (tick % ticks_per_s) * per_tick
+                now_ms = int(time.time() * 1000)
+                for i, (device_id, proto) in enumerate(self.devs[lo : lo + per_tick]):
+                    topic, payload = sample_message(self.root, device_id, proto, seq, now_ms + i % 10)
+                    var = _utf8(topic) + ((self.sent % 65535) + 1).to_bytes(2, "big")
+                    chunk += b"\x32" + _varint(len(var) + len(payload)) + var + payload
+                    self.sent += 1
+                s.setblocking(True)
+                s.sendall(chunk)
+                s.setblocking(False)
+                try:
+                    while s.recv(1 << 20):
+                        pass
+                except BlockingIOError:
+                    pass
+                tick += 1
+                if tick % ticks_per_s == 0:
+                    seq += 1
+                delay = t_start + tick / ticks_per_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    self.late_ticks += 1
+            s.setblocking(True)
+            time.sleep(0.5)
+            s.sendall(b"\xe0\x00")
+
+
+def scrape(port: int) -> dict[str, dict]:
+    """The lag histogram buckets (cumulative) from the worker's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    buckets: dict[float, float] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "fleet_ingest_lag_seconds":
+            for s in fam.samples:
+                if s.name.endswith("_bucket"):
+                    buckets[float(s.labels["le"])] = s.value
+    return buckets
+
+
+def quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
+    """histogram_quantile over the difference of two scrapes (linear within a bucket, as Prometheus does)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_b, prev_c = 0.0, 0.0
+    for b, c in zip(bounds, counts, strict=True):
+        if c >= rank:
+            if b == float("inf"):
+                return prev_b
+            return prev_b + (b - prev_b) * ((rank - prev_c) / max(c - prev_c, 1e-9))
+        prev_b, prev_c = b, c
+    return None
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path) -> dict:  # noqa: ANN001
+    reset_tables(url)
+    root = f"bench-steady-{uuid.uuid4().hex[:6]}/fleet/v1"
+    port = free_port()
+    proc = start_ingest(ingest_env(url, broker.url, root, f"bench-steady-{uuid.uuid4().hex[:6]}", port), tmp / "steady.log")
+    try:
+        wait_port(port, 30)
+        deadline = time.monotonic() + 20
+        while b"event=mqtt_up" not in (tmp / "steady.log").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        warmup = min(5.0, seconds / 4)
+        pub = PacedPublisher(broker.port, root, devs, seconds + warmup)
+        pub.start()
+        time.sleep(warmup)
+        before = scrape(port)
+        cpu0, t0 = proc_cpu_s(proc.pid), time.monotonic()
+        rss = []
+        while pub.is_alive():
+            rss.append(proc_rss_mb(proc.pid))
+            time.sleep(1.0)
+        cpu1, t1 = proc_cpu_s(proc.pid), time.monotonic()
+        time.sleep(1.5)  # the last batch commits
+        after = scrape(port)
+        sent = pub.sent
+        stored = counter(url)
+    finally:
+        stop(proc)
+    return {
+        "devices": len(devs), "rate_hz": 1, "seconds": round(t1 - t0, 1), "published": sent, "stored": stored,
+        "late_publisher_ticks": pub.late_ticks,
+        "latency_p50_s": _round(quantile(0.5, before, after)), "latency_p99_s": _round(quantile(0.99, before, after)),
+        "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+        "rss_mb_max": round(max(rss), 1) if rss else None, "rss_mb_mean": round(statistics.mean(rss), 1) if rss else None,
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def write_report(res: dict) -> None:
+    (HERE / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    d, b, n, s = res["drain"], res["broker_limit"], res["naive"], res["steady"]
+    r = res["ratios"]
+    lines = [
+        "# Ingest benchmark",
+        "",
+        f"Run {res['date']} on `{res['machine']['hostname']}` ({res['machine']['nproc']} CPUs, {res['machine']['python']}), "
+        f"private Mosquitto, PostgreSQL {res['machine']['postgres']}{' + TimescaleDB' if res['machine']['timescale'] else ''}. "
+        f"Backlog {res['params']['backlog']:,} messages from {res['params']['devices']:,} devices "
+        f"(protocol mix {'/'.join(PROTOCOL_MIX)}); medians of {res['params']['repeat']} run(s). "
+        f"{res['params']['note']}",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        f"| 1. drain rate (`fleet ingest`, backlog → committed rows) | **{d['rate_msgs_s']:,.0f} msg/s** |",
+        f"| 2. broker limit (`mosquitto_sub` → /dev/null) | {b['rate_msgs_s']:,.0f} msg/s |",
+        f"| 3. naive (paho + INSERT + COMMIT per message, {n['messages']:,} msgs) | {n['rate_msgs_s']:,.0f} msg/s |",
+        f"| 4. steady {s['devices']:,} devices × 1 Hz, {s['seconds']} s: publish→commit p50 / p99 | "
+        f"{_ms(s['latency_p50_s'])} / {_ms(s['latency_p99_s'])} |",
+        f"| 4. ingest process CPU / RSS (max) | {s['cpu_pct_of_one_core']} % of one core / {s['rss_mb_max']} MB |",
+        *([f"| 1b. drain rate, {res['drain_multi']['workers']} workers on a shared subscription | "
+            f"{res['drain_multi']['rate_msgs_s']:,.0f} msg/s (ratio to broker limit "
+            f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}) |"] if res.get("drain_multi") else []),
+        f"| ratio ingest / broker limit (target ≥ {TARGET_BROKER_RATIO}) | **{r['ingest_over_broker']}** |",
+        f"| ratio ingest / naive (target ≥ {TARGET_NAIVE_RATIO:.0f}) | **{r['ingest_over_naive']}** |",
+        "",
+        f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
+        "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
+        "interpolated within buckets).",
+        "",
+        "Raw runs: see `bench/results.json`.",
+    ]
+    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 1000:.0f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backlog", type=int, default=200_000, help="messages in the drain backlog (≥ 200,000 for the record)")
+    ap.add_argument("--devices", type=int, default=5000, help="registered devices (also the steady-state fleet)")
+    ap.add_argument("--naive", type=int, default=5000, help="messages for the naive baseline")
+    ap.add_argument("--steady-s", type=float, default=60.0, help="steady-state duration")
+    ap.add_argument("--repeat", type=int, default=3, help="repeat drain and broker-limit runs; medians reported")
+    ap.add_argument("--workers", type=int, default=2, help="also drain with this many workers on a shared subscription")
+    ap.add_argument("--note", default="", help="free text for the report (e.g. 'reduced run, noisy machine')")
+    args = ap.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    log(f"database with {args.devices} devices")
+    url, devs = make_database(args.devices)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            pg_version = conn.execute("SHOW server_version").fetchone()[0]
+            timescale = bool(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0])
+        with mosquitto() as broker:
+            drains, limits, multi = [], [], []
+            for i in range(args.repeat):
+                root = f"bench-{uuid.uuid4().hex[:6]}/fleet/v1"
+                data = backlog(root, devs, args.backlog)
+                log(f"run {i + 1}: broker limit on {len(data):,} messages")
+                limits.append(measure_broker_limit(broker, data))
+                log(f"  {limits[-1]}")
+                log(f"run {i + 1}: ingest drain")
+                drains.append(measure_drain(url, broker, data, tmp))
+                log(f"  {drains[-1]}")
+                if args.workers > 1:
+                    log(f"run {i + 1}: ingest drain with {args.workers} workers (shared subscription)")
+                    multi.append(measure_drain(url, broker, data, tmp, workers=args.workers))
+                    log(f"  {multi[-1]}")
+            naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
+            log(f"naive baseline on {len(naive_data):,} messages")
+            naive = measure_naive(url, broker, naive_data)
+            log(f"  {naive}")
+            log(f"steady state: {len(devs)} devices × 1 Hz for {args.steady_s:.0f} s")
+            steady = measure_steady(url, broker, devs, args.steady_s, tmp)
+            log(f"  {steady}")
+    finally:
+        drop_database(url)
+
+    def med(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    drain = {**drains[0], "rate_msgs_s": med(drains, "rate_msgs_s")}
+    limit = {**limits[0], "rate_msgs_s": med(limits, "rate_msgs_s")}
+    res = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"nproc": os.cpu_count(), "hostname": platform.node(), "python": platform.python_version(),
+                    "postgres": pg_version, "timescale": timescale,
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "params": {"backlog": args.backlog, "devices": args.devices, "naive": args.naive, "steady_s": args.steady_s,
+                   "repeat": args.repeat, "note": args.note,
+                   "ingest": {"batch_size": Settings().ingest_batch_size, "batch_ms": Settings().ingest_batch_ms,
+                              "max_inflight": Settings().ingest_max_inflight}},
+        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady,
+        "drain_multi": ({**multi[0], "rate_msgs_s": med(multi, "rate_msgs_s")} if multi else None),
+        "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
+        "ratios": {"ingest_over_broker": round(drain["rate_msgs_s"] / limit["rate_msgs_s"], 3),
+                   "ingest_over_naive": round(drain["rate_msgs_s"] / naive["rate_msgs_s"], 1)},
+        "targets": {"ingest_over_broker": TARGET_BROKER_RATIO, "ingest_over_naive": TARGET_NAIVE_RATIO,
+                    "latency_p99_s": TARGET_P99_S},
+    }
+    write_report(res)
+    log(f"wrote {HERE / 'results.md'}")
+    print((HERE / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
