@@ -6,10 +6,12 @@ GGA with the RMC of the same time of day (GGA carries no date) and turn the text
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 
 import pynmea2
+from pynmea2 import nmea_utils
 
 KNOT_KMH = 1.852  # 1 international knot = 1.852 km/h exactly (1 nautical mile = 1852 m)
 VALID_RMC_STATUS = "A"  # RMC status: A = valid, V = void (receiver warning)
@@ -52,21 +54,35 @@ def _float(value: object, what: str) -> float | None:
         raise ValueError(f"{what} {value!r} is not a number") from None
 
 
-def _position(msg: pynmea2.NMEASentence) -> tuple[float, float]:
-    if not msg.lat or not msg.lon:
+def _degrees(text: str, hemisphere: str, positive: str, negative: str, what: str) -> float:
+    if not text:
         raise ValueError("position missing")
-    if msg.lat_dir not in ("N", "S") or msg.lon_dir not in ("E", "W"):
-        raise ValueError(f"bad hemisphere {msg.lat_dir!r}/{msg.lon_dir!r}")
-    return msg.latitude, msg.longitude  # raises ValueError on a malformed ddmm.mmmm
+    if hemisphere not in (positive, negative):
+        raise ValueError(f"bad {what} hemisphere {hemisphere!r}")
+    value = nmea_utils.dm_to_sd(text)  # raises ValueError on a malformed (d)ddmm.mmmm
+    return -value if hemisphere == negative else value
+
+
+# pynmea2 parses dates with strptime (slow); one message, and one day of messages, repeat the same date.
+_datestamp = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
+_RMC_DATE = pynmea2.RMC.name_to_idx["datestamp"]
 
 
 def _rmc(msg: pynmea2.NMEASentence, line_no: int) -> Fix:
-    if msg.status != VALID_RMC_STATUS or msg.mode_indicator == INVALID_MODE:
-        raise ValueError(f"void fix (status {msg.status!r})")
-    t, d = msg.timestamp, msg.datestamp
-    if not isinstance(t, time) or not isinstance(d, date):
-        raise ValueError("bad or missing time/date")
-    lat, lon = _position(msg)
+    # pynmea2 computes each attribute on access, so every field is read once.
+    status = msg.status
+    if status != VALID_RMC_STATUS or msg.mode_indicator == INVALID_MODE:
+        raise ValueError(f"void fix (status {status!r})")
+    t = msg.timestamp
+    if not isinstance(t, time):
+        raise ValueError("bad or missing time")
+    date_text = msg.data[_RMC_DATE] if len(msg.data) > _RMC_DATE else ""
+    try:
+        d = _datestamp(date_text)
+    except ValueError:
+        raise ValueError(f"bad or missing date {date_text!r}") from None
+    lat = _degrees(msg.lat, msg.lat_dir, "N", "S", "latitude")
+    lon = _degrees(msg.lon, msg.lon_dir, "E", "W", "longitude")
     speed_kn = _float(msg.spd_over_grnd, "speed")
     return Fix(
         ts=datetime.combine(d, t).astimezone(UTC),
@@ -112,7 +128,7 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
                 if fix.ts in seen:
                     continue  # the same fix twice in one message: one sample
                 seen.add(fix.ts)
-                by_time.setdefault(msg.timestamp, []).append(fix)
+                by_time.setdefault(fix.ts.timetz(), []).append(fix)
                 fixes.append(fix)
             elif kind == "GGA":
                 ggas.append((line_no, msg))

@@ -6,6 +6,7 @@ It sits on the hot path, so the common case (one JSON telemetry object) avoids n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -60,6 +61,8 @@ FUTURE_SKEW = timedelta(seconds=MAX_FUTURE_SKEW_S)
 # RFC 3339 date-time (section 5.6); the offset is mandatory. RFC 3339 allows a space instead of "T" (5.6 note).
 RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 STATUS_VALUES = ("online", "offline")
+TOPIC_CACHE_SIZE = 65536  # ≈ 13,000 devices × 5 topic kinds
+TOPIC_CACHE_MAX_LEN = 256
 
 
 @dataclass(slots=True, frozen=True)
@@ -149,7 +152,10 @@ def _timestamp(value: Any, limit: datetime) -> datetime:
         except ValueError:
             raise _Bad("bad_field", f"ts={value!r} is not a valid date-time") from None
         if ts.tzinfo is not UTC:
-            ts = ts.astimezone(UTC)
+            try:
+                ts = ts.astimezone(UTC)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
+                raise _Bad("out_of_range", f"ts={value!r} is outside the representable range") from None
     elif t is int:
         if not MIN_TS_MS <= value <= MAX_TS_MS:
             raise _Bad("out_of_range", f"ts={value!r} epoch ms is before {MIN_TS.date()} or absurd")
@@ -199,18 +205,30 @@ def _dtc(value: Any) -> list[str]:
     return codes
 
 
-def _no_nonfinite(value: Any, path: str) -> None:
-    """Event data goes to jsonb, which has no NaN/Infinity (an overflowing literal like 1e999 parses to inf)."""
+def _check_data(value: Any, path: str) -> None:
+    """Event data goes to jsonb, which refuses NaN/Infinity (1e999 parses to inf), NUL and unpaired surrogates."""
     t = type(value)
     if t is float:
         if not math.isfinite(value):
             raise _Bad("bad_field", f"{path}={value!r} is not a finite number")
+    elif t is str:
+        _check_text(value, path)
     elif t is dict:
         for k, v in value.items():
-            _no_nonfinite(v, f"{path}.{k}")
+            _check_text(k, f"{path} key")
+            _check_data(v, f"{path}.{k}")
     elif t is list:
         for i, v in enumerate(value):
-            _no_nonfinite(v, f"{path}[{i}]")
+            _check_data(v, f"{path}[{i}]")
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise _Bad("bad_field", f"{path} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad("bad_field", f"{path} contains an unpaired UTF-16 surrogate") from None
 
 
 # ----------------------------------------------------------------------------------------------- elements
@@ -228,7 +246,12 @@ def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
             continue
         spec = _NUMERIC.get(key)
         if spec is not None:
-            row[spec[0]] = _number(key, value, spec[1], spec[2], spec[3])
+            idx, lo, hi, integer = spec
+            # inline fast path for the common case (a float in range), the full checks otherwise
+            if type(value) is float and not integer and lo <= value <= hi:
+                row[idx] = value
+            else:
+                row[idx] = _number(key, value, lo, hi, integer)
         elif key == "ignition":
             if type(value) is not bool:
                 raise _Bad("bad_field", f"ignition={value!r} is not a boolean")
@@ -270,7 +293,7 @@ def _event(obj: Any, device_id: str, limit: datetime) -> Event:
     if type(etype) is not str or etype not in EVENT_TYPES:
         raise _Bad("unknown_event_type", f"type={etype!r} is not one of {sorted(EVENT_TYPES)}")
     data = {k: v for k, v in obj.items() if k not in ("ts", "seq", "type")}
-    _no_nonfinite(data, "data")
+    _check_data(data, "data")
     return Event(ts=ts, seq=seq, type=etype, data=data)
 
 
@@ -347,12 +370,23 @@ def _reject_constant(name: str) -> float:
 
 # Built once: json.loads with any keyword argument constructs a new decoder per call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
+_topic_cached = functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)(parse_topic)
+
+
+def _topic(root: str, topic: str) -> tuple[str, str] | None:
+    # Long topics (necessarily invalid: device ids have ≤ 64 chars) are not cached, to bound the cache's memory.
+    if len(topic) <= TOPIC_CACHE_MAX_LEN:
+        return _topic_cached(root, topic)
+    return parse_topic(root, topic)
+
+
 _JSON_KINDS = {TELEMETRY: _telemetry, OBD: _obd, EVENT: _event}
 
 
 def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> Parsed | Rejection:
     """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections."""
-    parts = parse_topic(root, topic)
+    parts = _topic(root, topic)
     if parts is None:
         return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
     device_id, kind = parts

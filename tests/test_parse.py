@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import timeit
 from datetime import UTC, datetime, timedelta, timezone
@@ -262,6 +263,9 @@ def test_timestamps(ts: Any, expected: datetime) -> None:
         (NOW_MS + MAX_FUTURE_SKEW_S * 1000 + 1, "future_timestamp"),
         ("2026-11-26T12:05:01Z", "future_timestamp"),
         ("2026-11-26T14:05:01+02:00", "future_timestamp"),
+        ("9999-12-31T23:59:59-01:00", "out_of_range"),  # overflows when converted to UTC
+        ("0001-01-01T00:00:00+01:00", "out_of_range"),
+        ("2016-12-31T23:59:60Z", "bad_field"),  # leap second: Python datetimes cannot hold it
     ],
 )
 def test_bad_timestamps(ts: Any, reason: str) -> None:
@@ -410,6 +414,27 @@ def test_bad_events(payload: dict, reason: str) -> None:
 def test_event_data_refuses_overflowing_numbers() -> None:
     raw = f'{{"ts": {NOW_MS}, "seq": 1, "type": "crash", "info": {{"peak": [1, 1e999]}}}}'
     assert "data.info.peak[1]" in rejected("event", raw, "bad_field").detail
+
+
+@pytest.mark.parametrize(
+    ("raw_data", "where"),
+    [
+        ('"note": "a\\u0000b"', "data.note"),
+        ('"a\\u0000": 1', "data key"),
+        ('"note": "\\ud800"', "data.note"),
+        ('"deep": [{"x": ["\\udfff"]}]', "data.deep[0].x[0]"),
+    ],
+)
+def test_event_data_must_fit_jsonb(raw_data: str, where: str) -> None:
+    raw = f'{{"ts": {NOW_MS}, "seq": 1, "type": "sos", {raw_data}}}'
+    assert where in rejected("event", raw, "bad_field").detail
+
+
+def test_event_data_keeps_unicode() -> None:
+    raw = (
+        f'{{"ts": {NOW_MS}, "seq": 1, "type": "sos", "note": "Grüße 🚗", "nested": {{"k": [1, null, true]}}}}'
+    )
+    assert ok("event", raw).events[0].data == {"note": "Grüße 🚗", "nested": {"k": [1, None, True]}}
 
 
 def test_every_event_type() -> None:
@@ -630,3 +655,40 @@ def test_throughput_floor() -> None:
     n = 5000
     elapsed = min(timeit.repeat(lambda: process_message(ROOT, topic, payload, now=NOW), number=n, repeat=3))
     assert n / elapsed > 5000
+
+
+def test_fuzzed_payloads_never_raise() -> None:
+    """Random byte edits of valid messages of every kind always give a Parsed or a Rejection, never an exception."""
+    seeds = {
+        "telemetry": json.dumps(
+            [
+                sample(lat=1.5, accel_g=[1, 2, 3], dtc=["P0301"], ignition=True, sats=8),
+                {"ts": NOW_MS, "seq": 2},
+            ]
+        ).encode(),
+        "event": json.dumps({"ts": NOW_MS, "seq": 1, "type": "crash", "x": {"a": [1.5, "s"]}}).encode(),
+        "obd": json.dumps(
+            {"ts": NOW_MS, "seq": 1, "frames": [encode_pid(0x0C, 1726), *encode_dtcs(["P0133"])]}
+        ).encode(),
+        "nmea": f"{encode_rmc(NOW, 1, 2, 3, 4)}\r\n{encode_gga(NOW, 1, 2, 3, 1.0, 5)}\r\n".encode(),
+        "status": b"online",
+    }
+    alphabet = b'0123456789-+:.TZ eE,*$[]{}"\\\x00\xff\r\nNaIu'
+    rnd = random.Random(20261126)
+    outcomes = set()
+    for _ in range(3000):
+        kind = rnd.choice(sorted(seeds))
+        data = bytearray(seeds[kind])
+        for _ in range(rnd.randint(1, 4)):
+            pos = rnd.randrange(len(data))
+            op = rnd.random()
+            if op < 0.4:
+                data[pos] = rnd.choice(alphabet)
+            elif op < 0.7:
+                data[pos:pos] = bytes([rnd.choice(alphabet)])
+            else:
+                del data[pos]
+        result = process_message(ROOT, topic_for(ROOT, DEV, kind), bytes(data), now=NOW)
+        assert isinstance(result, Parsed | Rejection)
+        outcomes.add(result.reason if isinstance(result, Rejection) else "parsed")
+    assert {"parsed", "bad_json", "bad_checksum", "bad_status"} <= outcomes
