@@ -22,13 +22,13 @@ class UserIn(_In):
     password: str = Password
     role: Role
     full_name: str = Field(default="", max_length=200)
-    department: str | None = DepartmentCode
+    department: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,31}$")
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
 
 
 class UserPatch(_In):
     full_name: str | None = Field(default=None, max_length=200)
-    department: str | None = DepartmentCode
+    department: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,31}$")
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
 
 
