@@ -176,3 +176,15 @@ def encode_dtcs(codes: list[str]) -> list[str]:
         chunk += b"\x00" * (2 * DTC_SLOTS_PER_FRAME - len(chunk))
         frames.append(_hex(bytes((SERVICE_03_RESPONSE,)) + chunk))
     return frames
+
+
+# reading field → the service 01 PID that carries it
+FIELD_PIDS: dict[str, int] = {p.field: p.pid for p in PIDS.values() if p.field is not None}
+
+
+def encode_fields(values: dict[str, float | None], dtcs: list[str] | None = None) -> list[str]:
+    """Frames for the fields of `values` a PID carries (None and PID-less fields skipped), plus `43` frames for `dtcs`."""
+    frames = [encode_pid(FIELD_PIDS[k], v) for k, v in values.items() if v is not None and k in FIELD_PIDS]
+    if dtcs is not None:
+        frames += encode_dtcs(dtcs)
+    return frames

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.obd import PIDS, ObdError, decode_dtc, decode_frames, encode_dtc, encode_dtcs, encode_pid
+from ingest.obd import (
+    FIELD_PIDS,
+    PIDS,
+    ObdError,
+    decode_dtc,
+    decode_frames,
+    encode_dtc,
+    encode_dtcs,
+    encode_fields,
+    encode_pid,
+)
 
 
 @pytest.mark.parametrize(
@@ -149,3 +159,36 @@ def test_encode_refuses_bad_dtc() -> None:
         encode_dtc("X0133")
     with pytest.raises(ValueError):
         encode_dtcs(["P4133"])
+
+
+def test_encode_fields_round_trip() -> None:
+    values = {
+        "rpm": 2150.5,
+        "speed_kmh": 87.0,
+        "coolant_c": 92.0,
+        "battery_v": 14.05,
+        "odometer_km": 51234.5,
+        "lat": 52.5,  # no PID: ignored
+        "fuel_pct": None,  # not measured: no frame
+    }
+    frames = encode_fields(values, dtcs=["P0301"])
+    assert len(frames) == 6
+    decoded = decode_frames(frames)
+    assert decoded == {
+        "rpm": 2150.5,
+        "speed_kmh": 87.0,
+        "coolant_c": 92.0,
+        "battery_v": pytest.approx(14.05),
+        "odometer_km": 51234.5,
+        "dtc": ["P0301"],
+    }
+    assert FIELD_PIDS == {
+        "engine_load_pct": 0x04,
+        "coolant_c": 0x05,
+        "rpm": 0x0C,
+        "speed_kmh": 0x0D,
+        "throttle_pct": 0x11,
+        "fuel_pct": 0x2F,
+        "battery_v": 0x42,
+        "odometer_km": 0xA6,
+    }
