@@ -88,14 +88,19 @@ for _base in (0x00, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0):
     )
 
 
+def _show(frame: object) -> str:
+    text = repr(frame)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def frame_bytes(frame: object) -> bytes:
     """Hex text of one ELM327 response ("41 0C 1A F8" or "410C1AF8") → bytes; ObdError when not hex."""
     if not isinstance(frame, str):
-        raise ObdError("bad_obd_frame", f"frame {frame!r} is not a string")
+        raise ObdError("bad_obd_frame", f"frame {_show(frame)} is not a string")
     try:
         data = bytes.fromhex(frame)
     except ValueError:
-        raise ObdError("bad_obd_frame", f"frame {frame!r} is not hex bytes") from None
+        raise ObdError("bad_obd_frame", f"frame {_show(frame)} is not hex bytes") from None
     if not data:
         raise ObdError("bad_obd_frame", "empty frame")
     return data
@@ -118,14 +123,14 @@ def decode_frames(frames: Iterable[object]) -> dict[str, object]:
         service = data[0]
         if service == SERVICE_01_RESPONSE:
             if len(data) < 2:
-                raise ObdError("bad_obd_frame", f"frame {frame!r}: service 01 response without a PID")
+                raise ObdError("bad_obd_frame", f"frame {_show(frame)}: service 01 response without a PID")
             spec = PIDS.get(data[1])
             if spec is None:
-                raise ObdError("unknown_pid", f"frame {frame!r}: PID {data[1]:02X} is not supported")
+                raise ObdError("unknown_pid", f"frame {_show(frame)}: PID {data[1]:02X} is not supported")
             if len(data) != 2 + spec.nbytes:
                 raise ObdError(
                     "bad_obd_frame",
-                    f"frame {frame!r}: PID {spec.pid:02X} needs {spec.nbytes} data bytes, got {len(data) - 2}",
+                    f"frame {_show(frame)}: PID {spec.pid:02X} needs {spec.nbytes} data bytes, got {len(data) - 2}",
                 )
             if spec.field is not None and spec.decode is not None:
                 out[spec.field] = spec.decode(data[2:])
@@ -133,7 +138,8 @@ def decode_frames(frames: Iterable[object]) -> dict[str, object]:
             body = data[1:]
             if len(body) % 2 or not 2 <= len(body) <= 2 * DTC_SLOTS_PER_FRAME:
                 raise ObdError(
-                    "bad_obd_frame", f"frame {frame!r}: service 03 response needs 1 to 3 two-byte DTC slots"
+                    "bad_obd_frame",
+                    f"frame {_show(frame)}: service 03 response needs 1 to 3 two-byte DTC slots",
                 )
             if dtcs is None:
                 dtcs = []
@@ -141,7 +147,9 @@ def decode_frames(frames: Iterable[object]) -> dict[str, object]:
                 if body[i] or body[i + 1]:  # 00 00 = empty slot
                     dtcs.append(decode_dtc(body[i], body[i + 1]))
         else:
-            raise ObdError("bad_obd_frame", f"frame {frame!r}: response byte {service:02X} is not 41 or 43")
+            raise ObdError(
+                "bad_obd_frame", f"frame {_show(frame)}: response byte {service:02X} is not 41 or 43"
+            )
     if dtcs is not None:
         out["dtc"] = dtcs
     return out

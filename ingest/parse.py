@@ -63,6 +63,7 @@ RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Z
 STATUS_VALUES = ("online", "offline")
 TOPIC_CACHE_SIZE = 65536  # ≈ 13,000 devices × 5 topic kinds
 TOPIC_CACHE_MAX_LEN = 256
+MAX_SHOWN = 80  # characters of an offending value quoted in a rejection detail
 
 
 @dataclass(slots=True, frozen=True)
@@ -106,6 +107,12 @@ class _Bad(Exception):
         self.detail = detail
 
 
+def _show(value: Any) -> str:
+    """A value for an error detail, cut short: details are stored and shown, payloads may be huge."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
 def reading_as_dict(row: tuple) -> dict:
     """A reading row as {column: value}."""
     return dict(zip(READING_COLUMNS, row, strict=True))
@@ -129,45 +136,45 @@ def _number(name: str, value: Any, lo: float, hi: float, integer: bool) -> float
         if lo <= value <= hi:
             if integer:
                 if not value.is_integer():
-                    raise _Bad("bad_field", f"{name}={value!r} is not an integer")
+                    raise _Bad("bad_field", f"{name}={_show(value)} is not an integer")
                 return int(value)
             return value
         if not math.isfinite(value):
-            raise _Bad("bad_field", f"{name}={value!r} is not a finite number")
-        raise _Bad("out_of_range", f"{name}={value!r} is outside [{lo}, {hi}]")
+            raise _Bad("bad_field", f"{name}={_show(value)} is not a finite number")
+        raise _Bad("out_of_range", f"{name}={_show(value)} is outside [{lo}, {hi}]")
     if t is int:  # type() so that bool (an int subclass) is refused
         if lo <= value <= hi:
             return value if integer else float(value)
-        raise _Bad("out_of_range", f"{name}={value!r} is outside [{lo}, {hi}]")
-    raise _Bad("bad_field", f"{name}={value!r} is not a number")
+        raise _Bad("out_of_range", f"{name}={_show(value)} is outside [{lo}, {hi}]")
+    raise _Bad("bad_field", f"{name}={_show(value)} is not a number")
 
 
 def _timestamp(value: Any, limit: datetime) -> datetime:
     t = type(value)
     if t is str:
         if not RFC3339_RE.fullmatch(value):
-            raise _Bad("bad_field", f"ts={value!r} is not RFC 3339 with an offset")
+            raise _Bad("bad_field", f"ts={_show(value)} is not RFC 3339 with an offset")
         try:
             ts = datetime.fromisoformat(value.upper())
         except ValueError:
-            raise _Bad("bad_field", f"ts={value!r} is not a valid date-time") from None
+            raise _Bad("bad_field", f"ts={_show(value)} is not a valid date-time") from None
         if ts.tzinfo is not UTC:
             try:
                 ts = ts.astimezone(UTC)
             except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
-                raise _Bad("out_of_range", f"ts={value!r} is outside the representable range") from None
+                raise _Bad("out_of_range", f"ts={_show(value)} is outside the representable range") from None
     elif t is int:
         if not MIN_TS_MS <= value <= MAX_TS_MS:
-            raise _Bad("out_of_range", f"ts={value!r} epoch ms is before {MIN_TS.date()} or absurd")
+            raise _Bad("out_of_range", f"ts={_show(value)} epoch ms is before {MIN_TS.date()} or absurd")
         ts = EPOCH + timedelta(milliseconds=value)
     elif value is None:
         raise _Bad("missing_field", "ts is required")
     else:
-        raise _Bad("bad_field", f"ts={value!r} must be an RFC 3339 string or integer epoch milliseconds")
+        raise _Bad("bad_field", f"ts={_show(value)} must be an RFC 3339 string or integer epoch milliseconds")
     if ts > limit:
-        raise _Bad("future_timestamp", f"ts={value!r} is more than {MAX_FUTURE_SKEW_S} s in the future")
+        raise _Bad("future_timestamp", f"ts={_show(value)} is more than {MAX_FUTURE_SKEW_S} s in the future")
     if ts < MIN_TS:
-        raise _Bad("out_of_range", f"ts={value!r} is before {MIN_TS.date()}")
+        raise _Bad("out_of_range", f"ts={_show(value)} is before {MIN_TS.date()}")
     return ts
 
 
@@ -175,10 +182,10 @@ def _seq(value: Any) -> int:
     if type(value) is int:
         if 0 <= value <= MAX_SEQ:
             return value
-        raise _Bad("out_of_range", f"seq={value!r} is outside [0, {MAX_SEQ}]")
+        raise _Bad("out_of_range", f"seq={_show(value)} is outside [0, {MAX_SEQ}]")
     if value is None:
         raise _Bad("missing_field", "seq is required")
-    raise _Bad("bad_field", f"seq={value!r} is not an integer")
+    raise _Bad("bad_field", f"seq={_show(value)} is not an integer")
 
 
 def _head(obj: Any, limit: datetime) -> tuple[datetime, int]:
@@ -189,18 +196,18 @@ def _head(obj: Any, limit: datetime) -> tuple[datetime, int]:
 
 def _accel(value: Any, row: list) -> None:
     if type(value) is not list or len(value) != 3:
-        raise _Bad("bad_field", f"accel_g={value!r} must be a list of 3 numbers")
+        raise _Bad("bad_field", f"accel_g={_show(value)} must be a list of 3 numbers")
     for i, v in enumerate(value):
         row[_ACCEL_X + i] = _number("accel_g", v, -ACCEL_LIMIT_G, ACCEL_LIMIT_G, False)
 
 
 def _dtc(value: Any) -> list[str]:
     if type(value) is not list:
-        raise _Bad("bad_field", f"dtc={value!r} must be a list of codes")
+        raise _Bad("bad_field", f"dtc={_show(value)} must be a list of codes")
     codes = []
     for code in value:
         if type(code) is not str or not DTC_RE.fullmatch(code.upper()):
-            raise _Bad("bad_field", f"dtc code {code!r} is not like P0301")
+            raise _Bad("bad_field", f"dtc code {_show(code)} is not like P0301")
         codes.append(code.upper())
     return codes
 
@@ -210,7 +217,7 @@ def _check_data(value: Any, path: str) -> None:
     t = type(value)
     if t is float:
         if not math.isfinite(value):
-            raise _Bad("bad_field", f"{path}={value!r} is not a finite number")
+            raise _Bad("bad_field", f"{path}={_show(value)} is not a finite number")
     elif t is str:
         _check_text(value, path)
     elif t is dict:
@@ -254,7 +261,7 @@ def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
                 row[idx] = _number(key, value, lo, hi, integer)
         elif key == "ignition":
             if type(value) is not bool:
-                raise _Bad("bad_field", f"ignition={value!r} is not a boolean")
+                raise _Bad("bad_field", f"ignition={_show(value)} is not a boolean")
             row[_IGNITION] = value
         elif key == "accel_g":
             _accel(value, row)
@@ -291,7 +298,7 @@ def _event(obj: Any, device_id: str, limit: datetime) -> Event:
     if etype is None:
         raise _Bad("missing_field", "type is required")
     if type(etype) is not str or etype not in EVENT_TYPES:
-        raise _Bad("unknown_event_type", f"type={etype!r} is not one of {sorted(EVENT_TYPES)}")
+        raise _Bad("unknown_event_type", f"type={_show(etype)} is not one of {sorted(EVENT_TYPES)}")
     data = {k: v for k, v in obj.items() if k not in ("ts", "seq", "type")}
     _check_data(data, "data")
     return Event(ts=ts, seq=seq, type=etype, data=data)
@@ -397,7 +404,7 @@ def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> 
     if kind == STATUS:
         status = text.strip()
         if status not in STATUS_VALUES:
-            return Rejection(device_id, "bad_status", f"status payload {text[:40]!r} is not online/offline")
+            return Rejection(device_id, "bad_status", f"status payload {_show(text)} is not online/offline")
         return Parsed(device_id, STATUS, [], [], status=status)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -406,7 +413,7 @@ def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> 
         return _nmea(text, device_id, limit)
     try:
         body = _DECODER.decode(text)
-    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity below
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:
         return Rejection(device_id, "bad_json", "payload nests too deeply")

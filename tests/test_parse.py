@@ -692,3 +692,10 @@ def test_fuzzed_payloads_never_raise() -> None:
         assert isinstance(result, Parsed | Rejection)
         outcomes.add(result.reason if isinstance(result, Rejection) else "parsed")
     assert {"parsed", "bad_json", "bad_checksum", "bad_status"} <= outcomes
+
+
+def test_details_quote_values_briefly() -> None:
+    result = rejected("telemetry", sample(dtc=["X" * 10_000]), "bad_field")
+    assert len(result.detail) < 200
+    result = rejected("obd", {"ts": NOW_MS, "seq": 1, "frames": ["4" * 10_001]}, "bad_obd_frame")
+    assert len(result.detail) < 200
