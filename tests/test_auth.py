@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jwt
 import pytest
@@ -339,7 +340,7 @@ def test_failed_write_leaves_no_audit_record(api):
 def fleet_cli(db_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "FLEET_DATABASE_URL": db_url, "FLEET_ENVIRONMENT": "test"}
     return subprocess.run(
-        [sys.executable, "-m", "fleetcore.cli", *args],
+        [str(Path(sys.executable).parent / "fleet"), *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -228,6 +228,9 @@ def parse_vehicle_csv(text: str) -> tuple[list[VehicleRow], list[tuple[int, str]
         line = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue
+        if any("\x00" in f for f in fields):
+            problems.append((line, "malformed CSV: line contains a NUL byte"))
+            continue
         if len(fields) != len(IMPORT_COLUMNS):
             problems.append((line, f"expected {len(IMPORT_COLUMNS)} fields, got {len(fields)}"))
             continue
