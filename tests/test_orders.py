@@ -56,28 +56,30 @@ def test_intake_quote_and_validation(staff, conn):
     assert conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.create'").fetchone()["n"] == 1
 
 
-@pytest.mark.parametrize(
-    ("over", "vehicle_class", "rule"),
-    [
-        ({"date_of_birth": (dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat()}, "premium", "min_age"),
-        ({"licence_expiry": (dt.date.today() + dt.timedelta(days=3)).isoformat()}, "compact", "licence_valid"),
-        ({"blacklisted": True, "blacklist_reason": "unpaid damages"}, "compact", "not_blacklisted"),
-        ({"licence_number": None}, "compact", "profile_complete"),
-        ({"licence_class": "AM"}, "compact", "licence_class"),
-    ],
-)
-def test_confirm_names_the_failed_qualification_rule(staff, conn, over, vehicle_class, rule):
+QUALIFICATION_CASES = [
+    ({"date_of_birth": (dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat()}, "premium", "min_age"),
+    ({"licence_expiry": (dt.date.today() + dt.timedelta(days=3)).isoformat()}, "compact", "licence_valid"),
+    ({"blacklisted": True, "blacklist_reason": "unpaid damages"}, "compact", "not_blacklisted"),
+    ({"licence_number": None}, "compact", "profile_complete"),
+    ({"licence_class": "AM"}, "compact", "licence_class"),
+]
+
+
+def test_confirm_names_the_failed_qualification_rule(staff, conn):
     client, cs, _ = staff
     s = factories.station(conn)
-    factories.vehicle(conn, station_code=s["code"], vehicle_class=vehicle_class)
-    cust = create_customer(client, cs, **over)
-    o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class=vehicle_class,
-                     pickup_at=future(24), return_at=future(24 * 6))
-    r = client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs)
-    assert r.status_code == 422, r.text
-    err = r.json()["error"]
-    assert err["details"]["rule"] == rule and rule in err["message"]
-    assert client.get(f"/api/v1/orders/{o['id']}", headers=cs).json()["status"] == "pending"
+    for cls in ("compact", "premium"):
+        factories.vehicle(conn, station_code=s["code"], vehicle_class=cls)
+    for over, vehicle_class, rule in QUALIFICATION_CASES:
+        cust = create_customer(client, cs, **over)
+        o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class=vehicle_class,
+                         pickup_at=future(24), return_at=future(24 * 6))
+        r = client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs)
+        assert r.status_code == 422, (rule, r.text)
+        err = r.json()["error"]
+        assert err["details"]["rule"] == rule and rule in err["message"], (rule, err)
+        assert client.get(f"/api/v1/orders/{o['id']}", headers=cs).json()["status"] == "pending"
+    assert conn.execute("SELECT count(*) AS n FROM vehicle_assignments").fetchone()["n"] == 0
 
 
 def test_22_year_old_may_rent_compact_but_not_premium(staff, conn):
