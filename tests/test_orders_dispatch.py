@@ -150,3 +150,25 @@ def test_pickup_needs_telemetry_state(staff, conn):
     assert r.status_code == 200
     assert r.json()["pickup_odometer_km"] == 1234.5 and r.json()["pickup_fuel_pct"] == 77.0
     assert conn.execute("SELECT status FROM vehicles WHERE id = %s", (v["id"],)).fetchone()["status"] == "rented"
+
+
+def test_early_pickup_stretches_the_hold_unless_another_booking_has_the_car(staff, conn):
+    client, cs, disp = staff
+    s = factories.station(conn)
+    v = _car(conn, s, odo=1000, fuel=80)
+    cust = create_customer(client, cs)
+    first = _confirmed(client, cs, cust["id"], s, pickup_at=future(2), return_at=future(20))
+    later = _confirmed(client, cs, cust["id"], s, pickup_at=future(30), return_at=future(50))
+    for o in (first, later):
+        r = client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp)
+        assert r.status_code == 200 and r.json()["vehicle"]["vin"] == v["vin"], r.text
+    # The later customer turns up now, 30 h early: the car is held for the first booking until then.
+    r = client.post(f"/api/v1/orders/{later['id']}/pickup", headers=disp)
+    assert r.status_code == 409 and r.json()["error"]["details"]["rule"] == "early_pickup"
+    assert client.get(f"/api/v1/orders/{later['id']}", headers=disp).json()["status"] == "assigned"
+    # The first customer may take it 2 h early: the hold now starts at pickup.
+    r = client.post(f"/api/v1/orders/{first['id']}/pickup", headers=disp)
+    assert r.status_code == 200, r.text
+    lo = conn.execute("SELECT lower(period) <= now() AS started FROM vehicle_assignments "
+                      "WHERE order_id = %s AND released_at IS NULL", (first["id"],)).fetchone()
+    assert lo["started"]

@@ -387,6 +387,18 @@ def pickup(conn: psycopg.Connection, *, order_id: int, actor: dict) -> tuple[dic
     if alerts or not state["rentable"]:
         raise Conflict("the assigned vehicle has an open critical alert; assign another vehicle",
                        details={"rule": "healthy", "alerts": [a["id"] for a in alerts]})
+    # An early pickup uses the car before its hold starts: stretch the hold back to now. The exclusion constraint
+    # refuses if another booking still has the car then.
+    try:
+        with conn.transaction():
+            conn.execute(
+                """UPDATE vehicle_assignments SET period = tstzrange(now(), upper(period), '[)')
+                    WHERE order_id = %s AND released_at IS NULL AND lower(period) > now()""",
+                (order_id,),
+            )
+    except psycopg.errors.ExclusionViolation as exc:
+        raise Conflict("the vehicle is still held by another booking; pick up at the booked time or re-assign",
+                       details={"rule": "early_pickup"}) from exc
     conn.execute(
         """UPDATE orders SET status = 'active', picked_up_at = now(), pickup_odometer_km = %s, pickup_fuel_pct = %s,
                   updated_at = now() WHERE id = %s""",
