@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import importlib
+import inspect
+import io
 import logging
 import os
 import secrets
@@ -116,7 +119,6 @@ class Part:
     """One part of the system running in a thread; `error` holds what killed it, if anything."""
 
     name: str
-    stop: threading.Event
     thread: threading.Thread = field(init=False)
     error: BaseException | None = None
     on_stop: Callable[[], None] | None = None
@@ -136,8 +138,9 @@ class Demo:
     parts: list[Part] = field(default_factory=list)
     servers: list[Any] = field(default_factory=list)
 
-    def start_part(self, name: str, fn: Callable, *args: Any, stop: threading.Event, **kwargs: Any) -> Part:
-        part = Part(name=name, stop=stop)
+    def start_part(self, name: str, fn: Callable, *args: Any, **kwargs: Any) -> Part:
+        """Run fn(*args, **kwargs) in a daemon thread; an exception is recorded, not propagated."""
+        part = Part(name=name)
 
         def target() -> None:
             try:
@@ -191,8 +194,37 @@ def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
                         rows = fn(conn, vehicles=vehicles, seed=seed)
                     log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), module)
                     return len(rows or [])
-    log.warning("skipping seeding: no simulators seed_registry() yet")
+        n = _seed_from_fleet_registry(conn, vehicles=vehicles)
+        if n is not None:
+            return n
+    log.warning("skipping seeding: no simulators seed_registry() or fleet_registry() yet")
     return 0
+
+
+def _seed_from_fleet_registry(conn: psycopg.Connection, *, vehicles: int) -> int | None:
+    """Fallback: the simulator's stations and fleet_registry() through the back office's own import."""
+    try:
+        from backoffice.fleet import service as fleet
+        from simulators.city import STATIONS
+        from simulators.runner import fleet_registry
+    except ImportError as exc:
+        log.debug("no fleet_registry fallback: %s", exc)
+        return None
+    rows = fleet_registry(vehicles)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("vin", "plate", "make", "model", "year", "class", "station", "device_id"))
+    for r in rows:
+        w.writerow(
+            (r["vin"], r["plate"], r["make"], r["model"], r["year"], r["class"], r["station"], r["device_id"])
+        )
+    with conn.transaction():
+        for st in STATIONS:
+            if fleet.get_station(conn, code=st.code) is None:
+                fleet.create_station(conn, code=st.code, name=st.name, lat=st.lat, lon=st.lon)
+        n = fleet.import_vehicles(conn, text=buf.getvalue(), actor={"username": "fleet demo"})
+    log.info("seeded %d stations and %d vehicles from simulators.runner.fleet_registry", len(STATIONS), n)
+    return n
 
 
 def _ensure_admin(settings: Settings) -> str | None:
@@ -231,7 +263,7 @@ def _start_api(demo: Demo, port: int) -> Any | None:
             create_app(demo.settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
         )
     )
-    part = demo.start_part("api", server.run, stop=threading.Event())
+    part = demo.start_part("api", server.run)
     part.on_stop = lambda: setattr(server, "should_exit", True)
     deadline = time.monotonic() + API_START_TIMEOUT_S
     while not server.started and part.thread.is_alive() and time.monotonic() < deadline:
@@ -355,11 +387,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sim_stop = threading.Event()
         # Consumers first, so they are subscribed before the first vehicle publishes.
         if fn := load(*INGEST_ENTRY):
-            demo.start_part("ingest", fn, settings, workers_stop, stop=workers_stop)
+            demo.start_part("ingest", fn, settings, workers_stop)
         if fn := load(*MONITOR_ENTRY):
-            demo.start_part("monitor", fn, settings, workers_stop, stop=workers_stop)
+            demo.start_part("monitor", fn, settings, workers_stop)
         server = _start_api(demo, args.port)
         if fn := load(*SIMULATOR_ENTRY):
+            extra: dict[str, Any] = {}
+            if settings.mqtt_protocol == "3.1.1" and "connection" in inspect.signature(fn).parameters:
+                # The per-device clients speak MQTT 5 only; one shared MqttConnection follows the protocol.
+                extra["connection"] = "shared"
+                log.warning("MQTT 3.1.1 broker: the simulator publishes over one shared connection")
             demo.start_part(
                 "simulator",
                 fn,
@@ -368,6 +405,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 rate_hz=args.rate,
                 seed=args.seed,
                 stop=sim_stop,
+                **extra,
             )
 
         print(f"fleet:    {n} vehicles, topic root {settings.topic_root}/devices/+/...", file=out)

@@ -175,7 +175,8 @@ class EmbeddedPostgres:
             "initdb", "--auth=trust", "--encoding=UTF8", "--no-sync", "-U", "postgres", "-D", str(self.pgdata)
         )
         if r.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
+            (self.data_dir / "initdb.log").write_text(r.stdout + "\n" + r.stderr)
+            raise RuntimeError(f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-1500:]}")
 
     def _stop_stale(self) -> None:
         """A server left running on this data dir (say the demo was SIGKILLed on a system without pdeathsig)."""

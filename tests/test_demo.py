@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -132,6 +133,15 @@ class Api:
         return int(self.get("/api/v1/ingest/stats")["readings_stored"])
 
 
+def _poll(read: Callable[[], int], ok: Callable[[int], bool], *, until: float) -> int:
+    """Call read() every second until ok(value) or the monotonic deadline; return the last value."""
+    while True:
+        value = read()
+        if ok(value) or time.monotonic() >= until:
+            return value
+        time.sleep(1)
+
+
 def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = signal.SIGINT) -> dict:
     """Wait for the API, check live data (when the parts exist), stop with `sig`; returns timings."""
     t0 = time.monotonic()
@@ -150,9 +160,12 @@ def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = sig
                 time.sleep(2)
             assert listed >= vehicles and fresh >= want_fresh, (listed, fresh, demo.output())
             timings["fresh_s"] = time.monotonic() - t0
-            first = api.readings()
-            time.sleep(3)
-            assert api.readings() > first > 0, "stored readings do not grow"
+            first = _poll(api.readings, lambda n: n > 0, until=t0 + READY_WITHIN_S)
+            assert first > 0, f"no readings stored within {READY_WITHIN_S}s:\n{demo.output()}"
+            # Parked cars report every 30 s (simulators.runner.PARKED_REPORT_S), so allow one such period.
+            later = _poll(api.readings, lambda n: n > first, until=time.monotonic() + 35)
+            assert later > first, "stored readings do not grow"
+            timings["readings_growing_s"] = time.monotonic() - t0
             demo.wait_for_line("vehicles online", 5)
         rc, stop_s = demo.stop(sig)
         timings["stop_s"] = stop_s
