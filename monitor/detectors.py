@@ -178,8 +178,9 @@ class VehicleMonitor:
         if ev_type == "crash":
             self.last_crash_ts = ts
             self.pending_crash = None
-            g = data.get("peak_g") or data.get("g")
-            sev = "critical" if not isinstance(g, int | float) or g >= th.crash_minor_g else "high"
+            # Devices report the peak when they know it; without it, assume the worst.
+            g = data.get("peak_g", data.get("g"))
+            sev = "high" if isinstance(g, int | float) and g < th.crash_major_g else "critical"
             out.append(
                 Detection(
                     "crash",

@@ -31,7 +31,7 @@ TICK_S = 1.0
 REFRESH_S = 5.0  # a rental that starts is seen within this (well inside the 20 s movement window)
 GEOFENCE_REFRESH_S = 60.0
 UNKNOWN_DEVICE_RETRY_S = 30.0
-BATCH_MAX = 1000
+BATCH_MAX = 200  # bounds how long an urgent message can wait behind samples (~40 ms)
 QUEUE_MAX = 200_000
 
 
@@ -126,13 +126,21 @@ class MonitorService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.queue: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
+        # Events (crash, tow, ...) and status jump the telemetry backlog: a dispatcher must see a crash in
+        # seconds even when the worker is behind on 1 Hz samples.
+        self.urgent: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
         self.stats = Stats()
         self.ready = threading.Event()
         self.dropped = 0
 
     def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
         try:
-            self.queue.put_nowait((message.topic, bytes(message.payload), datetime.now(UTC)))
+            item = (message.topic, bytes(message.payload), datetime.now(UTC))
+            topic = message.topic
+            if topic.endswith("/event") or topic.endswith("/status"):
+                self.urgent.put_nowait(item)
+            else:
+                self.queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1  # back-pressure: the worker is far behind; counted and logged by the worker
 
@@ -147,7 +155,16 @@ class MonitorService:
         mqtt = MqttConnection(
             s.mqtt,
             s.monitor_client_id,
-            subscriptions=[(subscription(s.topic_root), 1)],
+            # Events and status at QoS 1 (never lost); samples at QoS 0: the monitor judges the live stream,
+            # ingest is the durable consumer, and QoS 0 spares a PUBACK per sample and the broker's in-flight
+            # window (mosquitto's default max_inflight_messages is 20) that throttled 1,000 msg/s.
+            subscriptions=[
+                (subscription(s.topic_root, "event"), 1),
+                (subscription(s.topic_root, "status"), 1),
+                (subscription(s.topic_root, "telemetry"), 0),
+                (subscription(s.topic_root, "obd"), 0),
+                (subscription(s.topic_root, "nmea"), 0),
+            ],
             on_message=self._on_message,
             max_inflight=1000,
         )
@@ -174,6 +191,11 @@ class MonitorService:
                     self._write(conn, outputs)
                 if mono >= next_refresh:
                     next_refresh = mono + REFRESH_S
+                    log.info(
+                        "monitor: %d messages, %d detections, backlog %d samples / %d urgent, %d dropped",
+                        self.stats.messages, self.stats.detections, self.queue.qsize(), self.urgent.qsize(),
+                        self.dropped,
+                    )  # fmt: skip
                     self._safe(conn, registry.load)
                 if mono >= next_geo:
                     next_geo = mono + GEOFENCE_REFRESH_S
@@ -184,17 +206,20 @@ class MonitorService:
             log.info("monitor stopped: %s", self.stats)
 
     def _drain(self) -> list[tuple[str, bytes, datetime]]:
+        """Urgent messages first (all of them), else up to BATCH_MAX samples; waits briefly when idle."""
+        batch: list[tuple[str, bytes, datetime]] = []
+        for q, limit in ((self.urgent, QUEUE_MAX), (self.queue, BATCH_MAX)):
+            while len(batch) < limit:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                return batch
         try:
-            first = self.queue.get(timeout=0.1)
+            return [self.queue.get(timeout=0.05)]
         except queue.Empty:
             return []
-        batch = [first]
-        while len(batch) < BATCH_MAX:
-            try:
-                batch.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
 
     def _write(self, conn: psycopg.Connection, outputs: list) -> None:
         try:

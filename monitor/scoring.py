@@ -1,0 +1,278 @@
+"""`fleet monitor score`: run the simulator's labelled fault scenarios and long normal driving through the same
+detector pipeline the live process uses (monitor.detectors.FleetMonitor, in memory, simulated clock) and score
+every detector: precision, recall, detection delay, false alarms per 1,000 vehicle-hours.
+
+Matching: detections of one (device, kind) less than EPISODE_GAP_S apart form one alert episode (the live
+store keeps one active alert per vehicle and kind, so that is what a dispatcher sees). An episode matches a
+truth record of the same device and kind when it starts between `start - EARLY_S` and `end + LATE_S`; each
+truth matches at most one episode. Unmatched episodes are false alarms; truth records with no episode are
+misses. Truth records with kind None (e.g. potholes) are negative examples: any crash near them is a false alarm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.detectors import AUTO_RESOLVE, KINDS, Clear, Detection, FleetMonitor, VehicleInfo
+
+log = logging.getLogger(__name__)
+
+EPISODE_GAP_S = 600.0
+EARLY_S = 5.0
+LATE_S = 300.0  # sustained detectors need their window after the fault's start; generous but bounded
+TICK_S = 1.0
+TARGETS = {"crash_recall": 1.0, "crash_precision": 0.95, "false_alarms_per_1000_vh": 1.0, "ws_p99_s": 1.0}
+
+
+@dataclass
+class Episode:
+    device_id: str
+    kind: str
+    first_ts: datetime  # sample time of the first detection
+    detected_at: datetime  # simulated clock when the monitor raised it
+    last_ts: datetime
+    severity: str
+    count: int = 1
+    matched: bool = False
+
+
+@dataclass
+class RunResult:
+    name: str
+    vehicles: int
+    sim_seconds: float
+    messages: int
+    wall_s: float
+    episodes: list[Episode] = field(default_factory=list)
+    truth: list[dict] = field(default_factory=list)
+
+
+def _ts(v: str | float | datetime | None) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    if isinstance(v, int | float):
+        return datetime.fromtimestamp(v, UTC)
+    return datetime.fromisoformat(v.replace("Z", "+00:00"))
+
+
+def replay(
+    name: str,
+    messages: Iterable[tuple[str, bytes, float]],
+    vehicles: dict[str, VehicleInfo],
+    *,
+    root: str,
+    truth: list[dict] | None = None,
+    end_t: float | None = None,
+) -> RunResult:
+    """Feed (topic, payload, publish time) through the detectors on a simulated clock; collect alert episodes."""
+    fm = FleetMonitor(root, vehicles.get)
+    open_eps: dict[tuple[str, str], Episode] = {}
+    episodes: list[Episode] = []
+    n = 0
+    t_first = t_last = None
+    next_tick = None
+    started = time.perf_counter()
+
+    def absorb(outputs: list, now: datetime) -> None:
+        for info, o in outputs:
+            key = (info.device_id, o.kind)
+            if isinstance(o, Detection):
+                ep = open_eps.get(key)
+                if ep is not None and (o.ts - ep.last_ts).total_seconds() < EPISODE_GAP_S:
+                    ep.count += 1
+                    ep.last_ts = max(ep.last_ts, o.ts)
+                    continue
+                ep = Episode(info.device_id, o.kind, o.ts, now, o.ts, o.severity)
+                open_eps[key] = ep
+                episodes.append(ep)
+            elif isinstance(o, Clear) and o.kind in AUTO_RESOLVE:
+                open_eps.pop(key, None)
+
+    for topic, payload, t in messages:
+        n += 1
+        if t_first is None:
+            t_first, next_tick = t, t + TICK_S
+        while next_tick is not None and t >= next_tick:
+            now = datetime.fromtimestamp(next_tick, UTC)
+            absorb(fm.tick(now), now)
+            next_tick += TICK_S
+        t_last = t
+        now = datetime.fromtimestamp(t, UTC)
+        absorb(fm.handle(topic, payload, now), now)
+    if end_t is not None and next_tick is not None:
+        while next_tick <= end_t:
+            now = datetime.fromtimestamp(next_tick, UTC)
+            absorb(fm.tick(now), now)
+            next_tick += TICK_S
+    sim = ((end_t or t_last or 0) - (t_first or 0)) if t_first is not None else 0.0
+    return RunResult(name, len(vehicles), sim, n, time.perf_counter() - started, episodes, list(truth or []))
+
+
+def match(result: RunResult) -> dict:
+    """Per-kind TP/FP/FN and delays for one run."""
+    per: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": []})
+    eps_by = defaultdict(list)
+    for ep in result.episodes:
+        eps_by[(ep.device_id, ep.kind)].append(ep)
+    for tr in sorted(result.truth, key=lambda t: t["start"]):
+        kind = tr.get("kind")
+        if kind is None:
+            continue
+        start, end = _ts(tr["start"]), _ts(tr.get("end")) or _ts(tr["start"])
+        lo, hi = start.timestamp() - EARLY_S, max(end, start).timestamp() + LATE_S
+        cands = [
+            e for e in eps_by[(tr["device_id"], kind)] if not e.matched and lo <= e.first_ts.timestamp() <= hi
+        ]
+        if cands:
+            ep = min(cands, key=lambda e: e.first_ts)
+            ep.matched = True
+            per[kind]["tp"] += 1
+            per[kind]["delays"].append(max(0.0, (ep.detected_at - start).total_seconds()))
+        else:
+            per[kind]["fn"] += 1
+            log.info("missed %s on %s at %s", kind, tr["device_id"], tr["start"])
+    false_alarms = []
+    for ep in result.episodes:
+        if not ep.matched:
+            per[ep.kind]["fp"] += 1
+            false_alarms.append(
+                {
+                    "device_id": ep.device_id,
+                    "kind": ep.kind,
+                    "ts": ep.first_ts.isoformat(),
+                    "severity": ep.severity,
+                }
+            )
+    return {"per_kind": dict(per), "false_alarms": false_alarms}
+
+
+def summarise(fault_runs: list[RunResult], normal: RunResult | None) -> dict:
+    """The scoring table: per detector precision, recall, delay; false-alarm rate on normal driving."""
+    total: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": []})
+    fault_fas = []
+    for run in fault_runs:
+        m = match(run)
+        fault_fas += m["false_alarms"]
+        for k, v in m["per_kind"].items():
+            for f in ("tp", "fp", "fn"):
+                total[k][f] += v[f]
+            total[k]["delays"] += v["delays"]
+    normal_out = None
+    if normal is not None:
+        m = match(normal)
+        vh = normal.vehicles * normal.sim_seconds / 3600
+        fas = m["false_alarms"]
+        by_kind: dict[str, int] = defaultdict(int)
+        for fa in fas:
+            by_kind[fa["kind"]] += 1
+        normal_out = {
+            "vehicles": normal.vehicles,
+            "hours": round(normal.sim_seconds / 3600, 2),
+            "vehicle_hours": round(vh, 1),
+            "messages": normal.messages,
+            "wall_s": round(normal.wall_s, 1),
+            "false_alarms": len(fas),
+            "false_alarms_by_kind": dict(by_kind),
+            "false_alarms_per_1000_vh": round(len(fas) / vh * 1000, 3) if vh else None,
+            "examples": fas[:20],
+        }
+    rows = []
+    for kind in KINDS:
+        v = total.get(kind)
+        if v is None:
+            continue
+        tp, fp, fn = v["tp"], v["fp"], v["fn"]
+        d = sorted(v["delays"])
+        rows.append({
+            "kind": kind, "tp": tp, "fp": fp, "fn": fn,
+            "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 3) if tp + fn else None,
+            "delay_median_s": round(statistics.median(d), 1) if d else None,
+            "delay_max_s": round(d[-1], 1) if d else None,
+        })  # fmt: skip
+    crash = next((r for r in rows if r["kind"] == "crash"), {})
+    fa_rate = normal_out["false_alarms_per_1000_vh"] if normal_out else None
+    return {
+        "runs": [
+            {
+                "name": r.name,
+                "vehicles": r.vehicles,
+                "hours": round(r.sim_seconds / 3600, 2),
+                "messages": r.messages,
+                "wall_s": round(r.wall_s, 1),
+                "truth": sum(1 for t in r.truth if t.get("kind")),
+            }
+            for r in fault_runs
+        ],  # fmt: skip
+        "detectors": rows,
+        "fault_run_false_alarms": fault_fas[:50],
+        "normal": normal_out,
+        "targets": {
+            "crash_recall": {
+                "target": 1.0,
+                "measured": crash.get("recall"),
+                "met": crash.get("recall") == 1.0,
+            },
+            "crash_precision": {
+                "target": 0.95,
+                "measured": crash.get("precision"),
+                "met": (crash.get("precision") or 0) >= 0.95,
+            },
+            "false_alarms_per_1000_vh": {
+                "target": 1.0,
+                "measured": fa_rate,
+                "met": fa_rate is not None and fa_rate <= 1.0,
+            },
+        },
+    }
+
+
+def to_markdown(summary: dict) -> str:
+    """The results as the README/docs table."""
+    lines = ["| detector | TP | FP | FN | precision | recall | median delay (s) | max delay (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) and v <= 1 else str(v))  # noqa: E731
+    for r in summary["detectors"]:
+        lines.append(
+            f"| {r['kind']} | {r['tp']} | {r['fp']} | {r['fn']} | {fmt(r['precision'])} | {fmt(r['recall'])} | "
+            f"{'–' if r['delay_median_s'] is None else r['delay_median_s']} | "
+            f"{'–' if r['delay_max_s'] is None else r['delay_max_s']} |"
+        )
+    out = ["## Detector scores", "", *lines, ""]
+    n = summary.get("normal")
+    if n:
+        out += [
+            "## Normal driving",
+            "",
+            f"{n['vehicles']} vehicles × {n['hours']} h = {n['vehicle_hours']} vehicle-hours, {n['messages']:,} "
+            f"messages replayed in {n['wall_s']} s: **{n['false_alarms']} false alarms = "
+            f"{n['false_alarms_per_1000_vh']} per 1,000 vehicle-hours** {dict(n['false_alarms_by_kind']) or ''}",
+            "",
+        ]
+    out += ["## Targets", "", "| target | goal | measured | met |", "|---|---:|---:|:---:|"]
+    for name, t in summary["targets"].items():
+        out.append(f"| {name} | {t['target']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |")
+    out += ["", "Runs: " + "; ".join(f"{r['name']} ({r['vehicles']} vehicles, {r['hours']} h, {r['truth']} labelled "
+                                       f"faults, {r['messages']:,} msgs, {r['wall_s']} s)" for r in summary["runs"])]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def write(summary: dict, out: Path) -> tuple[Path, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    js, md = out.with_suffix(".json"), out.with_suffix(".md")
+    js.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    md.write_text(to_markdown(summary))
+    return js, md
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
