@@ -227,17 +227,30 @@ def _seed_from_fleet_registry(conn: psycopg.Connection, *, vehicles: int) -> int
     return n
 
 
-def _ensure_admin(settings: Settings) -> str | None:
-    """Create the demo administrator; returns its password, or None when the user already existed."""
+def _demo_password(data_dir: Path) -> str:
+    """FLEET_DEMO_ADMIN_PASSWORD, else the one generated on an earlier run (kept for --keep-data), else a new one."""
+    if env := os.environ.get("FLEET_DEMO_ADMIN_PASSWORD"):
+        return env
+    path = data_dir / "admin-password"
+    with contextlib.suppress(OSError):
+        if saved := path.read_text().strip():
+            return saved
+    password = secrets.token_urlsafe(9)
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    return password
+
+
+def _ensure_admin(settings: Settings, password: str) -> bool:
+    """Create the demo administrator with this password; False when the user already existed."""
     try:
         from backoffice.auth import service as users
     except ImportError as exc:
         log.warning("skipping admin user: %s", exc)
-        return None
-    password = os.environ.get("FLEET_DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
+        return False
     with connect(settings.require_database_url(), autocommit=True) as conn:
         if users.get(conn, username=ADMIN_USERNAME):
-            return None
+            return False
         u = users.create(
             conn, username=ADMIN_USERNAME, role="admin", password=password, full_name="Demo administrator"
         )
@@ -249,7 +262,7 @@ def _ensure_admin(settings: Settings) -> str | None:
             entity_id=u["id"],
             after=u,
         )
-    return password
+    return True
 
 
 def _start_api(demo: Demo, port: int) -> Any | None:
@@ -381,7 +394,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         applied = migrate(settings.require_database_url(), settings)
         log.info("migrations applied: %s", applied)
         n = _seed(settings, vehicles=args.vehicles, seed=args.seed)
-        password = _ensure_admin(settings)
+        password = _demo_password(data_dir)
+        created = _ensure_admin(settings, password)
 
         workers_stop = threading.Event()
         sim_stop = threading.Event()
@@ -411,10 +425,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"fleet:    {n} vehicles, topic root {settings.topic_root}/devices/+/...", file=out)
         if server is not None:
             print(f"API:      http://127.0.0.1:{args.port}/docs", file=out)
-        if password:
+        if created or "database_url" in update:
             print(f"login:    {ADMIN_USERNAME} / {password}   (demo only)", file=out)
         else:
-            print(f"login:    {ADMIN_USERNAME} (existing user, password unchanged)", file=out)
+            print(
+                f"login:    {ADMIN_USERNAME} (existing user in FLEET_DATABASE_URL, password unchanged)",
+                file=out,
+            )
         print(f"log:      {log_path}", file=out)
         print("Ctrl-C stops everything.", file=out, flush=True)
 
