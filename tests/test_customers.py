@@ -14,8 +14,12 @@ RETURN = dt.date(2027, 6, 5)
 
 def _qualified(**over) -> dict:
     c = {
-        "date_of_birth": dt.date(1990, 1, 1), "id_document_number": "X1", "licence_number": "L1",
-        "licence_class": "B", "licence_expiry": dt.date(2030, 1, 1), "blacklisted": False,
+        "date_of_birth": dt.date(1990, 1, 1),
+        "id_document_number": "X1",
+        "licence_number": "L1",
+        "licence_class": "B",
+        "licence_expiry": dt.date(2030, 1, 1),
+        "blacklisted": False,
     }
     c.update(over)
     return c
@@ -29,17 +33,23 @@ def test_age_on_birthday_boundary():
 
 def test_failed_rules_each_rule_named():
     assert failed_rules(_qualified(), RULE, pickup_day=PICKUP, return_day=RETURN) == []
-    young = failed_rules(_qualified(date_of_birth=dt.date(2002, 6, 2)), RULE, pickup_day=PICKUP, return_day=RETURN)
+    young = failed_rules(
+        _qualified(date_of_birth=dt.date(2002, 6, 2)), RULE, pickup_day=PICKUP, return_day=RETURN
+    )
     assert [f["rule"] for f in young] == ["min_age"] and young[0]["age"] == 24
     # licence must be valid through the END of the rental, not just at pickup
-    expiring = failed_rules(_qualified(licence_expiry=dt.date(2027, 6, 4)), RULE, pickup_day=PICKUP, return_day=RETURN)
+    expiring = failed_rules(
+        _qualified(licence_expiry=dt.date(2027, 6, 4)), RULE, pickup_day=PICKUP, return_day=RETURN
+    )
     assert [f["rule"] for f in expiring] == ["licence_valid"]
     assert failed_rules(_qualified(licence_expiry=RETURN), RULE, pickup_day=PICKUP, return_day=RETURN) == []
-    black = failed_rules(_qualified(blacklisted=True, blacklist_reason="fraud"), RULE, pickup_day=PICKUP,
-                         return_day=RETURN)
+    black = failed_rules(
+        _qualified(blacklisted=True, blacklist_reason="fraud"), RULE, pickup_day=PICKUP, return_day=RETURN
+    )
     assert [f["rule"] for f in black] == ["not_blacklisted"]
-    incomplete = failed_rules(_qualified(licence_number=None, date_of_birth=None), RULE, pickup_day=PICKUP,
-                              return_day=RETURN)
+    incomplete = failed_rules(
+        _qualified(licence_number=None, date_of_birth=None), RULE, pickup_day=PICKUP, return_day=RETURN
+    )
     assert incomplete[0]["rule"] == "profile_complete"
     assert set(incomplete[0]["missing"]) == {"licence_number", "date_of_birth"}
     wrong_cat = failed_rules(_qualified(licence_class="A,AM"), RULE, pickup_day=PICKUP, return_day=RETURN)
@@ -49,7 +59,9 @@ def test_failed_rules_each_rule_named():
 def test_customer_crud_filters_pagination_and_audit(settings, conn):
     with api(settings) as client:
         cs = token(client, conn, "customer_service")
-        created = [create_customer(client, cs, last_name=f"Kunde{i}", email=f"k{i}@example.com") for i in range(5)]
+        created = [
+            create_customer(client, cs, last_name=f"Kunde{i}", email=f"k{i}@example.com") for i in range(5)
+        ]
         c0 = created[0]
         assert c0["licence_number"] == "B072RRE2I55" and c0["blacklisted"] is False
 
@@ -61,8 +73,11 @@ def test_customer_crud_filters_pagination_and_audit(settings, conn):
         # blacklisting needs a reason
         r = client.patch(f"/api/v1/customers/{c0['id']}", json={"blacklisted": True}, headers=cs)
         assert r.status_code == 422 and "blacklist_reason" in r.json()["error"]["message"]
-        r = client.patch(f"/api/v1/customers/{c0['id']}", json={"blacklisted": True, "blacklist_reason": "unpaid"},
-                         headers=cs)
+        r = client.patch(
+            f"/api/v1/customers/{c0['id']}",
+            json={"blacklisted": True, "blacklist_reason": "unpaid"},
+            headers=cs,
+        )
         assert r.status_code == 200 and r.json()["blacklist_reason"] == "unpaid"
         black = client.get("/api/v1/customers", params={"blacklisted": True}, headers=cs).json()
         assert [c["id"] for c in black["items"]] == [c0["id"]]
@@ -85,8 +100,12 @@ def test_customer_crud_filters_pagination_and_audit(settings, conn):
         assert r.status_code == 204
         assert client.get(f"/api/v1/customers/{created[1]['id']}", headers=cs).status_code == 404
 
-    actions = [r["action"] for r in conn.execute(
-        "SELECT action FROM audit_log WHERE entity = 'customers' ORDER BY id").fetchall()]
+    actions = [
+        r["action"]
+        for r in conn.execute(
+            "SELECT action FROM audit_log WHERE entity = 'customers' ORDER BY id"
+        ).fetchall()
+    ]
     assert actions.count("customer.create") == 5
     assert actions.count("customer.update") == 2 and actions.count("customer.delete") == 1
 

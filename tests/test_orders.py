@@ -23,8 +23,17 @@ def test_intake_quote_and_validation(staff, conn):
     b = factories.station(conn, lat=48.137, lon=11.575)
     cust = create_customer(client, cs)
     fri = next_weekday(4)
-    o = create_order(client, cs, customer_id=cust["id"], pickup=a["code"], ret=b["code"], vehicle_class="compact",
-                     pickup_at=fri.isoformat(), return_at=(fri + dt.timedelta(days=3)).isoformat(), channel="phone")
+    o = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=a["code"],
+        ret=b["code"],
+        vehicle_class="compact",
+        pickup_at=fri.isoformat(),
+        return_at=(fri + dt.timedelta(days=3)).isoformat(),
+        channel="phone",
+    )
     assert o["status"] == "pending" and o["channel"] == "phone"
     q = o["quote"]
     codes = {ln["code"]: ln["amount"] for ln in q["lines"]}
@@ -33,8 +42,13 @@ def test_intake_quote_and_validation(staff, conn):
     assert q["net"] == "176.00" and q["vat"] == "33.44" and q["gross"] == "209.44" and q["included_km"] == 600
     assert o["quoted_net"] == "176.00"
 
-    base = {"customer_id": cust["id"], "vehicle_class": "compact", "pickup_station": a["code"],
-            "return_station": a["code"], "channel": "app"}
+    base = {
+        "customer_id": cust["id"],
+        "vehicle_class": "compact",
+        "pickup_station": a["code"],
+        "return_station": a["code"],
+        "channel": "app",
+    }
     bad = [
         ({"pickup_at": future(-1), "return_at": future(24)}, "pickup_at must be in the future"),
         ({"pickup_at": future(30), "return_at": future(24)}, "return_at must be after pickup_at"),
@@ -50,14 +64,22 @@ def test_intake_quote_and_validation(staff, conn):
         assert r.status_code == 422, (over, r.text)
         assert msg in r.json()["error"]["message"] or msg in str(r.json()["error"]["details"]), (msg, r.text)
 
-    listed = client.get("/api/v1/orders", params={"status": "pending", "station": a["code"]}, headers=cs).json()
+    listed = client.get(
+        "/api/v1/orders", params={"status": "pending", "station": a["code"]}, headers=cs
+    ).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == o["id"]
     assert client.get("/api/v1/orders", params={"status": "weird"}, headers=cs).status_code == 422
-    assert conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.create'").fetchone()["n"] == 1
+    assert (
+        conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.create'").fetchone()["n"] == 1
+    )
 
 
 QUALIFICATION_CASES = [
-    ({"date_of_birth": (dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat()}, "premium", "min_age"),
+    (
+        {"date_of_birth": (dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat()},
+        "premium",
+        "min_age",
+    ),
     ({"licence_expiry": (dt.date.today() + dt.timedelta(days=3)).isoformat()}, "compact", "licence_valid"),
     ({"blacklisted": True, "blacklist_reason": "unpaid damages"}, "compact", "not_blacklisted"),
     ({"licence_number": None}, "compact", "profile_complete"),
@@ -72,8 +94,15 @@ def test_confirm_names_the_failed_qualification_rule(staff, conn):
         factories.vehicle(conn, station_code=s["code"], vehicle_class=cls)
     for over, vehicle_class, rule in QUALIFICATION_CASES:
         cust = create_customer(client, cs, **over)
-        o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class=vehicle_class,
-                         pickup_at=future(24), return_at=future(24 * 6))
+        o = create_order(
+            client,
+            cs,
+            customer_id=cust["id"],
+            pickup=s["code"],
+            vehicle_class=vehicle_class,
+            pickup_at=future(24),
+            return_at=future(24 * 6),
+        )
         r = client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs)
         assert r.status_code == 422, (rule, r.text)
         err = r.json()["error"]
@@ -86,7 +115,9 @@ def test_22_year_old_may_rent_compact_but_not_premium(staff, conn):
     client, cs, _ = staff
     s = factories.station(conn)
     factories.vehicle(conn, station_code=s["code"], vehicle_class="compact")
-    cust = create_customer(client, cs, date_of_birth=(dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat())
+    cust = create_customer(
+        client, cs, date_of_birth=(dt.date.today() - dt.timedelta(days=365 * 22 + 10)).isoformat()
+    )
     o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="compact")
     r = client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs)
     assert r.status_code == 200 and r.json()["status"] == "confirmed" and r.json()["reserved_vehicle_id"]
@@ -96,25 +127,52 @@ def test_availability_409_and_db_exclusion_constraint(staff, conn):
     client, cs, _ = staff
     s = factories.station(conn)
     v = factories.vehicle(conn, station_code=s["code"], vehicle_class="suv")
-    factories.vehicle(conn, station_code=s["code"], vehicle_class="suv", status="out_of_service")  # not bookable
+    factories.vehicle(
+        conn, station_code=s["code"], vehicle_class="suv", status="out_of_service"
+    )  # not bookable
     cust = create_customer(client, cs)
-    o1 = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="suv",
-                      pickup_at=future(24), return_at=future(72))
-    o2 = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="suv",
-                      pickup_at=future(48), return_at=future(96))
-    o3 = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="suv",
-                      pickup_at=future(74), return_at=future(120))  # after o1 + turnaround
+    o1 = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=s["code"],
+        vehicle_class="suv",
+        pickup_at=future(24),
+        return_at=future(72),
+    )
+    o2 = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=s["code"],
+        vehicle_class="suv",
+        pickup_at=future(48),
+        return_at=future(96),
+    )
+    o3 = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=s["code"],
+        vehicle_class="suv",
+        pickup_at=future(74),
+        return_at=future(120),
+    )  # after o1 + turnaround
     assert client.post(f"/api/v1/orders/{o1['id']}/confirm", headers=cs).status_code == 200
     r = client.post(f"/api/v1/orders/{o2['id']}/confirm", headers=cs)
     assert r.status_code == 409 and r.json()["error"]["details"]["rule"] == "availability"
     assert client.post(f"/api/v1/orders/{o3['id']}/confirm", headers=cs).status_code == 200
-    assert client.post(f"/api/v1/orders/{o1['id']}/confirm", headers=cs).status_code == 409  # not pending any more
+    assert (
+        client.post(f"/api/v1/orders/{o1['id']}/confirm", headers=cs).status_code == 409
+    )  # not pending any more
 
     # The database itself refuses an overlapping hold, whoever writes it.
     with pytest.raises(psycopg.errors.ExclusionViolation):
         conn.execute(
             "INSERT INTO vehicle_assignments (order_id, vehicle_id, period) VALUES (%s, %s, tstzrange(now() + "
-            "interval '30 hours', now() + interval '31 hours'))", (o2["id"], v["id"]))
+            "interval '30 hours', now() + interval '31 hours'))",
+            (o2["id"], v["id"]),
+        )
 
 
 def test_patch_reprices_rereserves_and_keeps_history(staff, conn):
@@ -125,23 +183,39 @@ def test_patch_reprices_rereserves_and_keeps_history(staff, conn):
     factories.vehicle(conn, station_code=s["code"], vehicle_class="premium")
     cust = create_customer(client, cs)
     mon = next_weekday(0)
-    o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="compact",
-                     pickup_at=mon.isoformat(), return_at=(mon + dt.timedelta(days=2)).isoformat())
+    o = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=s["code"],
+        vehicle_class="compact",
+        pickup_at=mon.isoformat(),
+        return_at=(mon + dt.timedelta(days=2)).isoformat(),
+    )
     assert o["quoted_net"] == "98.00"
     assert client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs).status_code == 200
 
-    r = client.patch(f"/api/v1/orders/{o['id']}", headers=cs, json={
-        "vehicle_class": "premium", "return_at": (mon + dt.timedelta(days=3)).isoformat(),
-        "return_station": other["code"]})
+    r = client.patch(
+        f"/api/v1/orders/{o['id']}",
+        headers=cs,
+        json={
+            "vehicle_class": "premium",
+            "return_at": (mon + dt.timedelta(days=3)).isoformat(),
+            "return_station": other["code"],
+        },
+    )
     assert r.status_code == 200, r.text
     after = r.json()
     # 3 weekday days × 119 + one-way 99
     assert after["quoted_net"] == "456.00" and after["status"] == "confirmed"
-    premium_id = conn.execute("SELECT id FROM vehicles WHERE class = 'premium' AND home_station_id = %s",
-                              (s["id"],)).fetchone()["id"]
+    premium_id = conn.execute(
+        "SELECT id FROM vehicles WHERE class = 'premium' AND home_station_id = %s", (s["id"],)
+    ).fetchone()["id"]
     assert after["reserved_vehicle_id"] == premium_id
-    live = conn.execute("SELECT count(*) AS n FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
-                        (o["id"],)).fetchone()["n"]
+    live = conn.execute(
+        "SELECT count(*) AS n FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
+        (o["id"],),
+    ).fetchone()["n"]
     assert live == 1
 
     # a change that cannot be served (no van there) is refused and leaves the order as it was
@@ -167,8 +241,15 @@ def test_cancellation_fees(staff, conn):
     cust = create_customer(client, cs)
 
     def booked(pickup_h: float) -> dict:
-        o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="economy",
-                         pickup_at=future(pickup_h), return_at=future(pickup_h + 48))
+        o = create_order(
+            client,
+            cs,
+            customer_id=cust["id"],
+            pickup=s["code"],
+            vehicle_class="economy",
+            pickup_at=future(pickup_h),
+            return_at=future(pickup_h + 48),
+        )
         assert client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs).status_code == 200
         return o
 
@@ -195,7 +276,9 @@ def test_cancellation_fees(staff, conn):
     assert r.status_code == 200 and r.json()["order"]["status"] == "no_show"
     assert r.json()["cancellation_fee"] == ns["quote"]["first_day_price"]
     # cancelled holds are released: the cars can be booked again
-    held = conn.execute("SELECT count(*) AS n FROM vehicle_assignments WHERE released_at IS NULL").fetchone()["n"]
+    held = conn.execute("SELECT count(*) AS n FROM vehicle_assignments WHERE released_at IS NULL").fetchone()[
+        "n"
+    ]
     assert held == 0
 
 
@@ -206,8 +289,15 @@ def test_order_routes_roles(staff, conn, settings):
     assert client.get("/api/v1/orders").status_code == 401
     assert client.get("/api/v1/orders", headers=tech).status_code == 403
     assert client.get("/api/v1/orders", headers=fin).status_code == 200
-    body = {"customer_id": 1, "vehicle_class": "compact", "pickup_station": "AA", "return_station": "AA",
-            "pickup_at": future(2), "return_at": future(30), "channel": "app"}
+    body = {
+        "customer_id": 1,
+        "vehicle_class": "compact",
+        "pickup_station": "AA",
+        "return_station": "AA",
+        "pickup_at": future(2),
+        "return_at": future(30),
+        "channel": "app",
+    }
     assert client.post("/api/v1/orders", json=body, headers=disp).status_code == 403
     assert client.post("/api/v1/orders/1/assign", headers=cs).status_code == 403
     assert client.post("/api/v1/orders/1/pickup", headers=cs).status_code == 403

@@ -25,7 +25,9 @@ def _car(conn, station: dict, *, odo: float | None, fuel: float | None, cls: str
 def _critical_alert(conn, vehicle_id: int, kind: str = "overheating") -> None:
     conn.execute(
         "INSERT INTO alerts (vehicle_id, kind, severity, message, opened_at, last_seen_at) "
-        "VALUES (%s, %s, 'critical', 'test', now(), now())", (vehicle_id, kind))
+        "VALUES (%s, %s, 'critical', 'test', now(), now())",
+        (vehicle_id, kind),
+    )
 
 
 def _confirmed(client, cs, customer_id: int, station: dict, **kw) -> dict:
@@ -43,15 +45,15 @@ def test_haversine_berlin_munich():
 def test_assign_picks_healthy_fuelled_least_worn_vehicle(staff, conn):
     client, cs, disp = staff
     s = factories.station(conn)
-    booked = _car(conn, s, odo=500, fuel=90)           # held by another order for the same period
-    low_fuel = _car(conn, s, odo=1000, fuel=10)         # below 25 %
+    booked = _car(conn, s, odo=500, fuel=90)  # held by another order for the same period
+    low_fuel = _car(conn, s, odo=1000, fuel=10)  # below 25 %
     alerting = _car(conn, s, odo=2000, fuel=90)
     _critical_alert(conn, alerting["id"])
-    silent = _car(conn, s, odo=None, fuel=None)         # never reported odometer/fuel
-    service_due = _car(conn, s, odo=14_900, fuel=90)   # 15,000 km service falls inside the rental
+    silent = _car(conn, s, odo=None, fuel=None)  # never reported odometer/fuel
+    service_due = _car(conn, s, odo=14_900, fuel=90)  # 15,000 km service falls inside the rental
     worn = _car(conn, s, odo=8000, fuel=70)
     best = _car(conn, s, odo=6000, fuel=60)
-    _car(conn, s, odo=10, fuel=90, cls="economy")       # other class
+    _car(conn, s, odo=10, fuel=90, cls="economy")  # other class
     cust = create_customer(client, cs)
     pickup, ret = future(24), future(72)
     _confirmed(client, cs, cust["id"], s, pickup_at=pickup, return_at=ret)  # takes `booked` (lowest odometer)
@@ -70,11 +72,17 @@ def test_assign_picks_healthy_fuelled_least_worn_vehicle(staff, conn):
     assert "no telemetry" in reasons[silent["vin"]]
     assert "service" in reasons[service_due["vin"]]
     assert worn["vin"] not in reasons
-    live = conn.execute("SELECT vehicle_id FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
-                        (o["id"],)).fetchone()
+    live = conn.execute(
+        "SELECT vehicle_id FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL", (o["id"],)
+    ).fetchone()
     assert live["vehicle_id"] == best["id"]
-    assert conn.execute("SELECT status FROM vehicles WHERE id = %s", (best["id"],)).fetchone()["status"] == "reserved"
-    assert conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.assign'").fetchone()["n"] == 1
+    assert (
+        conn.execute("SELECT status FROM vehicles WHERE id = %s", (best["id"],)).fetchone()["status"]
+        == "reserved"
+    )
+    assert (
+        conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.assign'").fetchone()["n"] == 1
+    )
 
     # a named vehicle that is not fit is refused with the reason
     r = client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp, json={"vin": alerting["vin"]})
@@ -83,10 +91,10 @@ def test_assign_picks_healthy_fuelled_least_worn_vehicle(staff, conn):
 
 def test_proposal_from_nearest_station_that_can_spare_and_accept(staff, conn):
     client, cs, disp = staff
-    home = factories.station(conn, lat=52.5200, lon=13.4050)       # Berlin Mitte
-    near_busy = factories.station(conn, lat=52.4500, lon=13.3800)   # ~8 km, its car is booked later
-    near = factories.station(conn, lat=52.3900, lon=13.0650)        # Potsdam, ~27 km
-    far = factories.station(conn, lat=51.3397, lon=12.3731)         # Leipzig, ~150 km
+    home = factories.station(conn, lat=52.5200, lon=13.4050)  # Berlin Mitte
+    near_busy = factories.station(conn, lat=52.4500, lon=13.3800)  # ~8 km, its car is booked later
+    near = factories.station(conn, lat=52.3900, lon=13.0650)  # Potsdam, ~27 km
+    far = factories.station(conn, lat=51.3397, lon=12.3731)  # Leipzig, ~150 km
     broken = _car(conn, home, odo=3000, fuel=80)
     _critical_alert(conn, broken["id"])
     busy = _car(conn, near_busy, odo=100, fuel=90)
@@ -116,7 +124,9 @@ def test_proposal_from_nearest_station_that_can_spare_and_accept(staff, conn):
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "assigned" and r.json()["vehicle"]["vin"] == spare["vin"]
     assert r.json()["transfer"]["from_station"] == near["code"]
-    moved = conn.execute("SELECT home_station_id, status FROM vehicles WHERE id = %s", (spare["id"],)).fetchone()
+    moved = conn.execute(
+        "SELECT home_station_id, status FROM vehicles WHERE id = %s", (spare["id"],)
+    ).fetchone()
     assert moved["home_station_id"] == home["id"] and moved["status"] == "reserved"
     t = conn.execute("SELECT * FROM vehicle_transfers WHERE order_id = %s", (o["id"],)).fetchone()
     assert t["vehicle_id"] == spare["id"] and t["from_station_id"] == near["id"]
@@ -141,15 +151,19 @@ def test_pickup_needs_telemetry_state(staff, conn):
     o = _confirmed(client, cs, cust["id"], s)
     assert client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp).status_code == 409  # not assigned
     assert client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp).status_code == 200
-    conn.execute("UPDATE vehicle_state SET ts = NULL, odometer_km = NULL, fuel_pct = NULL WHERE vehicle_id = %s",
-                 (v["id"],))
+    conn.execute(
+        "UPDATE vehicle_state SET ts = NULL, odometer_km = NULL, fuel_pct = NULL WHERE vehicle_id = %s",
+        (v["id"],),
+    )
     r = client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp)
     assert r.status_code == 409 and r.json()["error"]["details"]["rule"] == "telemetry_state"
     set_state(conn, v["id"], odometer_km=1234.5, fuel_pct=77.0)
     r = client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp)
     assert r.status_code == 200
     assert r.json()["pickup_odometer_km"] == 1234.5 and r.json()["pickup_fuel_pct"] == 77.0
-    assert conn.execute("SELECT status FROM vehicles WHERE id = %s", (v["id"],)).fetchone()["status"] == "rented"
+    assert (
+        conn.execute("SELECT status FROM vehicles WHERE id = %s", (v["id"],)).fetchone()["status"] == "rented"
+    )
 
 
 def test_early_pickup_stretches_the_hold_unless_another_booking_has_the_car(staff, conn):
@@ -169,6 +183,9 @@ def test_early_pickup_stretches_the_hold_unless_another_booking_has_the_car(staf
     # The first customer may take it 2 h early: the hold now starts at pickup.
     r = client.post(f"/api/v1/orders/{first['id']}/pickup", headers=disp)
     assert r.status_code == 200, r.text
-    lo = conn.execute("SELECT lower(period) <= now() AS started FROM vehicle_assignments "
-                      "WHERE order_id = %s AND released_at IS NULL", (first["id"],)).fetchone()
+    lo = conn.execute(
+        "SELECT lower(period) <= now() AS started FROM vehicle_assignments "
+        "WHERE order_id = %s AND released_at IS NULL",
+        (first["id"],),
+    ).fetchone()
     assert lo["started"]

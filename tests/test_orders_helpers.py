@@ -70,9 +70,19 @@ def create_customer(client: TestClient, headers: dict, **over) -> dict:
     return r.json()
 
 
-def create_order(client: TestClient, headers: dict, *, customer_id: int, pickup: str, ret: str | None = None,
-                 vehicle_class: str = "compact", pickup_at: str | None = None, return_at: str | None = None,
-                 channel: str = "counter", expect: int = 201) -> dict:
+def create_order(
+    client: TestClient,
+    headers: dict,
+    *,
+    customer_id: int,
+    pickup: str,
+    ret: str | None = None,
+    vehicle_class: str = "compact",
+    pickup_at: str | None = None,
+    return_at: str | None = None,
+    channel: str = "counter",
+    expect: int = 201,
+) -> dict:
     body = {
         "customer_id": customer_id,
         "vehicle_class": vehicle_class,
@@ -87,8 +97,14 @@ def create_order(client: TestClient, headers: dict, *, customer_id: int, pickup:
     return r.json()
 
 
-def set_state(conn: psycopg.Connection, vehicle_id: int, *, odometer_km: float | None, fuel_pct: float | None,
-              rentable: bool = True) -> None:
+def set_state(
+    conn: psycopg.Connection,
+    vehicle_id: int,
+    *,
+    odometer_km: float | None,
+    fuel_pct: float | None,
+    rentable: bool = True,
+) -> None:
     """Write a vehicle's telemetry state directly (tests that are not about ingest)."""
     conn.execute(
         """UPDATE vehicle_state SET odometer_km = %s, fuel_pct = %s, ts = now(), last_seen = now(),

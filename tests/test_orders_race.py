@@ -22,18 +22,36 @@ def _setup(client, conn, cs) -> tuple[list[dict], dict]:
     factories.vehicle(conn, station_code=s["code"], vehicle_class="suv")
     cust = create_customer(client, cs)
     pickup, ret = future(48), future(96)
-    first = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="suv",
-                         pickup_at=pickup, return_at=ret)
+    first = create_order(
+        client,
+        cs,
+        customer_id=cust["id"],
+        pickup=s["code"],
+        vehicle_class="suv",
+        pickup_at=pickup,
+        return_at=ret,
+    )
     assert client.post(f"/api/v1/orders/{first['id']}/confirm", headers=cs).status_code == 200
-    racing = [create_order(client, cs, customer_id=cust["id"], pickup=s["code"], vehicle_class="suv",
-                           pickup_at=pickup, return_at=ret) for _ in range(N)]
+    racing = [
+        create_order(
+            client,
+            cs,
+            customer_id=cust["id"],
+            pickup=s["code"],
+            vehicle_class="suv",
+            pickup_at=pickup,
+            return_at=ret,
+        )
+        for _ in range(N)
+    ]
     return racing, s
 
 
 def _assert_one_hold_per_vehicle(conn) -> None:
     rows = conn.execute(
         """SELECT a.vehicle_id, count(*) AS n FROM vehicle_assignments a WHERE a.released_at IS NULL
-            GROUP BY a.vehicle_id""").fetchall()
+            GROUP BY a.vehicle_id"""
+    ).fetchall()
     assert rows and all(r["n"] == 1 for r in rows)
     assert conn.execute("SELECT count(*) AS n FROM orders WHERE status = 'confirmed'").fetchone()["n"] == 2
 

@@ -59,3 +59,31 @@ class CustomerPatch(BaseModel):
     licence_expiry: dt.date | None = None
     blacklisted: bool | None = None
     blacklist_reason: str | None = Field(default=None, max_length=1000)
+
+
+class CustomerOut(BaseModel):
+    """A customer as stored."""
+
+    id: int
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    address: str
+    date_of_birth: dt.date | None
+    id_document_type: str | None
+    id_document_number: str | None
+    licence_number: str | None
+    licence_class: str | None
+    licence_expiry: dt.date | None
+    blacklisted: bool
+    blacklist_reason: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    total: int
+    limit: int
+    offset: int

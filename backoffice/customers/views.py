@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from backoffice.auth.service import audit
 from backoffice.customers import service
-from backoffice.customers.models import CustomerIn, CustomerPatch
+from backoffice.customers.models import CustomerIn, CustomerOut, CustomerPage, CustomerPatch
 from backoffice.deps import ConnDep, require_roles
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
@@ -16,7 +16,7 @@ Writer = Annotated[dict, Depends(require_roles("customer_service"))]
 Reader = Annotated[dict, Depends(require_roles("customer_service", "dispatcher", "finance"))]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=CustomerOut)
 def create_customer(body: CustomerIn, conn: ConnDep, user: Writer) -> dict:
     """Register a customer."""
     c = service.create(conn, data=body.model_dump())
@@ -24,7 +24,7 @@ def create_customer(body: CustomerIn, conn: ConnDep, user: Writer) -> dict:
     return c
 
 
-@router.get("")
+@router.get("", response_model=CustomerPage)
 def list_customers(
     conn: ConnDep,
     user: Reader,
@@ -38,12 +38,12 @@ def list_customers(
     return service.list_(conn, q=q, blacklisted=blacklisted, licence_number=licence_number, limit=limit, offset=offset)
 
 
-@router.get("/{customer_id}")
+@router.get("/{customer_id}", response_model=CustomerOut)
 def get_customer(customer_id: int, conn: ConnDep, user: Reader) -> dict:
     return service.get_or_raise(conn, customer_id=customer_id)
 
 
-@router.patch("/{customer_id}")
+@router.patch("/{customer_id}", response_model=CustomerOut)
 def update_customer(customer_id: int, body: CustomerPatch, conn: ConnDep, user: Writer) -> dict:
     """Change fields (blacklisting needs a reason)."""
     before, after = service.update(conn, customer_id=customer_id, changes=body.model_dump(exclude_unset=True))

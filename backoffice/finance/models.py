@@ -1,7 +1,8 @@
-"""Finance request schemas."""
+"""Finance request and response schemas."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Literal
 
@@ -23,3 +24,77 @@ class VoidIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
+
+
+class InvoiceLineOut(BaseModel):
+    position: int
+    code: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+
+
+class PaymentOut(BaseModel):
+    id: int
+    amount: Decimal
+    method: str
+    reference: str
+    paid_at: dt.datetime
+    recorded_by: str
+
+
+class InvoiceOut(BaseModel):
+    """An invoice; `lines`, `payments`, `paid` and `balance` are present on single-invoice answers."""
+
+    id: int
+    number: str
+    order_id: int
+    customer_id: int
+    kind: Literal["rental", "cancellation"]
+    currency: str
+    net: Decimal
+    vat_rate: Decimal
+    vat: Decimal
+    gross: Decimal
+    status: Literal["open", "paid", "void"]
+    issued_at: dt.datetime
+    paid_at: dt.datetime | None
+    voided_at: dt.datetime | None
+    void_reason: str | None
+    lines: list[InvoiceLineOut] | None = None
+    payments: list[PaymentOut] | None = None
+    paid: Decimal | None = None
+    balance: Decimal | None = None
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ArchivedRef(BaseModel):
+    order_id: int
+    archived_at: dt.datetime
+
+
+class PaymentResult(BaseModel):
+    payment: PaymentOut
+    invoice: InvoiceOut
+    archived: ArchivedRef | None = Field(description="set when this payment completed and archived the order")
+
+
+class RevenueOut(BaseModel):
+    from_: dt.datetime = Field(alias="from")
+    to: dt.datetime
+    currency: str
+    invoices: int
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+    open_gross: Decimal
+    net_by_line_code: dict[str, Decimal]
+    payments: int
+    collected: Decimal

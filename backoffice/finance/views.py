@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from backoffice.auth.service import audit
 from backoffice.deps import ConnDep, require_roles
 from backoffice.finance import service
-from backoffice.finance.models import PaymentIn, VoidIn
+from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
 from backoffice.orders import service as orders
 from backoffice.orders.pricing import to_json
 from fleetcore.errors import Invalid
@@ -21,7 +21,7 @@ InvoiceReader = Annotated[dict, Depends(require_roles("finance", "customer_servi
 INVOICE_STATUSES = ("open", "paid", "void")
 
 
-@router.get("/invoices")
+@router.get("/invoices", response_model=InvoicePage)
 def list_invoices(
     user: InvoiceReader,
     conn: ConnDep,
@@ -38,13 +38,13 @@ def list_invoices(
                                          limit=limit, offset=offset))
 
 
-@router.get("/invoices/{invoice_id}")
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 def get_invoice(invoice_id: int, user: InvoiceReader, conn: ConnDep) -> dict:
     """An invoice with line items, payments and the open balance."""
     return to_json(service.get_invoice_or_raise(conn, invoice_id=invoice_id))
 
 
-@router.post("/invoices/{invoice_id}/payments", status_code=201)
+@router.post("/invoices/{invoice_id}/payments", status_code=201, response_model=PaymentResult)
 def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) -> dict:
     """Record a payment; paying a rental invoice in full completes and archives its order."""
     payment, invoice = service.record_payment(
@@ -64,7 +64,7 @@ def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) 
     return to_json({"payment": payment, "invoice": invoice, "archived": archived})
 
 
-@router.post("/invoices/{invoice_id}/void")
+@router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut)
 def void_invoice(invoice_id: int, body: VoidIn, user: Finance, conn: ConnDep) -> dict:
     """Void an open invoice that has no payments."""
     before, after = service.void_invoice(conn, invoice_id=invoice_id, reason=body.reason)
@@ -73,7 +73,7 @@ def void_invoice(invoice_id: int, body: VoidIn, user: Finance, conn: ConnDep) ->
     return to_json(after)
 
 
-@router.get("/revenue")
+@router.get("/revenue", response_model=RevenueOut)
 def revenue(
     user: Finance,
     conn: ConnDep,

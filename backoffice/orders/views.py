@@ -13,7 +13,23 @@ from backoffice.auth.service import audit
 from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.errors import envelope
 from backoffice.orders import dispatch, service
-from backoffice.orders.models import ORDER_STATUSES, AssignIn, CancelIn, OrderIn, OrderPatch, RateIn, ReturnIn
+from backoffice.orders.models import (
+    ORDER_STATUSES,
+    ArchiveOut,
+    AssignIn,
+    AssignOut,
+    CancelIn,
+    CancelOut,
+    ChangeOut,
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    OrderPatch,
+    RateIn,
+    RateOut,
+    ReturnIn,
+    ReturnOut,
+)
 from backoffice.orders.pricing import to_json
 from fleetcore.errors import Invalid
 
@@ -33,7 +49,7 @@ def _audit(conn: psycopg.Connection, user: dict, action: str, order_id: int, bef
           before=to_json(before), after=to_json(after))
 
 
-@router.post("/orders", status_code=201)
+@router.post("/orders", status_code=201, response_model=OrderOut)
 def create_order(body: OrderIn, user: Intake, conn: ConnDep) -> dict:
     """Intake → a pending order with a price quote (line items, net, VAT, gross, km allowance)."""
     o = service.create(conn, data=body.model_dump(), actor=user)
@@ -41,7 +57,7 @@ def create_order(body: OrderIn, user: Intake, conn: ConnDep) -> dict:
     return to_json(o)
 
 
-@router.get("/orders")
+@router.get("/orders", response_model=OrderPage)
 def list_orders(
     user: Reader,
     conn: ConnDep,
@@ -65,18 +81,18 @@ def list_orders(
                                  limit=limit, offset=offset))
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: int, user: Reader, conn: ConnDep) -> dict:
     return to_json(service.get_or_raise(conn, order_id=order_id))
 
 
-@router.get("/orders/{order_id}/history")
+@router.get("/orders/{order_id}/history", response_model=list[ChangeOut])
 def order_history(order_id: int, user: Reader, conn: ConnDep) -> list[dict]:
     """Every change of the order: action, actor, before and after."""
     return to_json(service.history(conn, order_id=order_id))
 
 
-@router.post("/orders/{order_id}/confirm")
+@router.post("/orders/{order_id}/confirm", response_model=OrderOut)
 def confirm_order(order_id: int, user: Intake, conn: ConnDep) -> dict:
     """Qualification (422 naming the failed rule) and a vehicle held for the period (409 when none is left)."""
     before, after = service.confirm(conn, order_id=order_id, actor=user)
@@ -85,7 +101,7 @@ def confirm_order(order_id: int, user: Intake, conn: ConnDep) -> dict:
     return to_json(after)
 
 
-@router.patch("/orders/{order_id}")
+@router.patch("/orders/{order_id}", response_model=OrderOut)
 def update_order(order_id: int, body: OrderPatch, user: Intake, conn: ConnDep) -> dict:
     """Change times, class or stations; re-validated, re-priced and re-reserved; history kept."""
     before, after = service.update(conn, order_id=order_id, changes=body.model_dump(exclude_unset=True), actor=user)
@@ -94,7 +110,7 @@ def update_order(order_id: int, body: OrderPatch, user: Intake, conn: ConnDep) -
     return to_json(after)
 
 
-@router.post("/orders/{order_id}/cancel")
+@router.post("/orders/{order_id}/cancel", response_model=CancelOut)
 def cancel_order(order_id: int, user: Intake, conn: ConnDep, body: Annotated[CancelIn | None, Body()] = None
                  ) -> dict:
     """Cancel (free > 48 h before pickup, half the first day within 48 h) or record a no-show (one day)."""
@@ -106,7 +122,7 @@ def cancel_order(order_id: int, user: Intake, conn: ConnDep, body: Annotated[Can
     return to_json({"order": after, "cancellation_fee": after["cancellation_fee"], "invoice": invoice})
 
 
-@router.post("/orders/{order_id}/assign")
+@router.post("/orders/{order_id}/assign", response_model=AssignOut)
 def assign_order(order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated[AssignIn | None, Body()] = None
                  ) -> dict:
     """Choose the vehicle, or answer {"status": "proposal", "proposal": {...}} to move one from the nearest station."""
@@ -118,7 +134,7 @@ def assign_order(order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated
     return to_json(result)
 
 
-@router.post("/orders/{order_id}/pickup")
+@router.post("/orders/{order_id}/pickup", response_model=OrderOut)
 def pickup_order(order_id: int, user: Dispatcher, conn: ConnDep) -> dict:
     """Hand over: odometer and fuel come from the vehicle's telemetry state (409 without one)."""
     before, after = service.pickup(conn, order_id=order_id, actor=user)
@@ -127,7 +143,7 @@ def pickup_order(order_id: int, user: Dispatcher, conn: ConnDep) -> dict:
     return to_json(after)
 
 
-@router.post("/orders/{order_id}/return")
+@router.post("/orders/{order_id}/return", response_model=ReturnOut)
 def return_order(order_id: int, body: ReturnIn, user: Dispatcher, conn: ConnDep) -> dict:
     """Take back: readings from telemetry → charges and invoice; crash alerts attached as damage check."""
     before, after, invoice = service.return_(conn, order_id=order_id, return_station=body.return_station, actor=user)
@@ -137,19 +153,19 @@ def return_order(order_id: int, body: ReturnIn, user: Dispatcher, conn: ConnDep)
     return to_json({"order": after, "invoice": invoice})
 
 
-@router.get("/orders/{order_id}/archive")
+@router.get("/orders/{order_id}/archive", response_model=ArchiveOut)
 def get_archive(order_id: int, user: ArchiveReader, conn: ConnDep) -> dict:
     """The immutable record of a completed order."""
     return to_json(service.get_archive_or_raise(conn, order_id=order_id))
 
 
-@router.get("/rates", tags=["orders"])
+@router.get("/rates", response_model=list[RateOut])
 def list_rates(user: Staff, conn: ConnDep) -> list[dict]:
     """The rate table per vehicle class."""
     return to_json(service.list_rates(conn))
 
 
-@router.put("/rates/{vehicle_class}", tags=["orders"])
+@router.put("/rates/{vehicle_class}", response_model=RateOut)
 def put_rate(vehicle_class: str, body: RateIn, user: Admin, conn: ConnDep) -> dict:
     """Change a class's rates (admin); existing orders keep the rates they were quoted."""
     before, after = service.update_rate(conn, vehicle_class=vehicle_class, values=body.model_dump())
