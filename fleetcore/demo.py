@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import importlib
 import inspect
-import io
 import logging
 import os
 import secrets
@@ -180,51 +178,20 @@ def _setup_logging(data_dir: Path, verbose: bool) -> Path:
 
 
 def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
-    """Register stations and the fleet through the simulator (if the registry is still empty)."""
+    """Register stations and the fleet through the simulator's idempotent seed_registry()."""
+    fn = None
+    for module in SEED_MODULES:
+        with contextlib.suppress(ImportError):
+            fn = getattr(importlib.import_module(module), "seed_registry", None)
+        if fn is not None:
+            break
     with connect(settings.require_database_url(), autocommit=True) as conn:
-        have = conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"]
-        if have:
-            log.info("registry already holds %d vehicles; not seeding", have)
-            return int(have)
-        for module in SEED_MODULES:
-            with contextlib.suppress(ImportError):
-                fn = getattr(importlib.import_module(module), "seed_registry", None)
-                if fn is not None:
-                    with conn.transaction():
-                        rows = fn(conn, vehicles=vehicles, seed=seed)
-                    log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), module)
-                    return len(rows or [])
-        n = _seed_from_fleet_registry(conn, vehicles=vehicles)
-        if n is not None:
-            return n
-    log.warning("skipping seeding: no simulators seed_registry() or fleet_registry() yet")
-    return 0
-
-
-def _seed_from_fleet_registry(conn: psycopg.Connection, *, vehicles: int) -> int | None:
-    """Fallback: the simulator's stations and fleet_registry() through the back office's own import."""
-    try:
-        from backoffice.fleet import service as fleet
-        from simulators.city import STATIONS
-        from simulators.runner import fleet_registry
-    except ImportError as exc:
-        log.debug("no fleet_registry fallback: %s", exc)
-        return None
-    rows = fleet_registry(vehicles)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(("vin", "plate", "make", "model", "year", "class", "station", "device_id"))
-    for r in rows:
-        w.writerow(
-            (r["vin"], r["plate"], r["make"], r["model"], r["year"], r["class"], r["station"], r["device_id"])
-        )
-    with conn.transaction():
-        for st in STATIONS:
-            if fleet.get_station(conn, code=st.code) is None:
-                fleet.create_station(conn, code=st.code, name=st.name, lat=st.lat, lon=st.lon)
-        n = fleet.import_vehicles(conn, text=buf.getvalue(), actor={"username": "fleet demo"})
-    log.info("seeded %d stations and %d vehicles from simulators.runner.fleet_registry", len(STATIONS), n)
-    return n
+        if fn is None:
+            log.warning("skipping seeding: no simulators seed_registry() yet")
+            return int(conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"])
+        rows = fn(conn, vehicles=vehicles, seed=seed)
+    log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), fn.__module__)
+    return len(rows or [])
 
 
 def _demo_password(data_dir: Path) -> str:

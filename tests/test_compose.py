@@ -66,6 +66,7 @@ def test_services_present(config: dict) -> None:
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb:latest-pg1")
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert "simulator" in services["simulator"]["profiles"]
+    assert services["simulator"]["command"][:2] == ["simulate", "--register"]
     for name in ("timescaledb", "mosquitto"):
         assert "healthcheck" in services[name], name
     assert any("tsdata" in str(v) for v in services["timescaledb"]["volumes"])
