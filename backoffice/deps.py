@@ -45,15 +45,14 @@ def get_current_user(request: Request, token: Annotated[str | None, Depends(oaut
     with request.app.state.pool.connection() as conn:
         user = conn.execute(
             """SELECT id, username, full_name, department, role, active,
-                      floor(extract(epoch FROM tokens_valid_after))::bigint AS tokens_valid_after
+                      token_version
                  FROM staff_users WHERE username = %s""",
             (claims["sub"],),
         ).fetchone()
     if user is None or not user["active"]:
         raise unauthorized
-    # A password reset revokes tokens issued before it (JWT iat has one-second resolution, migration 0202).
-    valid_after = user.pop("tokens_valid_after")
-    if valid_after is not None and int(claims.get("iat", 0)) < valid_after:
+    # A password reset or deactivation bumps token_version and so revokes every older token (migration 0203).
+    if claims.get("ver", 0) != user.pop("token_version"):
         raise unauthorized
     return user
 

@@ -242,7 +242,7 @@ def test_admin_safety_rules(api):
     assert r.status_code == 200
     r = client.post(
         f"/api/v1/users/{second['username']}/role",
-        headers=bearer(token_for(settings, adm)),
+        headers=bearer(token_for(settings, adm, ver=1)),  # reactivated: version bumped
         json={"role": "hr"},
     )
     assert r.status_code == 200

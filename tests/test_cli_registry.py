@@ -20,9 +20,7 @@ HEADER = "vin,plate,make,model,year,class,station,device_id"
 
 def fleet_cli(db_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLEET_DATABASE_URL": db_url, "FLEET_ENVIRONMENT": "test"}
-    return subprocess.run(
-        [FLEET, *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    return subprocess.run([FLEET, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def count(db_url: str, table: str) -> int:

@@ -22,9 +22,16 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-def create_access_token(*, subject: str, role: str, secret: str, minutes: int) -> str:
+def create_access_token(*, subject: str, role: str, secret: str, minutes: int, version: int = 0) -> str:
+    """A signed token; `version` is the user's token_version (bumped to revoke all older tokens)."""
     now = dt.datetime.now(dt.UTC)
-    payload = {"sub": subject, "role": role, "iat": now, "exp": now + dt.timedelta(minutes=minutes)}
+    payload = {
+        "sub": subject,
+        "role": role,
+        "ver": version,
+        "iat": now,
+        "exp": now + dt.timedelta(minutes=minutes),
+    }
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 

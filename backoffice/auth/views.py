@@ -50,6 +50,7 @@ def login(
         role=user["role"],
         secret=settings.secret_key,
         minutes=settings.access_token_minutes,
+        version=user["token_version"],
     )
     return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
 
@@ -67,7 +68,8 @@ def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> N
     if not verify_password(body.current_password, row["password_hash"]):
         raise Invalid("current password is wrong")
     conn.execute(
-        "UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), updated_at = now() WHERE id = %s",
+        """UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), token_version = token_version + 1,
+                  updated_at = now() WHERE id = %s""",
         (hash_password(body.new_password), user["id"]),
     )
     service.audit(

@@ -138,9 +138,10 @@ def set_active(conn: psycopg.Connection, *, actor: dict, username: str, active: 
             raise Conflict("the last active admin cannot be deactivated")
     conn.execute(
         """UPDATE staff_users SET active = %s, updated_at = now(),
-                  tokens_valid_after = CASE WHEN %s THEN tokens_valid_after ELSE now() END
+                  tokens_valid_after = CASE WHEN %s THEN tokens_valid_after ELSE now() END,
+                  token_version = token_version + CASE WHEN %s THEN 0 ELSE 1 END
             WHERE id = %s""",
-        (active, active, before["id"]),
+        (active, active, active, before["id"]),
     )
     return before, get_or_raise(conn, username=username)
 
@@ -152,7 +153,8 @@ def reset_password(conn: psycopg.Connection, *, actor: dict, username: str, pass
     if len(password) < auth.MIN_PASSWORD_LENGTH:
         raise Invalid(f"password must be at least {auth.MIN_PASSWORD_LENGTH} characters")
     conn.execute(
-        "UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), updated_at = now() WHERE id = %s",
+        """UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), token_version = token_version + 1,
+                  updated_at = now() WHERE id = %s""",
         (hash_password(password), target["id"]),
     )
     return target
