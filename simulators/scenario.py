@@ -309,7 +309,9 @@ class Fault:
             return (
                 driving and v < 15 / 3.6 and veh.a > 0.3 and veh.maneuver is None and veh.slow_until <= veh.t
             )
-        if k in ("overheating", "charging_fault", "misfire"):
+        if k == "overheating":  # shows when the engine works: on a trip with at least 4 km to go
+            return driving and veh.route is not None and veh.route.length - veh.s > 4000.0
+        if k in ("charging_fault", "misfire"):
             return veh.engine_on
         if k in ("battery_failing", "tow", "unauthorized_movement"):
             return mode == PARKED
@@ -317,7 +319,9 @@ class Fault:
             return mode == PARKED and veh.spec.rented
         if k in ("device_silent", "network_outage"):
             return mode == DRIVING
-        return True  # low_fuel, gps_jump
+        if k == "gps_jump":
+            return veh.ignition  # reporting every sample, so the jumped fix is the labelled one
+        return True  # low_fuel
 
     def _start(self, veh: Vehicle, dev: Device, t: float) -> Truth | None:
         k = self.kind

@@ -509,7 +509,7 @@ class Vehicle:
             # coolant
             heat = 0.02 + 0.004 * self.load
             if self.cooling_failed:
-                self.coolant = min(OVERHEAT_MAX_C, self.coolant + (heat + 0.06) * dt)
+                self.coolant = min(OVERHEAT_MAX_C, self.coolant + (heat + 0.08) * dt)
             else:
                 c = self.coolant + heat * dt
                 if c > self.thermostat_c:
@@ -533,7 +533,7 @@ class Vehicle:
             else:
                 since = t - self.parked_since
                 target = self.resting_v + SURFACE_CHARGE_V * math.exp(-since / SURFACE_CHARGE_TAU_S)
-                tau = 60.0
+                tau = 20.0  # the charging voltage collapses within a minute of shut-down
             self.battery_v += (target - self.battery_v) * (1.0 - math.exp(-dt / tau))
         if self.fuel_leak_to_l is not None and self.fuel_l > self.fuel_leak_to_l:
             self.fuel_l = max(self.fuel_leak_to_l, self.fuel_l - spec.tank_l * 0.01 * dt)
