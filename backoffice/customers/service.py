@@ -5,39 +5,59 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
+from backoffice.orders.sqlutil import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 FIELDS = (
-    "first_name", "last_name", "email", "phone", "address", "date_of_birth", "id_document_type",
-    "id_document_number", "licence_number", "licence_class", "licence_expiry", "blacklisted", "blacklist_reason",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "address",
+    "date_of_birth",
+    "id_document_type",
+    "id_document_number",
+    "licence_number",
+    "licence_class",
+    "licence_expiry",
+    "blacklisted",
+    "blacklist_reason",
 )
 # Needed before any order of this customer can be confirmed.
-REQUIRED_FOR_RENTAL = ("date_of_birth", "id_document_number", "licence_number", "licence_class", "licence_expiry")
+REQUIRED_FOR_RENTAL = (
+    "date_of_birth",
+    "id_document_number",
+    "licence_number",
+    "licence_class",
+    "licence_expiry",
+)
 NOT_NULL = ("first_name", "last_name", "address", "blacklisted")
 MAX_PAGE = 500
 
 
-def create(conn: psycopg.Connection, *, data: dict[str, Any]) -> dict:
+def create(conn: Conn, *, data: dict[str, Any]) -> dict:
     """Insert a customer from validated fields."""
     data = _normalise({k: v for k, v in data.items() if k in FIELDS})
     cols = list(data)
-    return conn.execute(
-        sql.SQL("INSERT INTO customers ({}) VALUES ({}) RETURNING *").format(
-            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
-        ),
-        [data[c] for c in cols],
-    ).fetchone()
+    return one(
+        conn.execute(
+            sql.SQL("INSERT INTO customers ({}) VALUES ({}) RETURNING *").format(
+                sql.SQL(", ").join(map(sql.Identifier, cols)),
+                sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+            ),
+            [data[c] for c in cols],
+        )
+    )
 
 
-def get(conn: psycopg.Connection, *, customer_id: int, for_update: bool = False) -> dict | None:
+def get(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict | None:
     q = "SELECT * FROM customers WHERE id = %s" + (" FOR UPDATE" if for_update else "")
     return conn.execute(q, (customer_id,)).fetchone()
 
 
-def get_or_raise(conn: psycopg.Connection, *, customer_id: int, for_update: bool = False) -> dict:
+def get_or_raise(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict:
     c = get(conn, customer_id=customer_id, for_update=for_update)
     if c is None:
         raise NotFound(f"no customer {customer_id}")
@@ -45,7 +65,7 @@ def get_or_raise(conn: psycopg.Connection, *, customer_id: int, for_update: bool
 
 
 def list_(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     q: str | None = None,
     blacklisted: bool | None = None,
@@ -65,14 +85,14 @@ def list_(
                   OR lower(coalesce(email, '')) LIKE %(q)s OR coalesce(phone, '') LIKE %(q)s)
                AND (%(b)s::boolean IS NULL OR blacklisted = %(b)s)
                AND (%(lic)s::text IS NULL OR licence_number = %(lic)s)"""
-    total = conn.execute(f"SELECT count(*) AS n FROM customers WHERE {where}", params).fetchone()["n"]
+    total = one(conn.execute(f"SELECT count(*) AS n FROM customers WHERE {where}", params))["n"]
     items = conn.execute(
         f"SELECT * FROM customers WHERE {where} ORDER BY id LIMIT %(limit)s OFFSET %(offset)s", params
     ).fetchall()
     return {"items": items, "total": total, "limit": params["limit"], "offset": offset}
 
 
-def update(conn: psycopg.Connection, *, customer_id: int, changes: dict[str, Any]) -> tuple[dict, dict]:
+def update(conn: Conn, *, customer_id: int, changes: dict[str, Any]) -> tuple[dict, dict]:
     """Apply changes; returns (before, after). Un-blacklisting clears the reason."""
     before = get_or_raise(conn, customer_id=customer_id, for_update=True)
     changes = _normalise({k: v for k, v in changes.items() if k in FIELDS})
@@ -83,23 +103,27 @@ def update(conn: psycopg.Connection, *, customer_id: int, changes: dict[str, Any
         changes["blacklist_reason"] = None
     merged = {**before, **changes}
     if merged["blacklisted"] and not (merged.get("blacklist_reason") or "").strip():
-        raise Invalid("blacklist_reason is required when blacklisted is true", details={"field": "blacklist_reason"})
+        raise Invalid(
+            "blacklist_reason is required when blacklisted is true", details={"field": "blacklist_reason"}
+        )
     if not changes:
         return before, before
     cols = list(changes)
-    after = conn.execute(
-        sql.SQL("UPDATE customers SET {}, updated_at = now() WHERE id = %s RETURNING *").format(
-            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
-        ),
-        [changes[c] for c in cols] + [customer_id],
-    ).fetchone()
+    after = one(
+        conn.execute(
+            sql.SQL("UPDATE customers SET {}, updated_at = now() WHERE id = %s RETURNING *").format(
+                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
+            ),
+            [changes[c] for c in cols] + [customer_id],
+        )
+    )
     return before, after
 
 
-def delete(conn: psycopg.Connection, *, customer_id: int) -> dict:
+def delete(conn: Conn, *, customer_id: int) -> dict:
     """Delete a customer without orders (409 otherwise: orders and invoices must keep their customer)."""
     before = get_or_raise(conn, customer_id=customer_id, for_update=True)
-    n = conn.execute("SELECT count(*) AS n FROM orders WHERE customer_id = %s", (customer_id,)).fetchone()["n"]
+    n = one(conn.execute("SELECT count(*) AS n FROM orders WHERE customer_id = %s", (customer_id,)))["n"]
     if n:
         raise Conflict(f"customer {customer_id} has {n} order(s) and cannot be deleted; blacklist instead")
     conn.execute("DELETE FROM customers WHERE id = %s", (customer_id,))
@@ -124,8 +148,10 @@ def age_on(born: dt.date, day: dt.date) -> int:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
-def qualification_rule(conn: psycopg.Connection, *, vehicle_class: str) -> dict:
-    r = conn.execute("SELECT * FROM qualification_rules WHERE vehicle_class = %s", (vehicle_class,)).fetchone()
+def qualification_rule(conn: Conn, *, vehicle_class: str) -> dict:
+    r = conn.execute(
+        "SELECT * FROM qualification_rules WHERE vehicle_class = %s", (vehicle_class,)
+    ).fetchone()
     if r is None:
         raise Invalid(f"no qualification rule for vehicle class {vehicle_class!r}")
     return r
@@ -136,31 +162,59 @@ def failed_rules(customer: dict, rule: dict, *, pickup_day: dt.date, return_day:
     failed: list[dict] = []
     missing = [f for f in REQUIRED_FOR_RENTAL if not customer.get(f)]
     if missing:
-        failed.append({"rule": "profile_complete", "message": f"customer profile lacks {', '.join(missing)}",
-                       "missing": missing})
+        failed.append(
+            {
+                "rule": "profile_complete",
+                "message": f"customer profile lacks {', '.join(missing)}",
+                "missing": missing,
+            }
+        )
     if customer.get("blacklisted"):
-        failed.append({"rule": "not_blacklisted", "message": "customer is blacklisted",
-                       "reason": customer.get("blacklist_reason")})
+        failed.append(
+            {
+                "rule": "not_blacklisted",
+                "message": "customer is blacklisted",
+                "reason": customer.get("blacklist_reason"),
+            }
+        )
     born = customer.get("date_of_birth")
     if born:
         age = age_on(born, pickup_day)
         if age < rule["min_age"]:
-            failed.append({"rule": "min_age", "message": f"class {rule['vehicle_class']} requires age "
-                           f"{rule['min_age']}, customer is {age} at pickup", "min_age": rule["min_age"], "age": age})
+            failed.append(
+                {
+                    "rule": "min_age",
+                    "message": f"class {rule['vehicle_class']} requires age "
+                    f"{rule['min_age']}, customer is {age} at pickup",
+                    "min_age": rule["min_age"],
+                    "age": age,
+                }
+            )
     expiry = customer.get("licence_expiry")
     if expiry and expiry < return_day:
-        failed.append({"rule": "licence_valid", "message": f"driving licence expires {expiry.isoformat()}, "
-                       f"before the end of the rental on {return_day.isoformat()}", "licence_expiry": expiry.isoformat()})
+        failed.append(
+            {
+                "rule": "licence_valid",
+                "message": f"driving licence expires {expiry.isoformat()}, "
+                f"before the end of the rental on {return_day.isoformat()}",
+                "licence_expiry": expiry.isoformat(),
+            }
+        )
     classes = {c.strip() for c in (customer.get("licence_class") or "").split(",") if c.strip()}
     if classes and rule["required_licence_class"] not in classes:
-        failed.append({"rule": "licence_class", "message": f"class {rule['vehicle_class']} requires licence "
-                       f"category {rule['required_licence_class']}, customer holds {', '.join(sorted(classes))}",
-                       "required": rule["required_licence_class"]})
+        failed.append(
+            {
+                "rule": "licence_class",
+                "message": f"class {rule['vehicle_class']} requires licence "
+                f"category {rule['required_licence_class']}, customer holds {', '.join(sorted(classes))}",
+                "required": rule["required_licence_class"],
+            }
+        )
     return failed
 
 
 def check_qualified(
-    conn: psycopg.Connection, *, customer: dict, vehicle_class: str, pickup_day: dt.date, return_day: dt.date
+    conn: Conn, *, customer: dict, vehicle_class: str, pickup_day: dt.date, return_day: dt.date
 ) -> None:
     """Raise 422 naming the first failed rule (all failures in details) unless the customer qualifies."""
     rule = qualification_rule(conn, vehicle_class=vehicle_class)

@@ -10,8 +10,9 @@ from backoffice.auth.service import audit
 from backoffice.customers import service
 from backoffice.customers.models import CustomerIn, CustomerOut, CustomerPage, CustomerPatch
 from backoffice.deps import ConnDep, require_roles
+from backoffice.orders.models import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+router = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
 Writer = Annotated[dict, Depends(require_roles("customer_service"))]
 Reader = Annotated[dict, Depends(require_roles("customer_service", "dispatcher", "finance"))]
 
@@ -35,7 +36,9 @@ def list_customers(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
     """A page of customers: {items, total, limit, offset}."""
-    return service.list_(conn, q=q, blacklisted=blacklisted, licence_number=licence_number, limit=limit, offset=offset)
+    return service.list_(
+        conn, q=q, blacklisted=blacklisted, licence_number=licence_number, limit=limit, offset=offset
+    )
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)
@@ -48,8 +51,15 @@ def update_customer(customer_id: int, body: CustomerPatch, conn: ConnDep, user: 
     """Change fields (blacklisting needs a reason)."""
     before, after = service.update(conn, customer_id=customer_id, changes=body.model_dump(exclude_unset=True))
     if after is not before:
-        audit(conn, actor=user, action="customer.update", entity="customers", entity_id=customer_id,
-              before=before, after=after)
+        audit(
+            conn,
+            actor=user,
+            action="customer.update",
+            entity="customers",
+            entity_id=customer_id,
+            before=before,
+            after=after,
+        )
     return after
 
 
@@ -57,4 +67,6 @@ def update_customer(customer_id: int, body: CustomerPatch, conn: ConnDep, user: 
 def delete_customer(customer_id: int, conn: ConnDep, user: Writer) -> None:
     """Delete a customer that has no orders."""
     before = service.delete(conn, customer_id=customer_id)
-    audit(conn, actor=user, action="customer.delete", entity="customers", entity_id=customer_id, before=before)
+    audit(
+        conn, actor=user, action="customer.delete", entity="customers", entity_id=customer_id, before=before
+    )

@@ -12,10 +12,11 @@ from backoffice.deps import ConnDep, require_roles
 from backoffice.finance import service
 from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
 from backoffice.orders import service as orders
+from backoffice.orders.models import ERROR_RESPONSES
 from backoffice.orders.pricing import to_json
 from fleetcore.errors import Invalid
 
-router = APIRouter(prefix="/api/v1/finance", tags=["finance"])
+router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=ERROR_RESPONSES)
 Finance = Annotated[dict, Depends(require_roles("finance"))]
 InvoiceReader = Annotated[dict, Depends(require_roles("finance", "customer_service"))]
 INVOICE_STATUSES = ("open", "paid", "void")
@@ -34,8 +35,11 @@ def list_invoices(
     """A page of invoices: {items, total, limit, offset}."""
     if status is not None and status not in INVOICE_STATUSES:
         raise Invalid(f"status must be one of {', '.join(INVOICE_STATUSES)}")
-    return to_json(service.list_invoices(conn, order_id=order_id, customer_id=customer_id, status=status,
-                                         limit=limit, offset=offset))
+    return to_json(
+        service.list_invoices(
+            conn, order_id=order_id, customer_id=customer_id, status=status, limit=limit, offset=offset
+        )
+    )
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
@@ -48,18 +52,36 @@ def get_invoice(invoice_id: int, user: InvoiceReader, conn: ConnDep) -> dict:
 def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) -> dict:
     """Record a payment; paying a rental invoice in full completes and archives its order."""
     payment, invoice = service.record_payment(
-        conn, invoice_id=invoice_id, amount=body.amount, method=body.method, reference=body.reference,
-        paid_at=body.paid_at, recorded_by=user["username"],
+        conn,
+        invoice_id=invoice_id,
+        amount=body.amount,
+        method=body.method,
+        reference=body.reference,
+        paid_at=body.paid_at,
+        recorded_by=user["username"],
     )
-    audit(conn, actor=user, action="payment.create", entity="payments", entity_id=payment["id"],
-          after=to_json(payment))
+    audit(
+        conn,
+        actor=user,
+        action="payment.create",
+        entity="payments",
+        entity_id=payment["id"],
+        after=to_json(payment),
+    )
     archived = None
     if invoice["status"] == "paid" and invoice["kind"] == "rental":
         order = orders.get_or_raise(conn, order_id=invoice["order_id"])
         if order["status"] == "returned":
             archive = orders.complete_and_archive(conn, order_id=order["id"], actor=user)
-            audit(conn, actor=user, action="order.complete", entity="orders", entity_id=order["id"],
-                  before={"status": "returned"}, after={"status": "completed", "archived_at": archive["archived_at"]})
+            audit(
+                conn,
+                actor=user,
+                action="order.complete",
+                entity="orders",
+                entity_id=order["id"],
+                before={"status": "returned"},
+                after={"status": "completed", "archived_at": archive["archived_at"]},
+            )
             archived = {"order_id": order["id"], "archived_at": archive["archived_at"]}
     return to_json({"payment": payment, "invoice": invoice, "archived": archived})
 
@@ -68,8 +90,15 @@ def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) 
 def void_invoice(invoice_id: int, body: VoidIn, user: Finance, conn: ConnDep) -> dict:
     """Void an open invoice that has no payments."""
     before, after = service.void_invoice(conn, invoice_id=invoice_id, reason=body.reason)
-    audit(conn, actor=user, action="invoice.void", entity="invoices", entity_id=invoice_id,
-          before=to_json({"status": before["status"]}), after=to_json({"status": after["status"], "reason": body.reason}))
+    audit(
+        conn,
+        actor=user,
+        action="invoice.void",
+        entity="invoices",
+        entity_id=invoice_id,
+        before=to_json({"status": before["status"]}),
+        after=to_json({"status": after["status"], "reason": body.reason}),
+    )
     return to_json(after)
 
 

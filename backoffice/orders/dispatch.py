@@ -9,6 +9,7 @@ import math
 import psycopg
 
 from backoffice.orders import service
+from backoffice.orders.sqlutil import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -28,18 +29,20 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
-def _service_due(conn: psycopg.Connection, *, vehicle_id: int, until: dt.datetime, odometer_km: float) -> bool:
+def _service_due(conn: Conn, *, vehicle_id: int, until: dt.datetime, odometer_km: float) -> bool:
     """Ask the fleet domain whether the vehicle is due for service before `until` at `odometer_km`."""
     try:
         from backoffice.fleet.service import service_due
     except ImportError:  # fleet domain without a service plan: nothing is due
-        log.warning("backoffice.fleet.service.service_due is missing; treating vehicles as not due for service")
+        log.warning(
+            "backoffice.fleet.service.service_due is missing; treating vehicles as not due for service"
+        )
         return False
     return bool(service_due(conn, vehicle_id=vehicle_id, until=until, odometer_km=odometer_km))
 
 
 def candidates(
-    conn: psycopg.Connection, *, order: dict, station_id: int | None = None, vin: str | None = None
+    conn: Conn, *, order: dict, station_id: int | None = None, vin: str | None = None
 ) -> list[dict]:
     """Vehicles of the order's class (at one station, or anywhere) with everything dispatch decides on."""
     lo, hi = service.period_bounds(order["pickup_at"], order["return_at"])
@@ -59,7 +62,14 @@ def candidates(
             WHERE v.class = %(cls)s AND (%(st)s::bigint IS NULL OR v.home_station_id = %(st)s)
               AND (%(vin)s::text IS NULL OR v.vin = %(vin)s)
             ORDER BY st.odometer_km ASC NULLS LAST, v.id""",
-        {"order": order["id"], "lo": lo, "hi": hi, "cls": order["vehicle_class"], "st": station_id, "vin": vin},
+        {
+            "order": order["id"],
+            "lo": lo,
+            "hi": hi,
+            "cls": order["vehicle_class"],
+            "st": station_id,
+            "vin": vin,
+        },
     ).fetchall()
 
 
@@ -83,7 +93,7 @@ def rejection_reasons(c: dict, *, service_due: bool) -> list[str]:
     return reasons
 
 
-def evaluate(conn: psycopg.Connection, *, order: dict, cands: list[dict]) -> tuple[list[dict], list[dict]]:
+def evaluate(conn: Conn, *, order: dict, cands: list[dict]) -> tuple[list[dict], list[dict]]:
     """Split candidates into eligible (lowest odometer first: spreads wear) and rejected with reasons."""
     eligible, rejected = [], []
     included_km = int(order["quote"].get("included_km", 0))
@@ -91,8 +101,9 @@ def evaluate(conn: psycopg.Connection, *, order: dict, cands: list[dict]) -> tup
         due = False
         if c["odometer_km"] is not None:
             # Due if the service falls inside the rental, assuming the customer drives the full allowance.
-            due = _service_due(conn, vehicle_id=c["id"], until=order["return_at"],
-                               odometer_km=c["odometer_km"] + included_km)
+            due = _service_due(
+                conn, vehicle_id=c["id"], until=order["return_at"], odometer_km=c["odometer_km"] + included_km
+            )
         reasons = rejection_reasons(c, service_due=due)
         if reasons:
             rejected.append({"vin": c["vin"], "station": c["station"], "reasons": reasons})
@@ -102,7 +113,7 @@ def evaluate(conn: psycopg.Connection, *, order: dict, cands: list[dict]) -> tup
     return eligible, rejected
 
 
-def propose(conn: psycopg.Connection, *, order: dict, pickup_station: dict) -> dict | None:
+def propose(conn: Conn, *, order: dict, pickup_station: dict) -> dict | None:
     """The nearest other station's eligible vehicle that it can spare (no live bookings of its own), or None."""
     best = None
     eligible, _ = evaluate(conn, order=order, cands=candidates(conn, order=order))
@@ -116,11 +127,18 @@ def propose(conn: psycopg.Connection, *, order: dict, pickup_station: dict) -> d
     if best is None:
         return None
     c = best[1]
-    return {"from_station": c["station"], "to_station": pickup_station["code"], "vin": c["vin"], "plate": c["plate"],
-            "distance_km": round(best[0][0], 1), "odometer_km": c["odometer_km"], "fuel_pct": c["fuel_pct"]}
+    return {
+        "from_station": c["station"],
+        "to_station": pickup_station["code"],
+        "vin": c["vin"],
+        "plate": c["plate"],
+        "distance_km": round(best[0][0], 1),
+        "odometer_km": c["odometer_km"],
+        "fuel_pct": c["fuel_pct"],
+    }
 
 
-def _take(conn: psycopg.Connection, *, order: dict, vehicle: dict, actor: dict) -> None:
+def _take(conn: Conn, *, order: dict, vehicle: dict, actor: dict) -> None:
     """Move the order's hold onto this vehicle (the exclusion constraint re-checks overlap) and mark it."""
     with conn.transaction():
         cur = conn.execute(
@@ -129,35 +147,53 @@ def _take(conn: psycopg.Connection, *, order: dict, vehicle: dict, actor: dict) 
         )
         if cur.rowcount == 0:
             lo, hi = service.period_bounds(order["pickup_at"], order["return_at"])
-            conn.execute("INSERT INTO vehicle_assignments (order_id, vehicle_id, period) "
-                         "VALUES (%s, %s, tstzrange(%s, %s, '[)'))", (order["id"], vehicle["id"], lo, hi))
-    conn.execute("UPDATE orders SET vehicle_id = %s, status = 'assigned', updated_at = now() WHERE id = %s",
-                 (vehicle["id"], order["id"]))
+            conn.execute(
+                "INSERT INTO vehicle_assignments (order_id, vehicle_id, period) "
+                "VALUES (%s, %s, tstzrange(%s, %s, '[)'))",
+                (order["id"], vehicle["id"], lo, hi),
+            )
+    conn.execute(
+        "UPDATE orders SET vehicle_id = %s, status = 'assigned', updated_at = now() WHERE id = %s",
+        (vehicle["id"], order["id"]),
+    )
     if vehicle["status"] == "available":
-        service.set_vehicle_status(conn, vehicle_id=vehicle["id"], status="reserved", actor=actor,
-                                   note=f"assigned to order {order['id']}")
+        service.set_vehicle_status(
+            conn,
+            vehicle_id=vehicle["id"],
+            status="reserved",
+            actor=actor,
+            note=f"assigned to order {order['id']}",
+        )
     if order["vehicle_id"] and order["vehicle_id"] != vehicle["id"]:
-        service.release_vehicle_if_idle(conn, vehicle_id=order["vehicle_id"], actor=actor,
-                                        note=f"order {order['id']} re-assigned")
+        service.release_vehicle_if_idle(
+            conn, vehicle_id=order["vehicle_id"], actor=actor, note=f"order {order['id']} re-assigned"
+        )
 
 
-def _station_by_id(conn: psycopg.Connection, station_id: int) -> dict:
-    return conn.execute("SELECT * FROM stations WHERE id = %s", (station_id,)).fetchone()
+def _station_by_id(conn: Conn, station_id: int) -> dict:
+    return one(conn.execute("SELECT * FROM stations WHERE id = %s", (station_id,)))
 
 
-def assign(conn: psycopg.Connection, *, order_id: int, vin: str | None, accept_transfer: bool, actor: dict) -> dict:
+def assign(conn: Conn, *, order_id: int, vin: str | None, accept_transfer: bool, actor: dict) -> dict:
     """Assign the best vehicle (or the given one); without one at the station, answer with a transfer proposal."""
     order = service.get_or_raise(conn, order_id=order_id, for_update=True)
     if order["status"] not in ("confirmed", "assigned"):
         raise Conflict(f"order {order_id} is {order['status']}; only confirmed orders can be dispatched")
     pickup_station = _station_by_id(conn, order["pickup_station_id"])
     if vin:
-        return _assign_given(conn, order=order, vin=vin.upper(), accept_transfer=accept_transfer,
-                             pickup_station=pickup_station, actor=actor)
+        return _assign_given(
+            conn,
+            order=order,
+            vin=vin.upper(),
+            accept_transfer=accept_transfer,
+            pickup_station=pickup_station,
+            actor=actor,
+        )
     if accept_transfer:
         raise Invalid("accept_transfer needs the vin of the proposed vehicle")
-    eligible, rejected = evaluate(conn, order=order,
-                                  cands=candidates(conn, order=order, station_id=order["pickup_station_id"]))
+    eligible, rejected = evaluate(
+        conn, order=order, cands=candidates(conn, order=order, station_id=order["pickup_station_id"])
+    )
     for c in eligible:
         try:
             _take(conn, order=order, vehicle=c, actor=actor)
@@ -167,14 +203,29 @@ def assign(conn: psycopg.Connection, *, order_id: int, vin: str | None, accept_t
         return _result(conn, order_id=order_id, vehicle=c, rejected=rejected, action="assigned")
     proposal = propose(conn, order=order, pickup_station=pickup_station)
     if proposal is None:
-        raise Conflict(f"no healthy {order['vehicle_class']} vehicle at {pickup_station['code']} and none to spare "
-                       "at other stations", details={"rule": "dispatch", "rejected": rejected})
-    return {"status": "proposal", "order_id": order_id, "proposal": proposal, "rejected": rejected,
-            "accept": {"vin": proposal["vin"], "accept_transfer": True}}
+        raise Conflict(
+            f"no healthy {order['vehicle_class']} vehicle at {pickup_station['code']} and none to spare "
+            "at other stations",
+            details={"rule": "dispatch", "rejected": rejected},
+        )
+    return {
+        "status": "proposal",
+        "order_id": order_id,
+        "proposal": proposal,
+        "rejected": rejected,
+        "accept": {"vin": proposal["vin"], "accept_transfer": True},
+    }
 
 
-def _assign_given(conn: psycopg.Connection, *, order: dict, vin: str, accept_transfer: bool, pickup_station: dict,
-                  actor: dict) -> dict:
+def _assign_given(
+    conn: Conn,
+    *,
+    order: dict,
+    vin: str,
+    accept_transfer: bool,
+    pickup_station: dict,
+    actor: dict,
+) -> dict:
     found = candidates(conn, order=order, vin=vin)
     if not found:
         exists = conn.execute("SELECT class FROM vehicles WHERE vin = %s", (vin,)).fetchone()
@@ -184,26 +235,48 @@ def _assign_given(conn: psycopg.Connection, *, order: dict, vin: str, accept_tra
     c = found[0]
     eligible, rejected = evaluate(conn, order=order, cands=[c])
     if not eligible:
-        raise Conflict(f"vehicle {vin} cannot be dispatched: {'; '.join(rejected[0]['reasons'])}",
-                       details={"rule": "dispatch", "rejected": rejected})
+        raise Conflict(
+            f"vehicle {vin} cannot be dispatched: {'; '.join(rejected[0]['reasons'])}",
+            details={"rule": "dispatch", "rejected": rejected},
+        )
     transfer = None
     if c["home_station_id"] != order["pickup_station_id"]:
         if not accept_transfer:
-            raise Conflict(f"vehicle {vin} is at {c['station']}, not {pickup_station['code']}; "
-                           "send accept_transfer=true to move it", details={"rule": "station"})
+            raise Conflict(
+                f"vehicle {vin} is at {c['station']}, not {pickup_station['code']}; "
+                "send accept_transfer=true to move it",
+                details={"rule": "station"},
+            )
         if c["has_bookings"]:
-            raise Conflict(f"station {c['station']} cannot spare {vin}: it has bookings of its own",
-                           details={"rule": "spare"})
+            raise Conflict(
+                f"station {c['station']} cannot spare {vin}: it has bookings of its own",
+                details={"rule": "spare"},
+            )
         distance = haversine_km(pickup_station["lat"], pickup_station["lon"], c["lat"], c["lon"])
-        conn.execute("UPDATE vehicles SET home_station_id = %s, updated_at = now() WHERE id = %s",
-                     (pickup_station["id"], c["id"]))
-        transfer = conn.execute(
-            """INSERT INTO vehicle_transfers (vehicle_id, order_id, from_station_id, to_station_id, distance_km,
+        conn.execute(
+            "UPDATE vehicles SET home_station_id = %s, updated_at = now() WHERE id = %s",
+            (pickup_station["id"], c["id"]),
+        )
+        row = one(
+            conn.execute(
+                """INSERT INTO vehicle_transfers (vehicle_id, order_id, from_station_id, to_station_id, distance_km,
                                               requested_by) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
-            (c["id"], order["id"], c["home_station_id"], pickup_station["id"], distance, actor["username"]),
-        ).fetchone()
-        transfer = {"from_station": c["station"], "to_station": pickup_station["code"],
-                    "distance_km": round(distance, 1), "id": transfer["id"]}
+                (
+                    c["id"],
+                    order["id"],
+                    c["home_station_id"],
+                    pickup_station["id"],
+                    distance,
+                    actor["username"],
+                ),
+            )
+        )
+        transfer = {
+            "from_station": c["station"],
+            "to_station": pickup_station["code"],
+            "distance_km": round(distance, 1),
+            "id": row["id"],
+        }
     try:
         _take(conn, order=order, vehicle=c, actor=actor)
     except psycopg.errors.ExclusionViolation as exc:
@@ -213,7 +286,7 @@ def _assign_given(conn: psycopg.Connection, *, order: dict, vin: str, accept_tra
     return out
 
 
-def _result(conn: psycopg.Connection, *, order_id: int, vehicle: dict, rejected: list, action: str) -> dict:
+def _result(conn: Conn, *, order_id: int, vehicle: dict, rejected: list, action: str) -> dict:
     return {
         "status": action,
         "order": service.get_or_raise(conn, order_id=order_id),

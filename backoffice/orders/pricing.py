@@ -32,8 +32,13 @@ def money(x: Decimal | float | int | str) -> Decimal:
 def line(code: str, description: str, quantity: Decimal | int, unit_price: Decimal) -> dict:
     """One priced line item; amounts as Decimal."""
     q = Decimal(str(quantity))
-    return {"code": code, "description": description, "quantity": q, "unit_price": money(unit_price),
-            "amount": money(q * unit_price)}
+    return {
+        "code": code,
+        "description": description,
+        "quantity": q,
+        "unit_price": money(unit_price),
+        "amount": money(q * unit_price),
+    }
 
 
 def rental_days(pickup_at: dt.datetime, return_at: dt.datetime) -> list[dict]:
@@ -62,11 +67,23 @@ def quote(rate: dict, *, pickup_at: dt.datetime, return_at: dt.datetime, one_way
     weekday = len(days) - weekend
     lines = []
     if weekday:
-        lines.append(line("rental_weekday", f"{weekday} weekday day(s) at {money(rate['daily_rate'])}",
-                          weekday, rate["daily_rate"]))
+        lines.append(
+            line(
+                "rental_weekday",
+                f"{weekday} weekday day(s) at {money(rate['daily_rate'])}",
+                weekday,
+                rate["daily_rate"],
+            )
+        )
     if weekend:
-        lines.append(line("rental_weekend", f"{weekend} weekend day(s) at {money(rate['weekend_daily_rate'])}",
-                          weekend, rate["weekend_daily_rate"]))
+        lines.append(
+            line(
+                "rental_weekend",
+                f"{weekend} weekend day(s) at {money(rate['weekend_daily_rate'])}",
+                weekend,
+                rate["weekend_daily_rate"],
+            )
+        )
     if one_way:
         lines.append(line("one_way", "one-way fee (return to a different station)", 1, rate["one_way_fee"]))
     first_day_price = money(rate["weekend_daily_rate"] if days[0]["weekend"] else rate["daily_rate"])
@@ -77,8 +94,19 @@ def quote(rate: dict, *, pickup_at: dt.datetime, return_at: dt.datetime, one_way
         "weekend_days": weekend,
         "included_km": len(days) * int(rate["included_km_per_day"]),
         "first_day_price": first_day_price,
-        "rate": {k: rate[k] for k in ("daily_rate", "weekend_daily_rate", "included_km_per_day", "extra_km_price",
-                                      "fuel_price_per_pct", "late_fee_per_hour", "late_grace_minutes", "one_way_fee")},
+        "rate": {
+            k: rate[k]
+            for k in (
+                "daily_rate",
+                "weekend_daily_rate",
+                "included_km_per_day",
+                "extra_km_price",
+                "fuel_price_per_pct",
+                "late_fee_per_hour",
+                "late_grace_minutes",
+                "one_way_fee",
+            )
+        },
         "lines": lines,
         **totals(lines),
     }
@@ -104,24 +132,43 @@ def return_charges(
     one_way: bool,
 ) -> dict:
     """Final charges at return: booked days, one-way fee, extra km, missing fuel, late return, with totals."""
-    rate = {k: Decimal(str(v)) if k != "late_grace_minutes" and k != "included_km_per_day" else int(v)
-            for k, v in quoted["rate"].items()}
+    rate = {k: Decimal(str(v)) for k, v in quoted["rate"].items()}  # the quote may come back from JSON
     # The quote may come back from JSON (strings): rebuild the booked-day lines from their parts.
-    lines = [line(ln["code"], ln["description"], Decimal(str(ln["quantity"])), Decimal(str(ln["unit_price"])))
-             for ln in quoted["lines"] if ln["code"] in ("rental_weekday", "rental_weekend")]
+    lines = [
+        line(ln["code"], ln["description"], Decimal(str(ln["quantity"])), Decimal(str(ln["unit_price"])))
+        for ln in quoted["lines"]
+        if ln["code"] in ("rental_weekday", "rental_weekend")
+    ]
     if one_way:
         lines.append(line("one_way", "one-way fee (returned to a different station)", 1, rate["one_way_fee"]))
     driven = (Decimal(str(return_odometer_km)) - Decimal(str(pickup_odometer_km))).quantize(KM_RESOLUTION)
     extra_km = max(Decimal(0), driven - int(quoted["included_km"]))
     if extra_km > 0:
-        lines.append(line("extra_km", f"{extra_km} km beyond the {quoted['included_km']} km included",
-                          extra_km, rate["extra_km_price"]))
+        lines.append(
+            line(
+                "extra_km",
+                f"{extra_km} km beyond the {quoted['included_km']} km included",
+                extra_km,
+                rate["extra_km_price"],
+            )
+        )
     missing = Decimal(str(pickup_fuel_pct)) - Decimal(str(return_fuel_pct))
-    fuel_pct = missing.quantize(Decimal(1), rounding=ROUND_HALF_UP) if missing > Decimal(str(FUEL_TOLERANCE_PCT)) else 0
+    fuel_pct = (
+        missing.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        if missing > Decimal(str(FUEL_TOLERANCE_PCT))
+        else 0
+    )
     if fuel_pct:
-        lines.append(line("fuel", f"refuel {fuel_pct} % of tank (picked up at {pickup_fuel_pct:.0f} %, "
-                          f"returned at {return_fuel_pct:.0f} %)", fuel_pct, rate["fuel_price_per_pct"]))
-    hours = late_hours(planned_return, actual_return, rate["late_grace_minutes"])
+        lines.append(
+            line(
+                "fuel",
+                f"refuel {fuel_pct} % of tank (picked up at {pickup_fuel_pct:.0f} %, "
+                f"returned at {return_fuel_pct:.0f} %)",
+                fuel_pct,
+                rate["fuel_price_per_pct"],
+            )
+        )
+    hours = late_hours(planned_return, actual_return, int(rate["late_grace_minutes"]))
     if hours:
         # Never more than a day's rate per started late day (the usual cap in rental terms).
         fee = min(hours * rate["late_fee_per_hour"], math.ceil(hours / 24) * rate["daily_rate"])

@@ -14,6 +14,7 @@ from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.errors import envelope
 from backoffice.orders import dispatch, service
 from backoffice.orders.models import (
+    ERROR_RESPONSES,
     ORDER_STATUSES,
     ArchiveOut,
     AssignIn,
@@ -33,7 +34,7 @@ from backoffice.orders.models import (
 from backoffice.orders.pricing import to_json
 from fleetcore.errors import Invalid
 
-router = APIRouter(prefix="/api/v1", tags=["orders"])
+router = APIRouter(prefix="/api/v1", tags=["orders"], responses=ERROR_RESPONSES)
 # The user dependency comes before the connection in every signature: it borrows (and returns) a pooled
 # connection itself, so resolving it first keeps a request from holding two connections at once.
 Intake = Annotated[dict, Depends(require_roles("customer_service"))]
@@ -45,8 +46,15 @@ Admin = Annotated[dict, Depends(require_roles("admin"))]
 
 
 def _audit(conn: psycopg.Connection, user: dict, action: str, order_id: int, before, after) -> None:
-    audit(conn, actor=user, action=f"order.{action}", entity="orders", entity_id=order_id,
-          before=to_json(before), after=to_json(after))
+    audit(
+        conn,
+        actor=user,
+        action=f"order.{action}",
+        entity="orders",
+        entity_id=order_id,
+        before=to_json(before),
+        after=to_json(after),
+    )
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
@@ -76,9 +84,19 @@ def list_orders(
     for t in (pickup_from, pickup_to):
         if t is not None and t.tzinfo is None:
             raise Invalid("from/to need a UTC offset, e.g. 2027-01-01T00:00:00Z")
-    return to_json(service.list_(conn, status=status, customer_id=customer_id, station=station,
-                                 vehicle_class=vehicle_class, pickup_from=pickup_from, pickup_to=pickup_to,
-                                 limit=limit, offset=offset))
+    return to_json(
+        service.list_(
+            conn,
+            status=status,
+            customer_id=customer_id,
+            station=station,
+            vehicle_class=vehicle_class,
+            pickup_from=pickup_from,
+            pickup_to=pickup_to,
+            limit=limit,
+            offset=offset,
+        )
+    )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
@@ -96,41 +114,66 @@ def order_history(order_id: int, user: Reader, conn: ConnDep) -> list[dict]:
 def confirm_order(order_id: int, user: Intake, conn: ConnDep) -> dict:
     """Qualification (422 naming the failed rule) and a vehicle held for the period (409 when none is left)."""
     before, after = service.confirm(conn, order_id=order_id, actor=user)
-    _audit(conn, user, "confirm", order_id, {"status": before["status"]},
-           {"status": after["status"], "reserved_vehicle_id": after["reserved_vehicle_id"]})
+    _audit(
+        conn,
+        user,
+        "confirm",
+        order_id,
+        {"status": before["status"]},
+        {"status": after["status"], "reserved_vehicle_id": after["reserved_vehicle_id"]},
+    )
     return to_json(after)
 
 
 @router.patch("/orders/{order_id}", response_model=OrderOut)
 def update_order(order_id: int, body: OrderPatch, user: Intake, conn: ConnDep) -> dict:
     """Change times, class or stations; re-validated, re-priced and re-reserved; history kept."""
-    before, after = service.update(conn, order_id=order_id, changes=body.model_dump(exclude_unset=True), actor=user)
+    before, after = service.update(
+        conn, order_id=order_id, changes=body.model_dump(exclude_unset=True), actor=user
+    )
     if after is not before:
         _audit(conn, user, "update", order_id, before, after)
     return to_json(after)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=CancelOut)
-def cancel_order(order_id: int, user: Intake, conn: ConnDep, body: Annotated[CancelIn | None, Body()] = None
-                 ) -> dict:
+def cancel_order(
+    order_id: int, user: Intake, conn: ConnDep, body: Annotated[CancelIn | None, Body()] = None
+) -> dict:
     """Cancel (free > 48 h before pickup, half the first day within 48 h) or record a no-show (one day)."""
     body = body or CancelIn()
-    before, after, invoice = service.cancel(conn, order_id=order_id, no_show=body.no_show, reason=body.reason,
-                                            actor=user)
-    _audit(conn, user, after["status"], order_id, {"status": before["status"]},
-           {"status": after["status"], "cancellation_fee": after["cancellation_fee"]})
+    before, after, invoice = service.cancel(
+        conn, order_id=order_id, no_show=body.no_show, reason=body.reason, actor=user
+    )
+    _audit(
+        conn,
+        user,
+        after["status"],
+        order_id,
+        {"status": before["status"]},
+        {"status": after["status"], "cancellation_fee": after["cancellation_fee"]},
+    )
     return to_json({"order": after, "cancellation_fee": after["cancellation_fee"], "invoice": invoice})
 
 
 @router.post("/orders/{order_id}/assign", response_model=AssignOut)
-def assign_order(order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated[AssignIn | None, Body()] = None
-                 ) -> dict:
+def assign_order(
+    order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated[AssignIn | None, Body()] = None
+) -> dict:
     """Choose the vehicle, or answer {"status": "proposal", "proposal": {...}} to move one from the nearest station."""
     body = body or AssignIn()
-    result = dispatch.assign(conn, order_id=order_id, vin=body.vin, accept_transfer=body.accept_transfer, actor=user)
+    result = dispatch.assign(
+        conn, order_id=order_id, vin=body.vin, accept_transfer=body.accept_transfer, actor=user
+    )
     if result["status"] == "assigned":
-        _audit(conn, user, "assign", order_id, None,
-               {"vehicle": result["vehicle"], "transfer": result.get("transfer")})
+        _audit(
+            conn,
+            user,
+            "assign",
+            order_id,
+            None,
+            {"vehicle": result["vehicle"], "transfer": result.get("transfer")},
+        )
     return to_json(result)
 
 
@@ -138,18 +181,40 @@ def assign_order(order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated
 def pickup_order(order_id: int, user: Dispatcher, conn: ConnDep) -> dict:
     """Hand over: odometer and fuel come from the vehicle's telemetry state (409 without one)."""
     before, after = service.pickup(conn, order_id=order_id, actor=user)
-    _audit(conn, user, "pickup", order_id, {"status": before["status"]},
-           {"status": after["status"], "odometer_km": after["pickup_odometer_km"], "fuel_pct": after["pickup_fuel_pct"]})
+    _audit(
+        conn,
+        user,
+        "pickup",
+        order_id,
+        {"status": before["status"]},
+        {
+            "status": after["status"],
+            "odometer_km": after["pickup_odometer_km"],
+            "fuel_pct": after["pickup_fuel_pct"],
+        },
+    )
     return to_json(after)
 
 
 @router.post("/orders/{order_id}/return", response_model=ReturnOut)
 def return_order(order_id: int, body: ReturnIn, user: Dispatcher, conn: ConnDep) -> dict:
     """Take back: readings from telemetry → charges and invoice; crash alerts attached as damage check."""
-    before, after, invoice = service.return_(conn, order_id=order_id, return_station=body.return_station, actor=user)
-    _audit(conn, user, "return", order_id, {"status": before["status"]},
-           {"status": after["status"], "charges": after["charges"], "damage": after["damage"],
-            "invoice": invoice["number"]})
+    before, after, invoice = service.return_(
+        conn, order_id=order_id, return_station=body.return_station, actor=user
+    )
+    _audit(
+        conn,
+        user,
+        "return",
+        order_id,
+        {"status": before["status"]},
+        {
+            "status": after["status"],
+            "charges": after["charges"],
+            "damage": after["damage"],
+            "invoice": invoice["number"],
+        },
+    )
     return to_json({"order": after, "invoice": invoice})
 
 
@@ -169,7 +234,15 @@ def list_rates(user: Staff, conn: ConnDep) -> list[dict]:
 def put_rate(vehicle_class: str, body: RateIn, user: Admin, conn: ConnDep) -> dict:
     """Change a class's rates (admin); existing orders keep the rates they were quoted."""
     before, after = service.update_rate(conn, vehicle_class=vehicle_class, values=body.model_dump())
-    audit(conn, actor=user, action="rate.update", entity="rates", entity_id=vehicle_class, before=before, after=after)
+    audit(
+        conn,
+        actor=user,
+        action="rate.update",
+        entity="rates",
+        entity_id=vehicle_class,
+        before=before,
+        after=after,
+    )
     return to_json(after)
 
 
@@ -179,6 +252,9 @@ def setup(app: FastAPI) -> None:
     async def _retryable(request: Request, exc: Exception) -> JSONResponse:
         return envelope(409, "conflict", "a concurrent change got there first; retry the request")
 
-    for exc in (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected,
-                psycopg.errors.LockNotAvailable):
+    for exc in (
+        psycopg.errors.SerializationFailure,
+        psycopg.errors.DeadlockDetected,
+        psycopg.errors.LockNotAvailable,
+    ):
         app.add_exception_handler(exc, _retryable)

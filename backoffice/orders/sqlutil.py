@@ -1,0 +1,18 @@
+"""Typing helpers for the customer/order/finance services (connections return dict rows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# Pool and test connections use dict_row (fleetcore.db); rows are dicts.
+Conn = psycopg.Connection[Any]
+
+
+def one(cur: psycopg.Cursor[Any]) -> dict:
+    """The row of a query that always returns exactly one (aggregate, RETURNING, now())."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("query returned no row")
+    return row
