@@ -101,8 +101,8 @@ class Demo:
             with contextlib.suppress(psutil.Error):
                 p.kill()
 
-    def survivors(self) -> list[str]:
-        gone, alive = psutil.wait_procs(self.tree, timeout=5)
+    def survivors(self, timeout: float = 5) -> list[str]:
+        gone, alive = psutil.wait_procs(self.tree, timeout=timeout)
         return [f"{p.pid} {p.name()}" for p in alive]
 
 
@@ -220,6 +220,24 @@ def test_demo_uses_configured_servers(tmp_path: Path, db_url: str, topic_root: s
     assert any(line.startswith("database:") and "FLEET_DATABASE_URL" in line for line in demo.lines)
     assert not (demo.data_dir / "pgdata").exists()
     assert not demo.tree, f"no server processes expected: {demo.tree}"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_embedded_servers_die_with_a_killed_demo(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the parent-death signal still stops PostgreSQL and Mosquitto."""
+    demo = Demo(tmp_path, "--vehicles", "5", "--mqtt-port", str(free_port()))
+    try:
+        demo.wait_for_line("API:", READY_WITHIN_S)
+        demo.remember_tree()
+        assert {"postgres", "mosquitto"} <= set(demo.tree_names), demo.tree_names
+        demo.proc.kill()
+        demo.proc.wait(5)
+        assert not demo.survivors(timeout=20), f"orphans after SIGKILL: {demo.survivors()}"
+    finally:
+        demo.kill()
+    # PostgreSQL got SIGINT (fast shutdown), so it shut down cleanly even though the demo could not.
+    assert not (demo.data_dir / "pgdata" / "postmaster.pid").exists()
 
 
 def test_demo_refuses_a_busy_port(tmp_path: Path) -> None:
