@@ -7,11 +7,12 @@ Threads: paho's network thread receives and parses (pure, no I/O) and appends to
 thread takes batches (by size or age), writes them in one transaction each and then acknowledges them.
 While one batch commits (the GIL is released during I/O) the next one is being received and parsed.
 
-Memory bound: the broker sends at most Receive Maximum (`FLEET_INGEST_MAX_INFLIGHT`, at most 65,535 by
-MQTT 5 §3.1.2.11.3) unacknowledged QoS 1 messages, so that is the most this worker ever holds, however
-large the backlog in the broker (each held message is its raw payload plus parsed rows: ~2 KB, so the
-default 20,000 holds ~40 MB). QoS 0 messages are not flow-controlled by MQTT; a hard cap of twice that
-number blocks the network thread (TCP back-pressure) until the writer catches up.
+Memory bound: at most `FLEET_INGEST_MAX_INFLIGHT` messages (default 20,000; each its raw payload plus parsed
+rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the one batch being written, however large the backlog in
+the broker. Two mechanisms: the worker announces that number as MQTT 5 Receive Maximum (flow control, at most
+65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live traffic once acks
+flow (and QoS 0 is never flow-controlled), the network thread blocks when the queue is full, which stops
+reading the socket (TCP back-pressure) until the writer takes the next batch.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ class Consumer:
         self.batch_size = settings.ingest_batch_size
         self.batch_s = settings.ingest_batch_ms / 1000.0
         self.receive_maximum = min(settings.ingest_max_inflight, MAX_RECEIVE_MAXIMUM)
-        self.hard_cap = 2 * self.receive_maximum
+        self.hard_cap = self.receive_maximum
         self.queue: collections.deque = collections.deque()
         self.cond = threading.Condition()
         self.epoch = 0

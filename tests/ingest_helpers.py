@@ -42,13 +42,19 @@ class Mosquitto:
 
     def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
         self.workdir = workdir
+        if os.geteuid() == 0:
+            # Started as root, Mosquitto drops to the `mosquitto` user, which must be able to write here
+            # (log, persistence file).
+            with contextlib.suppress(LookupError, OSError):
+                shutil.chown(workdir, "mosquitto")
         self.port = port or free_port()
         self.conf = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
-            # 0 = no limit: a persistent session's backlog must never be dropped (Debian's default is 1000).
-            "max_queued_messages 0",
+            # A persistent session's backlog must never be dropped (Debian's default is 1000). Not 0 ("no limit"):
+            # with 0, Mosquitto 2.0 skips the Receive Maximum check for live messages (db__ready_for_flight).
+            "max_queued_messages 100000000",
             "max_queued_bytes 0",
             # MQTT 5 clients announce their own Receive Maximum; this is the default for older clients.
             "max_inflight_messages 1000",
