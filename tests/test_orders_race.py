@@ -75,9 +75,11 @@ def test_ten_concurrent_api_confirmations_for_the_last_car(settings, conn):
     _assert_one_hold_per_vehicle(conn)
 
 
-def test_ten_concurrent_transactions_for_the_last_car(settings, conn, db_url, caplog):
-    """The same race one level down: ten real connections, each in its own transaction, released together."""
-    with api(settings) as client:
+def test_ten_concurrent_transactions_for_the_last_car(settings, any_db_url, caplog):
+    """The same race one level down, on TimescaleDB and plain PostgreSQL: ten connections, one transaction each."""
+    db_url = any_db_url
+    settings = settings.model_copy(update={"database_url": db_url})
+    with api(settings) as client, connect(db_url, autocommit=True) as conn:
         cs = token(client, conn, "customer_service")
         racing, _ = _setup(client, conn, cs)
     actor = {"username": "race-test"}
@@ -100,7 +102,8 @@ def test_ten_concurrent_transactions_for_the_last_car(settings, conn, db_url, ca
     with ThreadPoolExecutor(N) as pool:
         outcomes = list(pool.map(confirm, [o["id"] for o in racing]))
     assert sorted(outcomes) == ["conflict"] * (N - 1) + ["ok"], outcomes
-    _assert_one_hold_per_vehicle(conn)
+    with connect(db_url, autocommit=True) as conn:
+        _assert_one_hold_per_vehicle(conn)
     # Losers that saw the car as free were stopped by the exclusion constraint itself, not by a Python check.
     lost = [r for r in caplog.records if "lost vehicle" in r.getMessage()]
     print(f"{len(lost)} of {N - 1} losers were rejected by the exclusion constraint")
