@@ -5,7 +5,8 @@ Staff user administration lives in backoffice/hr/views.py.
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -14,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from backoffice.auth import service
 from backoffice.auth.security import create_access_token, hash_password, verify_password
 from backoffice.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
+from backoffice.hr.models import UserOut
 from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -25,6 +27,18 @@ class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor_id: int | None
+    actor: str = Field(description="username, or 'cli' / 'system'")
+    action: str
+    entity: str
+    entity_id: str | None
+    before: Any = None
+    after: Any = None
 
 
 class PasswordChangeIn(BaseModel):
@@ -55,7 +69,7 @@ def login(
     return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
 
 
-@router.get("/auth/me")
+@router.get("/auth/me", response_model=UserOut)
 def me(user: Staff) -> dict:
     """The signed-in staff user."""
     return user
@@ -77,7 +91,7 @@ def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> N
     )
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditOut])
 def list_audit(
     conn: ConnDep,
     user: Admin,

@@ -154,3 +154,123 @@ class MaintenancePatch(_In):
 class MaintenanceCloseIn(_In):
     closed_at: AwareDatetime | None = None
     odometer_km: float | None = Field(default=None, ge=0, le=5_000_000)
+
+
+# ---- responses (documented in OpenAPI; money is serialised as a decimal string) ---------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class StationOut(_Out):
+    id: int
+    code: str
+    name: str
+    lat: float
+    lon: float
+    created_at: dt.datetime
+    vehicles: int | None = Field(
+        default=None, description="vehicles based here, retired excluded (lists only)"
+    )
+
+
+class ServiceInfo(_Out):
+    service_interval_km: int
+    service_interval_days: int
+    last_service_at: dt.datetime | None
+    last_service_odometer_km: float
+    odometer_km: float | None = Field(description="latest telemetry reading")
+    next_service_km: float
+    next_service_at: dt.datetime
+    km_remaining: float | None
+    due_now: bool
+
+
+class ServiceInfoOut(ServiceInfo):
+    vin: str
+
+
+class VehicleOut(_Out):
+    id: int
+    vin: str
+    plate: str
+    make: str
+    model: str
+    year: int
+    vehicle_class: str = Field(alias="class")
+    status: VehicleStatus
+    station: str | None
+    home_station_id: int | None
+    device_id: str | None
+    service_interval_km: int
+    service_interval_days: int
+    last_service_at: dt.datetime | None
+    last_service_odometer_km: float
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    service: ServiceInfo | None = None
+
+
+class StatusChangeOut(_Out):
+    id: int
+    from_status: str | None
+    status: str
+    changed_at: dt.datetime
+    changed_by: str | None
+    note: str | None
+
+
+class DeviceInstallOut(_Out):
+    id: int
+    device_id: str
+    protocol: str | None = None
+    installed_at: dt.datetime
+    removed_at: dt.datetime | None
+
+
+class ProcurementOut(_Out):
+    id: int
+    status: ProcurementStatus
+    supplier: str
+    make: str
+    model: str
+    year: int
+    vehicle_class: str = Field(alias="class")
+    station: str
+    price: Decimal
+    currency: str
+    planned_on: dt.date
+    ordered_on: dt.date | None
+    expected_on: dt.date | None
+    delivered_on: dt.date | None
+    vehicle_id: int | None
+    vin: str | None
+    note: str
+    created_by: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ProcurementDeliveredOut(ProcurementOut):
+    vehicle: VehicleOut
+
+
+class MaintenanceOut(_Out):
+    id: int
+    vehicle_id: int
+    vin: str
+    plate: str
+    work_order: str
+    kind: MaintenanceKind
+    description: str
+    parts: list[dict]
+    labour_cost: Decimal
+    parts_cost: Decimal
+    total_cost: Decimal
+    odometer_km: float | None
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    opened_by: str | None
+    closed_by: str | None
+    updated_at: dt.datetime

@@ -48,7 +48,7 @@ def _range(start: dt.datetime | None, end: dt.datetime | None) -> None:
 # ---- stations -------------------------------------------------------------------------------------------
 
 
-@router.get("/stations")
+@router.get("/stations", response_model=list[m.StationOut])
 def list_stations(
     conn: ConnDep, user: Staff, q: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict]:
@@ -56,7 +56,7 @@ def list_stations(
     return service.list_stations(conn, q=q, limit=limit, offset=offset)
 
 
-@router.post("/stations", status_code=201)
+@router.post("/stations", status_code=201, response_model=m.StationOut)
 def create_station(body: m.StationIn, conn: ConnDep, user: Admin) -> dict:
     """Open a station (admin)."""
     s = service.create_station(conn, code=body.code, name=body.name, lat=body.lat, lon=body.lon)
@@ -64,13 +64,13 @@ def create_station(body: m.StationIn, conn: ConnDep, user: Admin) -> dict:
     return s
 
 
-@router.get("/stations/{code}")
+@router.get("/stations/{code}", response_model=m.StationOut)
 def get_station(code: str, conn: ConnDep, user: Staff) -> dict:
     """One station."""
     return service.get_station_or_raise(conn, code=code)
 
 
-@router.patch("/stations/{code}")
+@router.patch("/stations/{code}", response_model=m.StationOut)
 def update_station(code: str, body: m.StationPatch, conn: ConnDep, user: Admin) -> dict:
     """Rename or move a station (admin)."""
     before, after = service.update_station(conn, code=code, **body.model_dump())
@@ -99,7 +99,7 @@ def delete_station(code: str, conn: ConnDep, user: Admin) -> Response:
 # ---- vehicles -------------------------------------------------------------------------------------------
 
 
-@router.post("/vehicles", status_code=201)
+@router.post("/vehicles", status_code=201, response_model=m.VehicleOut)
 def create_vehicle(body: m.VehicleIn, conn: ConnDep, user: Admin) -> dict:
     """Register a vehicle outside procurement (admin); optional device binding."""
     data = body.model_dump(exclude={"device_id"})
@@ -112,7 +112,7 @@ def create_vehicle(body: m.VehicleIn, conn: ConnDep, user: Admin) -> dict:
     return v  # type: ignore[return-value]
 
 
-@router.get("/vehicles/{vin}")
+@router.get("/vehicles/{vin}", response_model=m.VehicleOut)
 def get_vehicle(vin: str, conn: ConnDep, user: Staff) -> dict:
     """One vehicle with its station, device and service plan."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -120,7 +120,7 @@ def get_vehicle(vin: str, conn: ConnDep, user: Staff) -> dict:
     return v
 
 
-@router.patch("/vehicles/{vin}")
+@router.patch("/vehicles/{vin}", response_model=m.VehicleOut)
 def update_vehicle(vin: str, body: m.VehiclePatch, conn: ConnDep, user: AdminOrDispatcher) -> dict:
     """Change plate, model data, class, home station or service intervals (admin, dispatcher)."""
     before, after = service.update_vehicle(conn, vin=vin, changes=body.model_dump(exclude_unset=True))
@@ -136,7 +136,7 @@ def update_vehicle(vin: str, body: m.VehiclePatch, conn: ConnDep, user: AdminOrD
     return after
 
 
-@router.post("/vehicles/{vin}/status")
+@router.post("/vehicles/{vin}/status", response_model=m.VehicleOut)
 def change_status(vin: str, body: m.StatusIn, conn: ConnDep, user: StatusChanger) -> dict:
     """Move the vehicle to another status along the allowed transitions (see docs/backoffice-fleet.md)."""
     if user["role"] != "admin":
@@ -164,7 +164,7 @@ def change_status(vin: str, body: m.StatusIn, conn: ConnDep, user: StatusChanger
     return after
 
 
-@router.get("/vehicles/{vin}/status-history")
+@router.get("/vehicles/{vin}/status-history", response_model=list[m.StatusChangeOut])
 def status_history(
     vin: str, conn: ConnDep, user: Staff, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict]:
@@ -173,7 +173,7 @@ def status_history(
     return service.status_history(conn, vehicle_id=v["id"], limit=limit, offset=offset)
 
 
-@router.get("/vehicles/{vin}/service")
+@router.get("/vehicles/{vin}/service", response_model=m.ServiceInfoOut)
 def service_info(vin: str, conn: ConnDep, user: Staff) -> dict:
     """Next service by distance and date."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -193,7 +193,7 @@ def _check_device_free(conn: ConnDep, device_id: str, vehicle_id: int) -> None:
         raise Conflict(f"device {device_id!r} is installed in {row['vin']}; remove it there first")
 
 
-@router.put("/vehicles/{vin}/device")
+@router.put("/vehicles/{vin}/device", response_model=m.VehicleOut)
 def install_device(vin: str, body: m.DeviceIn, conn: ConnDep, user: Technician) -> dict:
     """Install a device (replacing the vehicle's current one) (technician)."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -214,7 +214,7 @@ def install_device(vin: str, body: m.DeviceIn, conn: ConnDep, user: Technician) 
     return after  # type: ignore[return-value]
 
 
-@router.delete("/vehicles/{vin}/device")
+@router.delete("/vehicles/{vin}/device", response_model=m.DeviceInstallOut)
 def remove_device(vin: str, conn: ConnDep, user: Technician) -> dict:
     """Remove the installed device (technician)."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -231,7 +231,7 @@ def remove_device(vin: str, conn: ConnDep, user: Technician) -> dict:
     return ended
 
 
-@router.get("/vehicles/{vin}/devices")
+@router.get("/vehicles/{vin}/devices", response_model=list[m.DeviceInstallOut])
 def device_history(vin: str, conn: ConnDep, user: DeviceReader) -> list[dict]:
     """Every device binding of the vehicle, newest first."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -241,7 +241,7 @@ def device_history(vin: str, conn: ConnDep, user: DeviceReader) -> list[dict]:
 # ---- procurement ----------------------------------------------------------------------------------------
 
 
-@router.get("/procurements")
+@router.get("/procurements", response_model=list[m.ProcurementOut])
 def list_procurements(
     conn: ConnDep,
     user: ProcurementReader,
@@ -266,7 +266,7 @@ def list_procurements(
     )
 
 
-@router.post("/procurements", status_code=201)
+@router.post("/procurements", status_code=201, response_model=m.ProcurementOut)
 def create_procurement(body: m.ProcurementIn, conn: ConnDep, user: Admin) -> dict:
     """Plan a vehicle purchase (admin)."""
     p = service.create_procurement(conn, **body.model_dump(), actor=user["username"])
@@ -274,13 +274,13 @@ def create_procurement(body: m.ProcurementIn, conn: ConnDep, user: Admin) -> dic
     return p
 
 
-@router.get("/procurements/{procurement_id}")
+@router.get("/procurements/{procurement_id}", response_model=m.ProcurementOut)
 def get_procurement(procurement_id: int, conn: ConnDep, user: ProcurementReader) -> dict:
     """One procurement (admin, finance)."""
     return service.get_procurement_or_raise(conn, procurement_id=procurement_id)
 
 
-@router.patch("/procurements/{procurement_id}")
+@router.patch("/procurements/{procurement_id}", response_model=m.ProcurementOut)
 def update_procurement(procurement_id: int, body: m.ProcurementPatch, conn: ConnDep, user: Admin) -> dict:
     """Edit a procurement before delivery (admin)."""
     before, after = service.update_procurement(
@@ -298,7 +298,7 @@ def update_procurement(procurement_id: int, body: m.ProcurementPatch, conn: Conn
     return after
 
 
-@router.post("/procurements/{procurement_id}/order")
+@router.post("/procurements/{procurement_id}/order", response_model=m.ProcurementOut)
 def order_procurement(procurement_id: int, body: m.ProcurementOrderIn, conn: ConnDep, user: Admin) -> dict:
     """planned -> ordered (admin)."""
     before, after = service.order_procurement(conn, procurement_id=procurement_id, **body.model_dump())
@@ -314,7 +314,7 @@ def order_procurement(procurement_id: int, body: m.ProcurementOrderIn, conn: Con
     return after
 
 
-@router.post("/procurements/{procurement_id}/deliver")
+@router.post("/procurements/{procurement_id}/deliver", response_model=m.ProcurementDeliveredOut)
 def deliver_procurement(
     procurement_id: int, body: m.ProcurementDeliverIn, conn: ConnDep, user: Admin
 ) -> dict:
@@ -337,7 +337,7 @@ def deliver_procurement(
     return {**after, "vehicle": vehicle}
 
 
-@router.post("/procurements/{procurement_id}/cancel")
+@router.post("/procurements/{procurement_id}/cancel", response_model=m.ProcurementOut)
 def cancel_procurement(procurement_id: int, body: m.ProcurementCancelIn, conn: ConnDep, user: Admin) -> dict:
     """planned/ordered -> cancelled (admin)."""
     before, after = service.cancel_procurement(conn, procurement_id=procurement_id, reason=body.reason)
@@ -356,7 +356,7 @@ def cancel_procurement(procurement_id: int, body: m.ProcurementCancelIn, conn: C
 # ---- maintenance ----------------------------------------------------------------------------------------
 
 
-@router.get("/maintenance")
+@router.get("/maintenance", response_model=list[m.MaintenanceOut])
 def search_maintenance(
     conn: ConnDep,
     user: MaintenanceReader,
@@ -387,7 +387,7 @@ def search_maintenance(
     )
 
 
-@router.get("/vehicles/{vin}/maintenance")
+@router.get("/vehicles/{vin}/maintenance", response_model=list[m.MaintenanceOut])
 def vehicle_maintenance(
     vin: str,
     conn: ConnDep,
@@ -406,7 +406,7 @@ def vehicle_maintenance(
     )
 
 
-@router.post("/vehicles/{vin}/maintenance", status_code=201)
+@router.post("/vehicles/{vin}/maintenance", status_code=201, response_model=m.MaintenanceOut)
 def open_maintenance(vin: str, body: m.MaintenanceIn, conn: ConnDep, user: Technician) -> dict:
     """Open a work order (technician)."""
     v = service.get_vehicle_or_raise(conn, vin=vin)
@@ -426,13 +426,13 @@ def open_maintenance(vin: str, body: m.MaintenanceIn, conn: ConnDep, user: Techn
     return rec
 
 
-@router.get("/maintenance/{record_id}")
+@router.get("/maintenance/{record_id}", response_model=m.MaintenanceOut)
 def get_maintenance(record_id: int, conn: ConnDep, user: MaintenanceReader) -> dict:
     """One maintenance record."""
     return service.get_maintenance_or_raise(conn, record_id=record_id)
 
 
-@router.patch("/maintenance/{record_id}")
+@router.patch("/maintenance/{record_id}", response_model=m.MaintenanceOut)
 def update_maintenance(record_id: int, body: m.MaintenancePatch, conn: ConnDep, user: Technician) -> dict:
     """Edit an open work order (technician); closed ones are immutable."""
     changes = body.model_dump(exclude_unset=True)
@@ -451,7 +451,7 @@ def update_maintenance(record_id: int, body: m.MaintenancePatch, conn: ConnDep, 
     return after
 
 
-@router.post("/maintenance/{record_id}/close")
+@router.post("/maintenance/{record_id}/close", response_model=m.MaintenanceOut)
 def close_maintenance(record_id: int, body: m.MaintenanceCloseIn, conn: ConnDep, user: Technician) -> dict:
     """Close a work order (technician); a closed service resets the service plan."""
     before, after = service.close_maintenance(

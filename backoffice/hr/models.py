@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,3 +48,22 @@ class DepartmentIn(_In):
 
 class DepartmentPatch(_In):
     name: str = Field(min_length=1, max_length=200)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    full_name: str
+    department: str
+    role: Role
+    email: str | None = None
+    active: bool
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class DepartmentOut(BaseModel):
+    code: str
+    name: str
+    created_at: dt.datetime
+    active_staff: int | None = Field(default=None, description="active users in the department (lists only)")

@@ -19,7 +19,7 @@ AdminOrHr = Annotated[dict, Depends(require_roles("hr"))]
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[m.UserOut])
 def list_users(
     conn: ConnDep,
     user: AdminOrHr,
@@ -36,7 +36,7 @@ def list_users(
     )
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=m.UserOut)
 def create_user(body: m.UserIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Create a staff user (admin, hr; only admin creates admins)."""
     created = service.create(conn, actor=user, **body.model_dump())
@@ -51,13 +51,13 @@ def create_user(body: m.UserIn, conn: ConnDep, user: AdminOrHr) -> dict:
     return created
 
 
-@router.get("/users/{username}")
+@router.get("/users/{username}", response_model=m.UserOut)
 def get_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """One staff user (admin, hr)."""
     return service.get_or_raise(conn, username=username)
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", response_model=m.UserOut)
 def update_user(username: str, body: m.UserPatch, conn: ConnDep, user: AdminOrHr) -> dict:
     """Change name, department or email (admin, hr)."""
     before, after = service.update(
@@ -75,7 +75,7 @@ def update_user(username: str, body: m.UserPatch, conn: ConnDep, user: AdminOrHr
     return after
 
 
-@router.post("/users/{username}/role")
+@router.post("/users/{username}/role", response_model=m.UserOut)
 def change_role(username: str, body: m.RoleIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Give the user another role (admin, hr; admin role only by admin)."""
     before, after = service.change_role(conn, actor=user, username=username, role=body.role)
@@ -91,7 +91,7 @@ def change_role(username: str, body: m.RoleIn, conn: ConnDep, user: AdminOrHr) -
     return after
 
 
-@router.post("/users/{username}/deactivate")
+@router.post("/users/{username}/deactivate", response_model=m.UserOut)
 def deactivate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """Deactivate: login and existing tokens stop working (admin, hr)."""
     before, after = service.set_active(conn, actor=user, username=username, active=False)
@@ -107,7 +107,7 @@ def deactivate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     return after
 
 
-@router.post("/users/{username}/activate")
+@router.post("/users/{username}/activate", response_model=m.UserOut)
 def activate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """Reactivate a deactivated user (admin, hr)."""
     before, after = service.set_active(conn, actor=user, username=username, active=True)
@@ -130,13 +130,13 @@ def reset_password(username: str, body: m.PasswordResetIn, conn: ConnDep, user: 
     audit(conn, actor=user, action="user.password_reset", entity="staff_users", entity_id=username)
 
 
-@router.get("/departments")
+@router.get("/departments", response_model=list[m.DepartmentOut])
 def list_departments(conn: ConnDep, user: Staff) -> list[dict]:
     """Departments with their active staff counts (any staff)."""
     return service.list_departments(conn)
 
 
-@router.post("/departments", status_code=201)
+@router.post("/departments", status_code=201, response_model=m.DepartmentOut)
 def create_department(body: m.DepartmentIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Add a department (admin, hr)."""
     d = service.create_department(conn, code=body.code, name=body.name)
@@ -144,7 +144,7 @@ def create_department(body: m.DepartmentIn, conn: ConnDep, user: AdminOrHr) -> d
     return d
 
 
-@router.patch("/departments/{code}")
+@router.patch("/departments/{code}", response_model=m.DepartmentOut)
 def rename_department(code: str, body: m.DepartmentPatch, conn: ConnDep, user: AdminOrHr) -> dict:
     """Rename a department (admin, hr)."""
     before, after = service.rename_department(conn, code=code, name=body.name)
