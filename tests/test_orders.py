@@ -305,3 +305,35 @@ def test_order_routes_roles(staff, conn, settings):
     assert client.post("/api/v1/orders/999/confirm", headers=cs).status_code == 404
     assert client.get("/api/v1/rates", headers=tech).status_code == 200
     assert client.put("/api/v1/rates/compact", headers=cs, json={}).status_code == 403
+
+
+def test_no_show_sweep_releases_the_car_and_charges_one_day(staff, conn):
+    from backoffice.orders.scheduled import sweep_no_shows
+
+    client, cs, _ = staff
+    s = factories.station(conn)
+    factories.vehicle(conn, station_code=s["code"], vehicle_class="compact")
+    factories.vehicle(conn, station_code=s["code"], vehicle_class="compact")
+    cust = create_customer(client, cs)
+    late = create_order(
+        client, cs, customer_id=cust["id"], pickup=s["code"], pickup_at=future(1), return_at=future(30)
+    )
+    fresh = create_order(
+        client, cs, customer_id=cust["id"], pickup=s["code"], pickup_at=future(1), return_at=future(30)
+    )
+    for o in (late, fresh):
+        assert client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs).status_code == 200
+    conn.execute("UPDATE orders SET pickup_at = now() - interval '4 hours' WHERE id = %s", (late["id"],))
+    conn.execute("UPDATE orders SET pickup_at = now() - interval '1 hour' WHERE id = %s", (fresh["id"],))
+    assert sweep_no_shows(conn) == [late["id"]]
+    assert sweep_no_shows(conn) == []  # idempotent
+    o = client.get(f"/api/v1/orders/{late['id']}", headers=cs).json()
+    assert o["status"] == "no_show" and o["cancellation_fee"] == late["quote"]["first_day_price"]
+    assert client.get(f"/api/v1/orders/{fresh['id']}", headers=cs).json()["status"] == "confirmed"
+    held = conn.execute(
+        "SELECT count(*) AS n FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
+        (late["id"],),
+    ).fetchone()
+    assert held["n"] == 0
+    a = conn.execute("SELECT actor FROM audit_log WHERE action = 'order.no_show'").fetchone()
+    assert a["actor"] == "system"

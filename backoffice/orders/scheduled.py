@@ -1,0 +1,60 @@
+"""Periodic order jobs (run from a scheduler process, never inside API workers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from backoffice.auth.service import audit
+from backoffice.orders import service
+from backoffice.orders.pricing import to_json
+from backoffice.orders.sqlutil import Conn
+
+log = logging.getLogger(__name__)
+
+# A booking is held this long after the booked pickup time before it counts as a no-show (customers delayed by
+# traffic or a late flight still find their car); after that the car is released for others.
+NO_SHOW_GRACE = dt.timedelta(hours=3)
+SYSTEM_ACTOR = {"username": "system"}
+
+
+def sweep_no_shows(conn: Conn, *, grace: dt.timedelta = NO_SHOW_GRACE) -> list[int]:
+    """Record a no-show (fee: one day) for confirmed/assigned orders not picked up `grace` after pickup time."""
+    due = conn.execute(
+        "SELECT id FROM orders WHERE status IN ('confirmed', 'assigned') AND pickup_at + %s < now() ORDER BY id",
+        (grace,),
+    ).fetchall()
+    done = []
+    for row in due:
+        with conn.transaction():  # one order at a time: a failure leaves the others alone
+            before, after, invoice = service.cancel(
+                conn, order_id=row["id"], no_show=True, reason="not picked up (automatic)", actor=SYSTEM_ACTOR
+            )
+            audit(
+                conn,
+                actor=None,
+                action="order.no_show",
+                entity="orders",
+                entity_id=row["id"],
+                before={"status": before["status"]},
+                after=to_json({"status": after["status"], "cancellation_fee": after["cancellation_fee"]}),
+            )
+        done.append(row["id"])
+    if done:
+        log.info("recorded %d no-show(s): %s", len(done), done)
+    return done
+
+
+def main() -> int:
+    """Run the sweep once (for cron or a scheduler): `python -m backoffice.orders.scheduled`."""
+    from fleetcore.db import connect
+    from fleetcore.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with connect(get_settings().require_database_url(), autocommit=True) as conn:
+        sweep_no_shows(conn)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
