@@ -50,6 +50,7 @@ def test_late_return_invoice_void_payments_revenue(settings, conn):
         }
         assert lines["late_return"]["amount"] == "48.00"  # 4 started hours × 12.00 (grace 59 min exceeded)
         assert r.json()["order"]["charges"]["late_hours"] == 4
+        assert r.json()["order"]["charges"]["stale_reading"] is False
 
         # finance roles
         assert client.get(f"/api/v1/finance/invoices/{inv['id']}", headers=cs).status_code == 200
@@ -161,3 +162,10 @@ def test_return_refuses_odometer_below_pickup_and_wrong_states(settings, conn):
         r = client.post(f"/api/v1/orders/{o['id']}/return", headers=disp, json={"return_station": s["code"]})
         assert r.status_code == 409 and r.json()["error"]["details"]["rule"] == "odometer_monotonic"
         assert client.get(f"/api/v1/orders/{o['id']}", headers=cs).json()["status"] == "active"
+        # The device has been silent since before pickup: the return goes through but is flagged.
+        conn.execute(
+            "UPDATE vehicle_state SET odometer_km = 3000, ts = now() - interval '1 day' WHERE vehicle_id = %s",
+            (car["id"],),
+        )
+        r = client.post(f"/api/v1/orders/{o['id']}/return", headers=disp, json={"return_station": s["code"]})
+        assert r.status_code == 200 and r.json()["order"]["charges"]["stale_reading"] is True

@@ -161,6 +161,7 @@ def test_full_rental_priced_from_telemetry(settings, conn):
             and o["return_fuel_pct"] == RETURN_FUEL
         )
         assert o["damage"] == [] and o["actual_return_station"] == b["code"]
+        assert o["charges"]["stale_reading"] is False
         lines = {ln["code"]: ln for ln in inv["lines"]}
         assert lines["extra_km"]["quantity"] == "123.40" and lines["extra_km"]["amount"] == "35.79"  # × 0.29
         assert lines["fuel"]["quantity"] == "20.00" and lines["fuel"]["amount"] == "26.00"  # × 1.30

@@ -127,6 +127,8 @@ class ChargesOut(BaseModel):
     vat_rate: Decimal
     vat: Decimal
     gross: Decimal
+    reading_ts: dt.datetime | None = Field(default=None, description="sample time of the telemetry used")
+    stale_reading: bool = Field(default=False, description="no telemetry since pickup: check the car")
 
 
 class OrderOut(BaseModel):

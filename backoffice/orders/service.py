@@ -614,6 +614,10 @@ def return_(conn: Conn, *, order_id: int, return_station: str, actor: dict) -> t
         actual_return=now,
         one_way=st["id"] != before["pickup_station_id"],
     )
+    # Which reading priced the return, and whether the device reported at all since pickup (a silent device
+    # means kilometres and fuel may be missing from the bill: the dispatcher should look at the car).
+    charges["reading_ts"] = state["ts"]
+    charges["stale_reading"] = state["ts"] < before["picked_up_at"]
     crashes = conn.execute(
         """SELECT id AS alert_id, kind, severity, status, message, opened_at FROM alerts
             WHERE vehicle_id = %s AND kind = 'crash' AND opened_at >= %s AND opened_at <= %s ORDER BY opened_at""",
