@@ -166,7 +166,9 @@ def test_charging_fault_with_engine_running_after_start_grace():
     # Cranking dip right after start is not a fault.
     out = feed(m, [rd(i, battery_v=11.0 if i < 5 else 14.1, ignition=True, rpm=800) for i in range(40)])
     assert kinds(out) == []
-    out = feed(m, [rd(40 + i, battery_v=12.4, ignition=True, rpm=2000, speed_kmh=50) for i in range(70)])
+    out = feed(m, [rd(40 + i, battery_v=12.4 if i % 10 else 13.2, ignition=True, rpm=2000) for i in range(30)])
+    assert kinds(out) == []  # never 15 s in a row
+    out = feed(m, [rd(70 + i, battery_v=12.4, ignition=True, rpm=2000, speed_kmh=50) for i in range(40)])
     assert kinds(out) == ["charging_fault"] and out[0].severity == "high"
     out = feed(m, [rd(110 + i, battery_v=14.2, ignition=True, rpm=2000) for i in range(65)])
     assert [o.kind for o in out if isinstance(o, Clear)] == ["charging_fault"]
