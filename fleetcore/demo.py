@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -188,7 +188,8 @@ def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
     with connect(settings.require_database_url(), autocommit=True) as conn:
         if fn is None:
             log.warning("skipping seeding: no simulators seed_registry() yet")
-            return int(conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"])
+            have = cast(dict, conn.execute("SELECT count(*) AS n FROM vehicles").fetchone())
+            return int(have["n"])
         rows = fn(conn, vehicles=vehicles, seed=seed)
     log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), fn.__module__)
     return len(rows or [])
@@ -277,7 +278,7 @@ class StatusLine:
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = connect(self.url, autocommit=True)
-            row = self.conn.execute(STATUS_SQL).fetchone()
+            row = cast(dict, self.conn.execute(STATUS_SQL).fetchone())
         except psycopg.Error as exc:
             log.debug("status query failed: %s", exc)
             if self.conn is not None:

@@ -25,6 +25,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -35,6 +36,7 @@ PG_START_TIMEOUT_S = 60.0
 # pg_ctl's default wait for a fast shutdown is 60 s; a demo database with little WAL stops in ~1 s.
 PG_STOP_TIMEOUT_S = 30.0
 BROKER_START_TIMEOUT_S = 10.0
+INITDB_ATTEMPTS = 2  # a transient failure (seen once under heavy load on the shared CI box) gets one retry
 DEFAULT_MQTT_PORT = 1883  # IANA-registered MQTT port
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -172,12 +174,30 @@ class EmbeddedPostgres:
         if (self.pgdata / "PG_VERSION").exists():
             return
         log.info("initialising embedded PostgreSQL data directory %s", self.pgdata)
-        r = self._run(
-            "initdb", "--auth=trust", "--encoding=UTF8", "--no-sync", "-U", "postgres", "-D", str(self.pgdata)
-        )
-        if r.returncode != 0:
+        for attempt in range(1, INITDB_ATTEMPTS + 1):
+            r = self._run(
+                "initdb",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-U",
+                "postgres",
+                "-D",
+                str(self.pgdata),
+            )
+            if r.returncode == 0:
+                return
             (self.data_dir / "initdb.log").write_text(r.stdout + "\n" + r.stderr)
-            raise RuntimeError(f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-1500:]}")
+            if attempt == INITDB_ATTEMPTS:
+                raise RuntimeError(f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-1500:]}")
+            # initdb removes what it created on failure but leaves the directory we made; start over empty.
+            log.warning("initdb failed (attempt %d), retrying: %s", attempt, r.stderr.strip()[-500:])
+            for child in self.pgdata.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            time.sleep(1)
 
     def _stop_stale(self) -> None:
         """A server left running on this data dir (say the demo was SIGKILLed on a system without pdeathsig)."""
@@ -373,7 +393,7 @@ class AmqttBroker:
         self.port = port
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
-        self.broker = None
+        self.broker: Any = None
 
     def start(self) -> str:
         from amqtt.broker import Broker
@@ -385,24 +405,24 @@ class AmqttBroker:
             # Only anonymous auth: the default plugin set also logs every packet and publishes $SYS topics.
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
-        self.loop = asyncio.new_event_loop()
+        loop = self.loop = asyncio.new_event_loop()
         started = threading.Event()
         error: list[BaseException] = []
 
         def run() -> None:
-            asyncio.set_event_loop(self.loop)
+            asyncio.set_event_loop(loop)
 
             async def boot() -> None:
                 try:
-                    self.broker = Broker(config)
-                    await self.broker.start()
+                    broker = self.broker = Broker(config)
+                    await broker.start()
                 except BaseException as exc:  # reported to the starting thread
                     error.append(exc)
                 finally:
                     started.set()
 
-            self.loop.create_task(boot())
-            self.loop.run_forever()
+            loop.create_task(boot())
+            loop.run_forever()
 
         self.thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
         self.thread.start()

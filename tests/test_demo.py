@@ -70,7 +70,12 @@ class Demo:
 
     def output(self) -> str:
         self.stderr.seek(0)
-        return "\n".join(self.lines) + "\n--- stderr ---\n" + self.stderr.read()[-4000:]
+        text = "\n".join(self.lines) + "\n--- stderr ---\n" + self.stderr.read()[-4000:]
+        for name in ("initdb.log", "postgres.log", "mosquitto/mosquitto.log"):
+            path = self.data_dir / name
+            if path.exists():
+                text += f"\n--- {name} ---\n" + path.read_text(errors="replace")[-3000:]
+        return text
 
     def wait_for_line(self, prefix: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
