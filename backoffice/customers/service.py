@@ -53,11 +53,13 @@ def create(conn: Conn, *, data: dict[str, Any]) -> dict:
 
 
 def get(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict | None:
+    """One customer (optionally locked), or None."""
     q = "SELECT * FROM customers WHERE id = %s" + (" FOR UPDATE" if for_update else "")
     return conn.execute(q, (customer_id,)).fetchone()
 
 
 def get_or_raise(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict:
+    """One customer; 404 otherwise."""
     c = get(conn, customer_id=customer_id, for_update=for_update)
     if c is None:
         raise NotFound(f"no customer {customer_id}")
@@ -149,6 +151,7 @@ def age_on(born: dt.date, day: dt.date) -> int:
 
 
 def qualification_rule(conn: Conn, *, vehicle_class: str) -> dict:
+    """Minimum age and licence category for a vehicle class."""
     r = conn.execute(
         "SELECT * FROM qualification_rules WHERE vehicle_class = %s", (vehicle_class,)
     ).fetchone()

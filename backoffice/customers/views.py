@@ -43,6 +43,7 @@ def list_customers(
 
 @router.get("/{customer_id}", response_model=CustomerOut)
 def get_customer(customer_id: int, conn: ConnDep, user: Reader) -> dict:
+    """One customer."""
     return service.get_or_raise(conn, customer_id=customer_id)
 
 

@@ -52,6 +52,7 @@ def create_invoice(
 
 
 def get_invoice(conn: Conn, *, invoice_id: int, for_update: bool = False) -> dict | None:
+    """An invoice with lines, payments, paid amount and balance, or None."""
     inv = conn.execute(
         "SELECT * FROM invoices WHERE id = %s" + (" FOR UPDATE" if for_update else ""), (invoice_id,)
     ).fetchone()
@@ -72,6 +73,7 @@ def get_invoice(conn: Conn, *, invoice_id: int, for_update: bool = False) -> dic
 
 
 def get_invoice_or_raise(conn: Conn, *, invoice_id: int, for_update: bool = False) -> dict:
+    """An invoice; 404 otherwise."""
     inv = get_invoice(conn, invoice_id=invoice_id, for_update=for_update)
     if inv is None:
         raise NotFound(f"no invoice {invoice_id}")

@@ -49,6 +49,7 @@ SELECT o.*, ps.code AS pickup_station, rs.code AS return_station, ars.code AS ac
 
 
 def get(conn: Conn, *, order_id: int, for_update: bool = False) -> dict | None:
+    """One order with station codes, vehicle and customer name (optionally locked), or None."""
     # Lock the order row first so concurrent operations on one order run one after another.
     if (
         for_update
@@ -59,6 +60,7 @@ def get(conn: Conn, *, order_id: int, for_update: bool = False) -> dict | None:
 
 
 def get_or_raise(conn: Conn, *, order_id: int, for_update: bool = False) -> dict:
+    """One order; 404 otherwise."""
     o = get(conn, order_id=order_id, for_update=for_update)
     if o is None:
         raise NotFound(f"no order {order_id}")
@@ -104,11 +106,13 @@ def list_(
 
 
 def history(conn: Conn, *, order_id: int) -> list[dict]:
+    """The order's change history, oldest first."""
     get_or_raise(conn, order_id=order_id)
     return conn.execute("SELECT * FROM order_changes WHERE order_id = %s ORDER BY id", (order_id,)).fetchall()
 
 
 def get_rate(conn: Conn, *, vehicle_class: str) -> dict:
+    """The rate row of a vehicle class."""
     r = conn.execute("SELECT * FROM rates WHERE vehicle_class = %s", (vehicle_class,)).fetchone()
     if r is None:
         raise Invalid(f"no rate for vehicle class {vehicle_class!r}")
@@ -116,6 +120,7 @@ def get_rate(conn: Conn, *, vehicle_class: str) -> dict:
 
 
 def list_rates(conn: Conn) -> list[dict]:
+    """All rate rows, cheapest first."""
     return conn.execute("SELECT * FROM rates ORDER BY daily_rate, vehicle_class").fetchall()
 
 
@@ -265,6 +270,7 @@ def reserve(
 
 
 def release_assignment(conn: Conn, *, order_id: int) -> None:
+    """End the order's live vehicle hold (kept as history)."""
     conn.execute(
         "UPDATE vehicle_assignments SET released_at = now() WHERE order_id = %s AND released_at IS NULL",
         (order_id,),
@@ -527,6 +533,7 @@ def vehicle_state(conn: Conn, *, vehicle_id: int) -> dict:
 
 
 def open_critical_alerts(conn: Conn, *, vehicle_id: int) -> list[dict]:
+    """Open or acknowledged critical alerts of a vehicle."""
     return conn.execute(
         "SELECT id, kind, message, opened_at FROM alerts WHERE vehicle_id = %s AND status <> 'resolved' "
         "AND severity = 'critical' ORDER BY id",
@@ -755,6 +762,7 @@ def complete_and_archive(conn: Conn, *, order_id: int, actor: dict) -> dict:
 
 
 def get_archive_or_raise(conn: Conn, *, order_id: int) -> dict:
+    """The archive record of a completed order; 404 otherwise."""
     a = conn.execute("SELECT * FROM order_archive WHERE order_id = %s", (order_id,)).fetchone()
     if a is None:
         raise NotFound(f"order {order_id} is not archived")

@@ -101,6 +101,7 @@ def list_orders(
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: int, user: Reader, conn: ConnDep) -> dict:
+    """One order."""
     return to_json(service.get_or_raise(conn, order_id=order_id))
 
 
