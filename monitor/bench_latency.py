@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
 import random
 import socket
@@ -132,6 +133,14 @@ def publisher(mqtt_url: str, root: str, devices: list[str], rate: float, seconds
     conn.stop()
 
 
+def _publisher_proc(mqtt_url: str, root: str, devices: list[str], rate: float, seconds: float, crashes: int,
+                    results) -> None:  # noqa: ANN001  # fmt: skip
+    sent: dict[str, float] = {}
+    stats: dict = {}
+    publisher(mqtt_url, root, devices, rate, seconds, crashes, sent, stats, threading.Event())
+    results.put((sent, stats))
+
+
 async def listen(
     api_port: int, token: str, received: dict[str, float], vins: set[str], done: asyncio.Event
 ) -> None:
@@ -197,12 +206,16 @@ def main(argv: list[str] | None = None) -> int:
             vins = set(devices.values())
             task = asyncio.create_task(listen(port, token, received, vins, done))
             await asyncio.wait_for(done.wait(), 15)
-            stop = threading.Event()
-            th = threading.Thread(target=publisher, args=(args.mqtt, root, list(devices), args.rate, args.seconds,
-                                                          crashes, sent, stats, stop), daemon=True)  # fmt: skip
-            th.start()
-            while th.is_alive():
+            # The publisher is a process of its own so that its GIL does not delay the WebSocket receiver.
+            results: mp.Queue = mp.Queue()
+            proc = mp.Process(target=_publisher_proc, args=(args.mqtt, root, list(devices), args.rate, args.seconds,
+                                                             crashes, results))  # fmt: skip
+            proc.start()
+            while proc.is_alive():
                 await asyncio.sleep(0.2)
+            got_sent, got_stats = results.get(timeout=10)
+            sent.update(got_sent)
+            stats.update(got_stats)
             deadline = time.monotonic() + 10
             while len(received) < len(sent) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)

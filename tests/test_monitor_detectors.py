@@ -166,7 +166,9 @@ def test_charging_fault_with_engine_running_after_start_grace():
     # Cranking dip right after start is not a fault.
     out = feed(m, [rd(i, battery_v=11.0 if i < 5 else 14.1, ignition=True, rpm=800) for i in range(40)])
     assert kinds(out) == []
-    out = feed(m, [rd(40 + i, battery_v=12.4 if i % 10 else 13.2, ignition=True, rpm=2000) for i in range(30)])
+    out = feed(
+        m, [rd(40 + i, battery_v=12.4 if i % 10 else 13.2, ignition=True, rpm=2000) for i in range(30)]
+    )
     assert kinds(out) == []  # never 15 s in a row
     out = feed(m, [rd(70 + i, battery_v=12.4, ignition=True, rpm=2000, speed_kmh=50) for i in range(40)])
     assert kinds(out) == ["charging_fault"] and out[0].severity == "high"
@@ -296,7 +298,9 @@ def test_rented_car_leaving_permitted_region_and_returning():
 
 def test_restricted_zone_entry_and_station_events():
     m = vm(geo=geo())
-    out = feed(m, [rd(0, lat=52.5219, lon=13.4132), rd(100, lat=52.53, lon=13.43), rd(1000, lat=52.37, lon=13.51)])
+    out = feed(
+        m, [rd(0, lat=52.5219, lon=13.4132), rd(100, lat=52.53, lon=13.43), rd(1000, lat=52.37, lon=13.51)]
+    )
     changes = [(o.what, o.data.get("station")) for o in out if isinstance(o, StateChange)]
     assert changes == [("station_enter", "ALX"), ("station_exit", "ALX")]
     assert kinds(out) == ["geofence_enter"]
