@@ -6,13 +6,15 @@ import contextlib
 import datetime as dt
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -39,6 +41,18 @@ def _built(module: str, attr: str) -> bool:
 
 # Until simulator and ingest land, the demo test checks what exists (servers, API, login, clean stop).
 LIVE_DATA = _built("simulators.runner", "run") and _built("ingest.consumer", "run")
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A private temp dir (HOME and data dir). Not tmp_path: concurrent pytest sessions of the same user prune
+    each other's old basetemp dirs, which can delete a data dir under a running demo."""
+    path = Path(tempfile.mkdtemp(prefix="fleet-demo-test-"))
+    path.chmod(0o755)  # the embedded server's user must reach its data dir
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Demo:
@@ -184,9 +198,9 @@ def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = sig
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
-def test_demo_on_embedded_servers(tmp_path: Path) -> None:
+def test_demo_on_embedded_servers(home: Path) -> None:
     """No configuration: embedded PostgreSQL (as an unprivileged user when root) and broker; Ctrl-C stops all."""
-    demo = Demo(tmp_path, "--vehicles", "60", "--mqtt-port", str(free_port()))
+    demo = Demo(home, "--vehicles", "60", "--mqtt-port", str(free_port()))
     timings = _run_and_check(demo, vehicles=60, want_fresh=50)
     print(timings)
     assert {"postgres", "mosquitto"} <= set(demo.tree_names), (
@@ -199,15 +213,15 @@ def test_demo_on_embedded_servers(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
-def test_demo_on_amqtt_with_mqtt_311(tmp_path: Path) -> None:
+def test_demo_on_amqtt_with_mqtt_311(home: Path) -> None:
     """Without mosquitto the demo falls back to the in-process amqtt broker and MQTT 3.1.1 clients."""
-    demo = Demo(tmp_path, "--vehicles", "20", "--broker", "amqtt", "--mqtt-port", str(free_port()))
+    demo = Demo(home, "--vehicles", "20", "--broker", "amqtt", "--mqtt-port", str(free_port()))
     _run_and_check(demo, vehicles=20, want_fresh=18, sig=signal.SIGTERM)
     assert any("AmqttBroker" in line and "MQTT 3.1.1" in line for line in demo.lines), demo.output()
 
 
 @pytest.mark.slow
-def test_demo_uses_configured_servers(tmp_path: Path, db_url: str, topic_root: str) -> None:
+def test_demo_uses_configured_servers(home: Path, db_url: str, topic_root: str) -> None:
     """With FLEET_DATABASE_URL and FLEET_MQTT_URL set, nothing embedded is started."""
     from tests.conftest import MQTT_URL
 
@@ -220,7 +234,7 @@ def test_demo_uses_configured_servers(tmp_path: Path, db_url: str, topic_root: s
         "FLEET_MONITOR_CLIENT_ID": f"demo-monitor-{tag}",
         "FLEET_SECRET_KEY": "demo-test-secret-key-0123456789abcdef",
     }
-    demo = Demo(tmp_path, "--vehicles", "20", env=env)
+    demo = Demo(home, "--vehicles", "20", env=env)
     _run_and_check(demo, vehicles=20, want_fresh=18, sig=signal.SIGTERM)
     assert any(line.startswith("database:") and "FLEET_DATABASE_URL" in line for line in demo.lines)
     assert not (demo.data_dir / "pgdata").exists()
@@ -229,9 +243,9 @@ def test_demo_uses_configured_servers(tmp_path: Path, db_url: str, topic_root: s
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo")
-def test_embedded_servers_die_with_a_killed_demo(tmp_path: Path) -> None:
+def test_embedded_servers_die_with_a_killed_demo(home: Path) -> None:
     """SIGKILL leaves no chance to clean up: the parent-death signal still stops PostgreSQL and Mosquitto."""
-    demo = Demo(tmp_path, "--vehicles", "5", "--mqtt-port", str(free_port()))
+    demo = Demo(home, "--vehicles", "5", "--mqtt-port", str(free_port()))
     try:
         demo.wait_for_line("API:", READY_WITHIN_S)
         demo.remember_tree()
@@ -245,7 +259,7 @@ def test_embedded_servers_die_with_a_killed_demo(tmp_path: Path) -> None:
     assert not (demo.data_dir / "pgdata" / "postmaster.pid").exists()
 
 
-def test_demo_refuses_a_busy_port(tmp_path: Path) -> None:
+def test_demo_refuses_a_busy_port(home: Path) -> None:
     """A port in use is a user mistake: clear message, exit code 2, nothing started."""
     import socket
 
@@ -254,7 +268,7 @@ def test_demo_refuses_a_busy_port(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         r = subprocess.run(
-            [FLEET, "demo", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            [FLEET, "demo", "--port", str(port), "--data-dir", str(home / "data")],
             capture_output=True,
             text=True,
             timeout=60,
@@ -262,4 +276,4 @@ def test_demo_refuses_a_busy_port(tmp_path: Path) -> None:
         )
     assert r.returncode == 2
     assert f"port {port} is in use" in r.stderr
-    assert not (tmp_path / "data").exists()
+    assert not (home / "data").exists()
