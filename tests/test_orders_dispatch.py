@@ -189,3 +189,32 @@ def test_early_pickup_stretches_the_hold_unless_another_booking_has_the_car(staf
         (first["id"],),
     ).fetchone()
     assert lo["started"]
+
+
+def test_patch_of_assigned_order_keeps_or_drops_the_dispatched_car(staff, conn):
+    client, cs, disp = staff
+    s = factories.station(conn)
+    v1 = _car(conn, s, odo=1000, fuel=80)
+    v2 = _car(conn, s, odo=2000, fuel=80)
+    cust = create_customer(client, cs)
+    o = _confirmed(client, cs, cust["id"], s, pickup_at=future(5), return_at=future(29))
+    assert client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp).json()["vehicle"]["vin"] == v1["vin"]
+
+    # Longer rental, v1 still free: the dispatched car stays.
+    r = client.patch(f"/api/v1/orders/{o['id']}", headers=cs, json={"return_at": future(53)})
+    assert r.status_code == 200 and r.json()["status"] == "assigned" and r.json()["vin"] == v1["vin"]
+
+    # Another booking later takes v1 (free then, least worn); our order then moves into that period.
+    other = _confirmed(client, cs, cust["id"], s, pickup_at=future(100), return_at=future(150))
+    assert other["reserved_vehicle_id"] == v1["id"]
+    r = client.patch(
+        f"/api/v1/orders/{o['id']}", headers=cs, json={"pickup_at": future(110), "return_at": future(130)}
+    )
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert moved["status"] == "confirmed" and moved["vehicle_id"] is None  # dispatch again
+    assert moved["reserved_vehicle_id"] == v2["id"]
+    assert (
+        conn.execute("SELECT status FROM vehicles WHERE id = %s", (v1["id"],)).fetchone()["status"]
+        == "available"
+    )
