@@ -31,29 +31,39 @@ ConnDep = Annotated[psycopg.Connection, Depends(get_conn)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_current_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> dict:
-    unauthorized = HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail="missing or invalid access token",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+def user_for_token(app, token: str | None) -> dict | None:
+    """The active staff user a bearer token stands for, or None (missing, invalid, expired or revoked token).
+
+    Shared by the HTTP dependency below and WebSocket routes, which cannot use HTTP dependencies for auth.
+    """
     if not token:
-        raise unauthorized
-    claims = decode_access_token(token, secret=request.app.state.settings.secret_key)
+        return None
+    claims = decode_access_token(token, secret=app.state.settings.secret_key)
     if claims is None:
-        raise unauthorized
-    with request.app.state.pool.connection() as conn:
+        return None
+    with app.state.pool.connection() as conn:
         user = conn.execute(
-            """SELECT id, username, full_name, department, role, active,
-                      token_version
+            """SELECT id, username, full_name, department, role, active, token_version
                  FROM staff_users WHERE username = %s""",
             (claims["sub"],),
         ).fetchone()
     if user is None or not user["active"]:
-        raise unauthorized
+        return None
     # A password reset or deactivation bumps token_version and so revokes every older token (migration 0203).
     if claims.get("ver", 0) != user.pop("token_version"):
-        raise unauthorized
+        return None
+    return user
+
+
+def get_current_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> dict:
+    """The authenticated staff user; 401 otherwise."""
+    user = user_for_token(request.app, token)
+    if user is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid access token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return user
 
 

@@ -540,3 +540,43 @@ def test_unknown_vehicle_routes_are_404_not_500(api):
         r = api.call(method, path, role=role, json=body)
         assert r.status_code == 404, (path, r.text)
         assert _error(r)["code"] == "not_found"
+
+
+def test_concurrent_status_changes_are_serialised(db_url):
+    """Two dispatchers rent out the same car at once: one wins, the other is told it is already rented."""
+    import threading
+
+    with connect(db_url, autocommit=True) as conn:
+        v = factories.vehicle(conn)
+    first = connect(db_url)
+    fleet.change_status(first, vehicle_id=v["id"], status="rented", actor="first")
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        with connect(db_url) as conn:
+            try:
+                fleet.change_status(conn, vehicle_id=v["id"], status="rented", actor="second")
+                outcome["ok"] = True
+            except Exception as exc:  # noqa: BLE001 - the assertion below names what we expect
+                outcome["error"] = exc
+
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(timeout=1.0)
+    assert t.is_alive(), "the second change should wait for the first one's row lock"
+    first.commit()
+    first.close()
+    t.join(timeout=30)
+    assert "ok" not in outcome and "already rented" in str(outcome["error"])
+    with connect(db_url) as conn:
+        hist = conn.execute(
+            "SELECT changed_by FROM vehicle_status_history WHERE vehicle_id = %s", (v["id"],)
+        ).fetchall()
+    assert [h["changed_by"] for h in hist] == ["first"]
+
+
+def test_text_filters_take_wildcards_literally(api):
+    st = factories.station(api.conn, code="PCT", name="100% Station")
+    factories.station(api.conn, code="OTHER", name="Plain")
+    assert [s["code"] for s in api.call("GET", "/stations", params={"q": "%"}).json()] == [st["code"]]
+    assert api.call("GET", "/stations", params={"q": "_"}).json() == []

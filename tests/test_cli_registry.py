@@ -189,3 +189,38 @@ def test_parse_vehicle_csv_pure():
         "make and model are required",
         "invalid device_id 'bad id'",
     ]
+
+
+def test_concurrent_imports_of_the_same_vehicles_leave_exactly_one(db_url):
+    """Both imports pass the up-front checks; the database's unique keys decide, and the loser imports nothing."""
+    import threading
+
+    with connect(db_url, autocommit=True) as conn:
+        factories.station(conn, code="CGN")
+    text = (
+        "\n".join([HEADER] + [f"{factories.vin()},K-CC {i},VW,Golf,2023,compact,CGN," for i in range(3)])
+        + "\n"
+    )
+    first = connect(db_url)  # holds its transaction open until the second import is blocked on it
+    assert fleet.import_vehicles(first, text=text) == 3
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        with connect(db_url) as conn:
+            try:
+                outcome["n"] = fleet.import_vehicles(conn, text=text)
+            except fleet.ImportError_ as exc:
+                outcome["error"] = exc
+
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(timeout=1.0)
+    assert t.is_alive(), "the second import should wait on the first one's uncommitted rows"
+    first.commit()
+    first.close()
+    t.join(timeout=30)
+    assert "n" not in outcome
+    err = outcome["error"]
+    assert "line 2: conflicts with a record written meanwhile" in str(err)
+    assert count(db_url, "vehicles") == 3
+    assert count(db_url, "audit_log") == 3

@@ -44,6 +44,13 @@ VEHICLE_FIELDS = (
 )
 
 
+def like_contains(text: str | None) -> str | None:
+    """An ILIKE pattern matching `text` anywhere, with LIKE wildcards in it taken literally."""
+    if text is None:
+        return None
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 # ---- stations -------------------------------------------------------------------------------------------
 
 
@@ -91,9 +98,9 @@ def list_stations(
         """SELECT s.*, (SELECT count(*) FROM vehicles v WHERE v.home_station_id = s.id AND v.status <> 'retired')
                   AS vehicles
              FROM stations s
-            WHERE %(q)s::text IS NULL OR s.code ILIKE '%%' || %(q)s || '%%' OR s.name ILIKE '%%' || %(q)s || '%%'
+            WHERE %(q)s::text IS NULL OR s.code ILIKE %(q)s OR s.name ILIKE %(q)s
             ORDER BY s.code LIMIT %(limit)s OFFSET %(offset)s""",
-        {"q": q, "limit": limit, "offset": offset},
+        {"q": like_contains(q), "limit": limit, "offset": offset},
     ).fetchall()
 
 
@@ -302,32 +309,40 @@ def import_vehicles(conn: psycopg.Connection, *, text: str, actor: dict | None =
             "; ".join(f"line {ln}: {msg}" for ln, msg in problems),
             details=[{"line": ln, "problem": m} for ln, m in problems],
         )
-    with conn.transaction():
-        for r in rows:
-            vid = conn.execute(
-                """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                (r.vin, r.plate, r.make, r.model, r.year, r.vehicle_class, stations[r.station]),
-            ).fetchone()["id"]
-            conn.execute(
-                "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) VALUES (%s, 'available', 'import', 'imported')",
-                (vid,),
-            )
-            if r.device_id:
-                install_device(conn, device_id=r.device_id, vehicle_id=vid)
-            audit(
-                conn,
-                actor=actor or {"username": "cli"},
-                action="vehicle.import",
-                entity="vehicles",
-                entity_id=r.vin,
-                after={
-                    "vin": r.vin,
-                    "plate": r.plate,
-                    "station": r.station,
-                    "device_id": r.device_id or None,
-                },
-            )
+    current: VehicleRow | None = None
+    try:
+        with conn.transaction():
+            for r in rows:
+                current = r
+                vid = conn.execute(
+                    """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                    (r.vin, r.plate, r.make, r.model, r.year, r.vehicle_class, stations[r.station]),
+                ).fetchone()["id"]
+                conn.execute(
+                    "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) VALUES (%s, 'available', 'import', 'imported')",
+                    (vid,),
+                )
+                if r.device_id:
+                    install_device(conn, device_id=r.device_id, vehicle_id=vid)
+                audit(
+                    conn,
+                    actor=actor or {"username": "cli"},
+                    action="vehicle.import",
+                    entity="vehicles",
+                    entity_id=r.vin,
+                    after={
+                        "vin": r.vin,
+                        "plate": r.plate,
+                        "station": r.station,
+                        "device_id": r.device_id or None,
+                    },
+                )
+    except psycopg.errors.IntegrityError as exc:
+        # Another writer registered the same VIN, plate or device after our checks: still nothing imported.
+        line = current.line if current else 0
+        problem = f"conflicts with a record written meanwhile ({exc.diag.message_detail or exc.diag.constraint_name})"
+        raise ImportError_(f"line {line}: {problem}", details=[{"line": line, "problem": problem}]) from None
     return len(rows)
 
 
@@ -644,11 +659,18 @@ def list_procurements(
         """SELECT p.*, s.code AS station, v.vin FROM procurements p
              JOIN stations s ON s.id = p.station_id LEFT JOIN vehicles v ON v.id = p.vehicle_id
             WHERE (%(st)s::text IS NULL OR p.status = %(st)s)
-              AND (%(sup)s::text IS NULL OR p.supplier ILIKE '%%' || %(sup)s || '%%')
+              AND (%(sup)s::text IS NULL OR p.supplier ILIKE %(sup)s)
               AND (%(f)s::date IS NULL OR p.planned_on >= %(f)s)
               AND (%(t)s::date IS NULL OR p.planned_on <= %(t)s)
             ORDER BY p.planned_on DESC, p.id DESC LIMIT %(l)s OFFSET %(o)s""",
-        {"st": status, "sup": supplier, "f": planned_from, "t": planned_to, "l": limit, "o": offset},
+        {
+            "st": status,
+            "sup": like_contains(supplier),
+            "f": planned_from,
+            "t": planned_to,
+            "l": limit,
+            "o": offset,
+        },
     ).fetchall()
 
 
@@ -993,9 +1015,9 @@ def list_maintenance(
               AND (%(t)s::timestamptz IS NULL OR m.opened_at < %(t)s)
               AND (NOT %(open)s OR m.closed_at IS NULL)
               AND (%(q)s::text IS NULL
-                   OR m.work_order ILIKE '%%' || %(q)s || '%%'
-                   OR m.description ILIKE '%%' || %(q)s || '%%'
-                   OR m.parts::text ILIKE '%%' || %(q)s || '%%')
+                   OR m.work_order ILIKE %(q)s
+                   OR m.description ILIKE %(q)s
+                   OR m.parts::text ILIKE %(q)s)
             ORDER BY m.opened_at DESC, m.id DESC LIMIT %(l)s OFFSET %(o)s""",
         {
             "vid": vehicle_id,
@@ -1003,7 +1025,7 @@ def list_maintenance(
             "f": opened_from,
             "t": opened_to,
             "open": open_only,
-            "q": q,
+            "q": like_contains(q),
             "l": limit,
             "o": offset,
         },

@@ -6,6 +6,7 @@ import psycopg
 
 from backoffice.auth import service as auth
 from backoffice.auth.security import hash_password
+from backoffice.fleet.service import like_contains
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 
 USER_COLUMNS = "id, username, full_name, department, role, email, active, created_at, updated_at"
@@ -42,10 +43,10 @@ def list_(
             WHERE (%(role)s::text IS NULL OR role = %(role)s)
               AND (%(dep)s::text IS NULL OR department = %(dep)s)
               AND (%(act)s::boolean IS NULL OR active = %(act)s)
-              AND (%(q)s::text IS NULL OR username ILIKE '%%' || %(q)s || '%%'
-                   OR full_name ILIKE '%%' || %(q)s || '%%' OR email ILIKE '%%' || %(q)s || '%%')
+              AND (%(q)s::text IS NULL OR username ILIKE %(q)s
+                   OR full_name ILIKE %(q)s OR email ILIKE %(q)s)
             ORDER BY username LIMIT %(l)s OFFSET %(o)s""",
-        {"role": role, "dep": department, "act": active, "q": q, "l": limit, "o": offset},
+        {"role": role, "dep": department, "act": active, "q": like_contains(q), "l": limit, "o": offset},
     ).fetchall()
 
 
