@@ -269,6 +269,42 @@ def counter_rows(url: str) -> int:
         return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
 
 
+def _nmea_sentence(body: str) -> str:
+    cs = 0
+    for ch in body:
+        cs ^= ord(ch)
+    return f"${body}*{cs:02X}"
+
+
+class FastPayloads:
+    """Per-device payload templates with the time filled in per sample: the steady-state publisher shares the
+    machine with ingest, so it must cost little (pynmea2 encoding alone would take ~0.3 ms per NMEA sample)."""
+
+    def __init__(self, root: str, devs: list[tuple[str, str]]) -> None:
+        from ingest.obd import encode_pid
+
+        self.items = []
+        frames = json.dumps([encode_pid(0x0C, 1800), encode_pid(0x0D, 50), encode_pid(0x05, 88),
+                             encode_pid(0x2F, 40.0), encode_pid(0x42, 14.1)])
+        for device_id, proto in devs:
+            kind = {"json": "telemetry", "obd": "obd", "nmea": "nmea"}[proto]
+            self.items.append((f"{root}/devices/{device_id}/{kind}".encode(), proto, frames))
+
+    def payload(self, i: int, seq: int, ts_ms: int) -> tuple[bytes, bytes]:
+        topic, proto, frames = self.items[i]
+        if proto == "json":
+            return topic, (f'{{"ts":{ts_ms},"seq":{seq},"lat":52.52,"lon":13.405,"speed_kmh":42.5,"heading_deg":90.0,'
+                           f'"odometer_km":{10000 + seq * 0.01:.2f},"fuel_pct":50.0,"battery_v":14.1,"ignition":true,'
+                           f'"rpm":1800,"coolant_c":88}}').encode()
+        if proto == "obd":
+            return topic, f'{{"ts":{ts_ms},"seq":{seq},"frames":{frames}}}'.encode()
+        t = datetime.fromtimestamp(ts_ms / 1000, UTC)
+        hms = f"{t:%H%M%S}.{t.microsecond // 10000:02d}"
+        rmc = _nmea_sentence(f"GPRMC,{hms},A,4807.80000,N,01134.80000,E,5.400,90.00,{t:%d%m%y},,,A")
+        gga = _nmea_sentence(f"GPGGA,{hms},4807.80000,N,01134.80000,E,1,09,0.90,520.0,M,,M,,")
+        return topic, f"{rmc}\r\n{gga}".encode()
+
+
 class PacedPublisher(threading.Thread):
     """N devices × 1 Hz over one raw MQTT connection, each sample stamped with its publish time."""
 
@@ -277,6 +313,7 @@ class PacedPublisher(threading.Thread):
         self.port, self.root, self.devs, self.seconds = port, root, devs, seconds
         self.sent = 0
         self.late_ticks = 0
+        self.fast = FastPayloads(root, devs)
 
     def run(self) -> None:
         ticks_per_s = 10  # spread each second's samples over 10 ticks, as real devices are not synchronised
@@ -292,9 +329,10 @@ class PacedPublisher(threading.Thread):
             while time.monotonic() - t_start < self.seconds:
                 chunk = bytearray()
                 lo = (tick % ticks_per_s) * per_tick
-                now_ms = int(time.time() * 1000)
-                for i, (device_id, proto) in enumerate(self.devs[lo : lo + per_tick]):
-                    topic, payload = sample_message(self.root, device_id, proto, seq, now_ms + i % 10)
+                # whole 10 ms steps: NMEA time has centiseconds, and the NMEA dedupe key is the time
+                now_ms = int(time.time() * 100) * 10
+                for i in range(lo, min(lo + per_tick, len(self.devs))):
+                    topic, payload = self.fast.payload(i, seq, now_ms)
                     var = _utf8(topic) + ((self.sent % 65535) + 1).to_bytes(2, "big")
                     chunk += b"\x32" + _varint(len(var) + len(payload)) + var + payload
                     self.sent += 1

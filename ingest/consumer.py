@@ -26,7 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK, MQTTErrorCode, MQTTMessage
+from paho.mqtt.client import PUBACK, PUBLISH, MQTTErrorCode, MQTTMessage
+from paho.mqtt.exception import MalformedPacket
 
 from fleetcore.contract import TOPIC_KINDS
 from fleetcore.mqtt import MqttConnection
@@ -74,6 +75,28 @@ class _BufferedSocket:
     def pending(self) -> int:
         return len(self._buf) - self._pos
 
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """A whole MQTT packet (first byte, body) from the buffer, or None when the buffer holds only part of one."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        if end - pos < 2:
+            return None
+        # Remaining Length: variable byte integer, at most 4 bytes (MQTT 5 §1.5.5)
+        length, mult, i = 0, 1, pos + 1
+        while True:
+            if i >= end or mult > 128**3:
+                return None
+            b = buf[i]
+            i += 1
+            length += (b & 0x7F) * mult
+            if not b & 0x80:
+                break
+            mult *= 128
+        if i + length > end:
+            return None
+        self._pos = i + length
+        return buf[pos], buf[i : i + length]
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._sock, name)
 
@@ -102,6 +125,33 @@ class IngestClient(mqtt.Client):
                 break
             rc = super().loop_read(1)
             n += 1
+        return rc
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # Whole packets straight from the read buffer; paho's own reader (one recv() per header byte) handles
+        # packets split across reads.
+        sock = self._sock
+        if type(sock) is not _BufferedSocket or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        whole = sock.take_packet()
+        if whole is None:
+            return super()._packet_read()
+        cmd, body = whole
+        self._in_packet = {
+            "command": cmd, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": len(body), "packet": body if (cmd & 0xF0) == PUBLISH else bytearray(body),
+            "to_process": 0, "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
         return rc
 
     def _handle_publish(self) -> MQTTErrorCode:

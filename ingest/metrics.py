@@ -35,7 +35,7 @@ class IngestMetrics:
             "fleet_ingest_commit_seconds", "Time to write and commit one batch", buckets=COMMIT_BUCKETS, registry=r
         )
         self.lag_seconds = Histogram(
-            "fleet_ingest_lag_seconds", "Commit time minus sample time (newest sample of each message)",
+            "fleet_ingest_lag_seconds", "Commit time minus sample time (newest sample of each message; up to 100 spread messages per batch)",
             buckets=LAG_BUCKETS, registry=r,
         )
         self.queue_depth = Gauge("fleet_ingest_queue_depth", "Messages held, not yet acknowledged", registry=r)
