@@ -278,3 +278,36 @@ def test_websocket_routes_reject_without_token(app_client):
             with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(path + suffix) as ws:
                 ws.receive_text()
             assert getattr(exc.value, "code", 1008) != 1000, f"{path}{suffix} closed normally without auth"
+
+
+def test_garbage_input_never_500(app_client):
+    """Every write route, as admin, with malformed bodies and query values: always a 4xx envelope, never a 500."""
+    app, client, tokens = app_client
+    h = {"Authorization": f"Bearer {tokens['admin']}"}
+    bodies = [
+        {"content": b"{not json", "headers": {**h, "Content-Type": "application/json"}},
+        {"json": []},
+        {"json": "text"},
+        {"json": {"unexpected": {"deeply": [1, 2, 3]}}},
+        {"json": {"limit": -1, "from": "yesterday", "vin": "X" * 500}},
+    ]
+    failures = []
+    for info in (i for i in route_table(app) if i.kind == "http"):
+        path = concrete_path(info)
+        for method in info.methods:
+            if is_public(info, method):
+                continue
+            if method == "GET":
+                r = client.get(
+                    path, headers=h, params={"limit": "lots", "offset": "-5", "from": "soon", "to": "x"}
+                )
+                if r.status_code >= 500:
+                    failures.append(f"GET {info.path} bad query: {r.status_code}")
+                continue
+            for kw in bodies:
+                r = client.request(method, path, **({"headers": h} | kw))
+                if r.status_code >= 500:
+                    failures.append(f"{method} {info.path} {kw}: {r.status_code} {r.text[:120]}")
+                elif r.status_code >= 400 and "error" not in r.json():
+                    failures.append(f"{method} {info.path}: {r.status_code} without the error envelope")
+    assert failures == [], "\n".join(failures)
