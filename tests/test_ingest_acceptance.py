@@ -112,3 +112,21 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(any_d
     assert counters["messages_quarantined"] == BAD_EACH
     # nothing unaccounted: each message is stored, a duplicate, rejected or quarantined
     assert n + RESENT + 4 * BAD_EACH + BAD_EACH == len(messages)
+
+
+def test_mqtt_311_fallback_stores_everything_once(db_url: str, broker: Mosquitto) -> None:
+    """Brokers without MQTT 5 (FLEET_MQTT_PROTOCOL=3.1.1, e.g. the embedded one): same guarantees, paho's own path."""
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    with psycopg.connect(db_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        devices = [(vehicle(conn, protocol=p)["device_id"], p) for p in ("json", "obd", "nmea")]
+    base = recent_ms(-3600)
+    messages = [sample_message(root, d, p, seq, base + seq * 1000) for seq in range(300) for d, p in devices]
+    settings = _settings(db_url, broker, root, mqtt_protocol="3.1.1")
+    with ingest_worker(settings):
+        publish_raw(broker.port, messages + messages[:100])
+        assert wait_until(
+            lambda: count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= 1000,
+            timeout=30,
+        )
+    assert count(db_url, "SELECT count(*) FROM readings") == 900
+    assert count(db_url, "SELECT value FROM ingest_counters WHERE name = 'duplicates_skipped'") == 100
