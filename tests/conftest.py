@@ -14,7 +14,8 @@ from fleetcore.settings import Settings
 
 ADMIN_URL = os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("FLEET_TEST_MQTT", "mqtt://127.0.0.1:1883")
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+# Template names are unique per pytest process, so concurrent runs never drop each other's templates.
+WORKER = f"{os.environ.get('PYTEST_XDIST_WORKER', 'gw')}_{os.getpid()}"
 ENGINES = ("timescale", "plain")
 
 
@@ -52,6 +53,9 @@ def templates() -> Iterator[dict[str, str]]:
             _terminate(admin, name)
             names[engine] = name
     yield names
+    with _admin() as admin:
+        for name in names.values():
+            _drop(admin, name)
 
 
 def _terminate(admin: psycopg.Connection, name: str) -> None:
