@@ -141,3 +141,22 @@ def test_batch_survives_a_database_refusal_of_one_message(db_url: str) -> None:
         assert st is not None and st.readings_stored == 1 and st.rejected == 1
         assert conn.execute("SELECT reason FROM ingest_rejections").fetchone()["reason"] == "write_error"
         w.close()
+
+
+def test_retention_drops_old_readings_and_keeps_recent(any_db_url: str) -> None:
+    with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
+        v = vehicle(conn)
+        w = BatchWriter(any_db_url)
+        now = datetime.now(UTC).replace(microsecond=0)
+        w.write([_tel(v["device_id"], 1, now - timedelta(days=500), speed_kmh=1.0),
+                 _tel(v["device_id"], 2, now - timedelta(days=450), speed_kmh=2.0),
+                 _tel(v["device_id"], 3, now - timedelta(days=1), speed_kmh=3.0)])
+        w.close()
+        env = {**os.environ, "FLEET_DATABASE_URL": any_db_url}
+        out = subprocess.run([sys.executable, "-m", "fleetcore.cli", "ingest", "retention", "--days", "400"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        removed = json.loads(out.stdout.strip().splitlines()[-1])
+        assert removed.get("readings_chunks", 0) >= 1 or removed.get("readings_rows") == 2
+        seqs = [r["seq"] for r in conn.execute("SELECT seq FROM readings ORDER BY seq").fetchall()]
+        assert seqs == [3]
