@@ -438,6 +438,23 @@ def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path) -> d
     }
 
 
+def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000) -> dict[str, float]:
+    """CPU µs per message of the pure parser, by device protocol (process CPU time, so load-insensitive)."""
+    from ingest.parse import process_message
+
+    out = {}
+    root = "bench/fleet/v1"
+    now = datetime.now(UTC)
+    for proto in ("json", "obd", "nmea"):
+        dev = next(d for d, p in devs if p == proto)
+        msgs = [sample_message(root, dev, proto, i, recent_ms(-3600) + i * 1000) for i in range(n)]
+        t0 = time.process_time()
+        for topic, payload in msgs:
+            process_message(root, topic, payload, now=now)
+        out[proto] = round((time.process_time() - t0) / n * 1e6, 1)
+    return out
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
 
@@ -476,6 +493,9 @@ def write_report(res: dict) -> None:
         "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
         "interpolated within buckets).",
         "",
+        f"Parser CPU per message (µs): {', '.join(f'{k} {v}' for k, v in res['parse_cpu_us'].items())} — "
+        "the per-message floor of one worker's network thread.",
+        "",
         "Raw runs: see `bench/results.json`.",
     ]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
@@ -499,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     log(f"database with {args.devices} devices")
     url, devs = make_database(args.devices)
+    parse_cost = measure_parse_cost(devs)
+    log(f"parser CPU µs/message by protocol: {parse_cost}")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             pg_version = conn.execute("SHOW server_version").fetchone()[0]
@@ -542,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                    "repeat": args.repeat, "note": args.note,
                    "ingest": {"batch_size": Settings().ingest_batch_size, "batch_ms": Settings().ingest_batch_ms,
                               "max_inflight": Settings().ingest_max_inflight}},
-        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady,
+        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady, "parse_cpu_us": parse_cost,
         "drain_multi": ({**multi[0], "rate_msgs_s": med(multi, "rate_msgs_s")} if multi else None),
         "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
         "ratios": {"ingest_over_broker": round(drain["rate_msgs_s"] / limit["rate_msgs_s"], 3),
