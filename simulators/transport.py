@@ -125,7 +125,9 @@ class PerDeviceSink:
     def attach(self, device: Device, t: float) -> None:
         """Create the device's client (last will: retained `offline`) and connect it."""
         dev_id = device.device_id
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.prefix + dev_id, protocol=mqtt.MQTTv5)
+        # MQTT 5 unless the settings say the broker only speaks 3.1.1 (FLEET_MQTT_PROTOCOL)
+        proto = mqtt.MQTTv311 if getattr(self.url, "protocol", "5") == "3.1.1" else mqtt.MQTTv5
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.prefix + dev_id, protocol=proto)
         if self.url.username:
             c.username_pw_set(self.url.username, self.url.password)
         c.will_set(device.topics[STATUS], b"offline", qos=1, retain=True)
@@ -296,7 +298,13 @@ class SharedSink:
         return sum(1 for d in self.devices.values() if d.connected) if self.conn.connected.is_set() else 0
 
     def close(self, t: float) -> None:
-        for d in self.devices.values():
-            if d.connected:
-                self.conn.client.publish(d.topics[STATUS], b"offline", qos=1, retain=True)
+        infos = [
+            self.conn.client.publish(d.topics[STATUS], b"offline", qos=1, retain=True)
+            for d in self.devices.values()
+            if d.connected
+        ]
+        deadline = time.monotonic() + 5.0
+        for info in infos:  # let the sign-offs reach the broker before disconnecting
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
         self.conn.stop()

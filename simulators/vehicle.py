@@ -189,7 +189,7 @@ class Vehicle:
         self.x, self.y = x, y
         self.heading = rng.uniform(0.0, 360.0)
         self.mode = PARKED
-        self.mode_until = t0 + rng.uniform(5.0, 600.0)
+        self.mode_until = t0 + rng.uniform(2.0, 240.0)  # first departures spread over four minutes
         self.route: Route | None = None
         self.s = 0.0
         self.k = 0
