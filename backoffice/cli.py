@@ -61,6 +61,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_stations_add(args: argparse.Namespace) -> int:
     with connect(get_settings().require_database_url()) as conn:
         s = fleet.create_station(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon)
+        from backoffice.auth import service as users
+
+        users.audit(conn, actor={"username": "cli"}, action="station.create", entity="stations", entity_id=s["id"], after=s)
     print(f"station {s['code']} added (id {s['id']})")
     return 0
 

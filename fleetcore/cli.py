@@ -58,4 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so subcommands and this module share one CliError class.
+    from fleetcore.cli import main as _main
+
+    sys.exit(_main())
