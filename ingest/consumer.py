@@ -173,6 +173,17 @@ class IngestClient(mqtt.Client):
         self._handle_on_message(msg)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    # When set, every message goes straight to this callback (paho's per-topic callback matching, which
+    # decodes the topic twice per message, is skipped; `message_callback_add` is then not used).
+    direct_on_message: Callable[[mqtt.Client, object, MQTTMessage], None] | None = None
+
+    def _handle_on_message(self, message: MQTTMessage) -> None:
+        fn = self.direct_on_message
+        if fn is None:
+            return super()._handle_on_message(message)
+        with self._in_callback_mutex:
+            fn(self, self._userdata, message)
+
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge many QoS 1 messages in one write (PUBACK with reason omitted = success, MQTT 5 §3.4.2.1)."""
         if not mids:
@@ -250,6 +261,7 @@ class Consumer:
             on_up=self._connection_up,
             on_down=self._connection_down,
         )
+        self.mqtt.client.direct_on_message = self.mqtt.client.on_message  # type: ignore[attr-defined]
 
     # -- paho network thread ------------------------------------------------------------------------------
 
