@@ -265,6 +265,10 @@ def run(
         raise ValueError("speedup must be positive")
     now = datetime.now(UTC)
     start = now - timedelta(seconds=warmup_s)
+    if speedup > 1 and not duration_s:
+        log.warning(
+            "--speedup without --duration: timestamps run ahead of the clock (ingest rejects > 5 min ahead)"
+        )
     if speedup > 1 and duration_s:
         # back-date so the simulated clock reaches "now" at the end: timestamps never run into the future
         start -= timedelta(seconds=duration_s * (1 - 1 / speedup))

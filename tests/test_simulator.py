@@ -83,11 +83,11 @@ def test_same_seed_same_faults_and_truth() -> None:
     scenario = json.loads(FAULTS_FILE.read_text())
     ta: list = []
     tb: list = []
-    a = list(simulate_messages(40, 1.0, 3, 1500, scenario, truth=ta))
-    b = list(simulate_messages(40, 1.0, 3, 1500, scenario, truth=tb))
+    a = list(simulate_messages(40, 1.0, 3, 900, scenario, truth=ta))
+    b = list(simulate_messages(40, 1.0, 3, 900, scenario, truth=tb))
     assert a == b
     assert [t.as_dict() for t in ta] == [t.as_dict() for t in tb]
-    assert ta, "some faults fire within 25 minutes"
+    assert ta, "some faults fire within 15 minutes"
 
 
 def test_every_message_passes_the_ingest_parser(normal_hour: Run) -> None:
