@@ -30,12 +30,12 @@ def api(any_db_url):
         tech = factories.user(conn, role="technician")
         fin = factories.user(conn, role="finance")
         # 10 minutes of 1 Hz readings: speed ramps 0..59 km/h, odometer grows.
-        for i in range(600):
-            conn.execute(
-                """INSERT INTO readings (ts, device_id, vehicle_id, kind, seq, lat, lon, speed_kmh, odometer_km, fuel_pct)
-                   VALUES (%s, %s, %s, 'telemetry', %s, 52.5, 13.4, %s, %s, 80)""",
-                (T0 + dt.timedelta(seconds=i), v["device_id"], v["id"], i, i % 60, 1000 + i / 100),
-            )
+        conn.execute(
+            """INSERT INTO readings (ts, device_id, vehicle_id, kind, seq, lat, lon, speed_kmh, odometer_km, fuel_pct)
+               SELECT %s + make_interval(secs => i), %s, %s, 'telemetry', i, 52.5, 13.4, i %% 60, 1000 + i / 100.0, 80
+                 FROM generate_series(0, 599) AS i""",
+            (T0, v["device_id"], v["id"]),
+        )
         conn.execute(
             """UPDATE vehicle_state SET ts = %s, lat = 52.5, lon = 13.4, speed_kmh = 59, odometer_km = 1005.99,
                       fuel_pct = 80, online = true, last_seen = now() WHERE vehicle_id = %s""",
