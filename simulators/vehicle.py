@@ -545,23 +545,29 @@ class Vehicle:
     def snapshot(self) -> Snapshot:
         """Read the sensors (with noise) and reset the per-sample acceleration peaks."""
         rng = self.rng
+        r = rng.random
+
+        def gauss(mu: float, sigma: float) -> float:
+            # triangular noise with unit variance from two uniforms: ~10x cheaper than random.gauss
+            return mu + (r() + r() - 1.0) * 2.449489742783178 * sigma
+
         t = self.t
         lat, lon = to_latlon(self.x, self.y)
         # GNSS: consumer receivers are good to ~2-3 m CEP in the open (u-blox M8 datasheet: 2.5 m CEP)
-        lat += rng.gauss(0.0, 1.5e-5)
-        lon += rng.gauss(0.0, 2.4e-5)
+        lat += gauss(0.0, 1.5e-5)
+        lon += gauss(0.0, 2.4e-5)
         if self.gps_offset is not None:
             lat += self.gps_offset[0]
             lon += self.gps_offset[1]
             self.gps_offset = None
         moving = self.v > 0.3
-        speed_kmh = self.v * 3.6 + (rng.gauss(0.0, 0.3) if moving else 0.0)
+        speed_kmh = self.v * 3.6 + (gauss(0.0, 0.3) if moving else 0.0)
         if speed_kmh < 0.0:
             speed_kmh = 0.0
-        ax = self.px + rng.gauss(0.0, 0.01)
-        ay = self.py + rng.gauss(0.0, 0.01)
+        ax = self.px + gauss(0.0, 0.01)
+        ay = self.py + gauss(0.0, 0.01)
         # gravity plus road roughness that grows with speed
-        az = 1.0 + rng.gauss(0.0, 0.01 + 0.0006 * self.v * 3.6)
+        az = 1.0 + gauss(0.0, 0.01 + 0.0006 * self.v * 3.6)
         if self.spike is not None:
             ax, ay, az = self.spike
             self.spike = None
@@ -573,17 +579,17 @@ class Vehicle:
             lon=lon,
             speed_kmh=speed_kmh,
             heading_deg=self.heading,
-            alt_m=self.alt_base + rng.gauss(0.0, 1.5),
+            alt_m=self.alt_base + gauss(0.0, 1.5),
             hdop=round(rng.uniform(0.7, 1.4), 2),
             sats=rng.randint(8, 14),
             odometer_km=self.odometer_km,
             engine_hours=self.engine_hours,
-            rpm=max(0.0, self.rpm + (rng.gauss(0.0, 8.0) if on else 0.0)),
-            coolant_c=self.coolant + rng.gauss(0.0, 0.2),
-            engine_load_pct=min(100.0, max(0.0, self.load + (rng.gauss(0.0, 1.0) if on else 0.0))),
+            rpm=max(0.0, self.rpm + (gauss(0.0, 8.0) if on else 0.0)),
+            coolant_c=self.coolant + gauss(0.0, 0.2),
+            engine_load_pct=min(100.0, max(0.0, self.load + (gauss(0.0, 1.0) if on else 0.0))),
             throttle_pct=self.throttle,
-            fuel_pct=min(100.0, max(0.0, self.fuel_l / self.spec.tank_l * 100.0 + rng.gauss(0.0, 0.1))),
-            battery_v=self.battery_v + rng.gauss(0.0, 0.02),
+            fuel_pct=min(100.0, max(0.0, self.fuel_l / self.spec.tank_l * 100.0 + gauss(0.0, 0.1))),
+            battery_v=self.battery_v + gauss(0.0, 0.02),
             ignition=self.ignition,
             engine_on=on,
             run_time_s=(t - self.engine_start_t) if on else 0.0,
