@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--client-prefix", default="", help="prefix for MQTT client ids (to run several simulators)"
     )
     p.add_argument(
+        "--warmup", type=float, default=0.0, help="simulate this many seconds silently first (cars already out)"
+    )
+    p.add_argument(
         "--memory",
         action="store_true",
         help="no broker: run --duration as fast as possible and print message counts (with --truth-out)",

@@ -246,3 +246,34 @@ def test_cli_memory_run_writes_truth(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert out["truth_records"] == 1 and out["messages"]["status"] == 3
     rec = json.loads(truth.read_text())
     assert rec["kind"] == "low_fuel" and rec["device_id"] == "sim-00002" and rec["start"] < rec["end"]
+
+
+def test_cli_live_run_against_the_broker(
+    settings: Settings, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetcore.settings import get_settings
+
+    monkeypatch.setenv("FLEET_MQTT_URL", settings.mqtt_url or "")
+    monkeypatch.setenv("FLEET_TOPIC_ROOT", settings.topic_root)
+    get_settings.cache_clear()
+    try:
+        rc = fleet_main(
+            [
+                "simulate",
+                "--vehicles",
+                "2",
+                "--rate",
+                "2",
+                "--duration",
+                "2",
+                "--warmup",
+                "30",
+                "--client-prefix",
+                _prefix(),
+            ]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert rc == 0
+    assert listener.wait_for(lambda: len(listener.by_device("status")) == 2)
+    assert all(s[0] == b"online" for s in listener.by_device("status").values())
