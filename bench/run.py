@@ -401,41 +401,61 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path) -> dict:  # noqa: ANN001
+def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path, workers: int = 1) -> dict:  # noqa: ANN001
+    """N devices × 1 Hz into `workers` ingest processes (a shared subscription when > 1)."""
     reset_tables(url)
     root = f"bench-steady-{uuid.uuid4().hex[:6]}/fleet/v1"
-    port = free_port()
-    proc = start_ingest(ingest_env(url, broker.url, root, f"bench-steady-{uuid.uuid4().hex[:6]}", port), tmp / "steady.log")
+    tag = uuid.uuid4().hex[:6]
+    procs, ports, logs = [], [], []
+    for i in range(workers):
+        port = free_port()
+        env = ingest_env(url, broker.url, root, f"bench-steady-{tag}-{i}", port)
+        if workers > 1:
+            env["FLEET_INGEST_SHARE_GROUP"] = "bench"
+        logfile = tmp / f"steady-{tag}-{i}.log"
+        procs.append(start_ingest(env, logfile))
+        ports.append(port)
+        logs.append(logfile)
     try:
-        wait_port(port, 30)
-        deadline = time.monotonic() + 20
-        while b"event=mqtt_up" not in (tmp / "steady.log").read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        for port, logfile in zip(ports, logs, strict=True):
+            wait_port(port, 30)
+            deadline = time.monotonic() + 20
+            while b"event=mqtt_up" not in logfile.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.1)
         time.sleep(0.5)
         warmup = min(5.0, seconds / 4)
         pub = PacedPublisher(broker.port, root, devs, seconds + warmup)
         pub.start()
         time.sleep(warmup)
-        before = scrape(port)
-        cpu0, t0 = proc_cpu_s(proc.pid), time.monotonic()
+        before = _sum_buckets([scrape(p) for p in ports])
+        cpu0, t0 = sum(proc_cpu_s(p.pid) for p in procs), time.monotonic()
         rss = []
         while pub.is_alive():
-            rss.append(proc_rss_mb(proc.pid))
+            rss.append(sum(proc_rss_mb(p.pid) for p in procs))
             time.sleep(1.0)
-        cpu1, t1 = proc_cpu_s(proc.pid), time.monotonic()
+        cpu1, t1 = sum(proc_cpu_s(p.pid) for p in procs), time.monotonic()
         time.sleep(1.5)  # the last batch commits
-        after = scrape(port)
+        after = _sum_buckets([scrape(p) for p in ports])
         sent = pub.sent
         stored = counter(url)
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
     return {
-        "devices": len(devs), "rate_hz": 1, "seconds": round(t1 - t0, 1), "published": sent, "stored": stored,
-        "late_publisher_ticks": pub.late_ticks,
+        "workers": workers, "devices": len(devs), "rate_hz": 1, "seconds": round(t1 - t0, 1), "published": sent,
+        "stored": stored, "late_publisher_ticks": pub.late_ticks,
         "latency_p50_s": _round(quantile(0.5, before, after)), "latency_p99_s": _round(quantile(0.99, before, after)),
         "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
         "rss_mb_max": round(max(rss), 1) if rss else None, "rss_mb_mean": round(statistics.mean(rss), 1) if rss else None,
     }
+
+
+def _sum_buckets(scrapes: list[dict]) -> dict:
+    out: dict = {}
+    for sc in scrapes:
+        for k, v in sc.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000) -> dict[str, float]:
@@ -486,6 +506,9 @@ def write_report(res: dict) -> None:
         *([f"| 1b. drain rate, {res['drain_multi']['workers']} workers on a shared subscription | "
             f"{res['drain_multi']['rate_msgs_s']:,.0f} msg/s (ratio to broker limit "
             f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}) |"] if res.get("drain_multi") else []),
+        *([f"| 4b. steady, {sm['workers']} workers on a shared subscription: p50 / p99; CPU (sum) / RSS (sum, max) | "
+            f"{_ms(sm['latency_p50_s'])} / {_ms(sm['latency_p99_s'])}; {sm['cpu_pct_of_one_core']} % / "
+            f"{sm['rss_mb_max']} MB |"] if (sm := res.get("steady_multi")) else []),
         f"| ratio ingest / broker limit (target ≥ {TARGET_BROKER_RATIO}) | **{r['ingest_over_broker']}** |",
         f"| ratio ingest / naive (target ≥ {TARGET_NAIVE_RATIO:.0f}) | **{r['ingest_over_naive']}** |",
         "",
@@ -547,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"steady state: {len(devs)} devices × 1 Hz for {args.steady_s:.0f} s")
             steady = measure_steady(url, broker, devs, args.steady_s, tmp)
             log(f"  {steady}")
+            steady_multi = None
+            if args.workers > 1:
+                log(f"steady state with {args.workers} workers (shared subscription)")
+                steady_multi = measure_steady(url, broker, devs, args.steady_s, tmp, workers=args.workers)
+                log(f"  {steady_multi}")
     finally:
         drop_database(url)
 
@@ -564,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
                    "repeat": args.repeat, "note": args.note,
                    "ingest": {"batch_size": Settings().ingest_batch_size, "batch_ms": Settings().ingest_batch_ms,
                               "max_inflight": Settings().ingest_max_inflight}},
-        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady, "parse_cpu_us": parse_cost,
+        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady, "steady_multi": steady_multi,
+        "parse_cpu_us": parse_cost,
         "drain_multi": ({**multi[0], "rate_msgs_s": med(multi, "rate_msgs_s")} if multi else None),
         "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
         "ratios": {"ingest_over_broker": round(drain["rate_msgs_s"] / limit["rate_msgs_s"], 3),
