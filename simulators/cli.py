@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--client-prefix", default="", help="prefix for MQTT client ids (to run several simulators)"
     )
     p.add_argument(
-        "--warmup", type=float, default=0.0, help="simulate this many seconds silently first (cars already out)"
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="simulate this many seconds silently first (cars already out)",
     )
     p.add_argument(
         "--memory",

@@ -93,6 +93,8 @@ class Device:
         self.tow_since: float | None = None
         self.tow_reported = False
         self.published = 0
+        self.booted = False
+        self.ignition_at_boot = lambda: False  # the simulation wires this to the vehicle
 
     # ---- connection ---------------------------------------------------------------------------------------------
 
@@ -101,6 +103,10 @@ class Device:
         self.connected = True
         self.sink.publish(self, STATUS, b"online", t, 1, True)
         self.flush(t)
+        if not self.booted:
+            # units report the ignition line's state at power-up, so a consumer knows it before the first change
+            self.booted = True
+            self.event(t, "ignition_on" if self.ignition_at_boot() else "ignition_off", {"boot": True})
 
     def on_disconnected(self) -> None:
         self.connected = False

@@ -100,6 +100,8 @@ class Simulation:
         self.vehicles = [Vehicle(s, random.Random(f"{seed}:{s.index}"), self.t0) for s in self.specs]
         self.sink = sink if sink is not None else MemorySink()
         self.devices = [Device(s, root, self.sink) for s in self.specs]
+        for d, v in zip(self.devices, self.vehicles, strict=True):
+            d.ignition_at_boot = lambda v=v: v.ignition
         self.faults: dict[int, list[Fault]] = {}
         for n, f in enumerate(self.scenario.faults if self.scenario else []):
             if f.vehicle >= vehicles:
@@ -135,6 +137,9 @@ class Simulation:
                     tr = f.update(veh, dev, t)
                     if tr is not None:
                         self._record(tr)
+                        for more in f.more:
+                            self._record(more)
+                        f.more.clear()
             if veh.mode == PARKED:
                 veh.step(self.dt)  # parked dynamics are first-order decays, exact for any step
             else:

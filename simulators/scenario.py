@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulators.city import STATION_BY_CODE
+from simulators.device import iso_ts
 from simulators.vehicle import DRIVING, PARKED, STOPPED, G, Vehicle
 
 if TYPE_CHECKING:
@@ -86,6 +87,13 @@ HARSH_BRAKE_MIN_MS = 40 / 3.6
 HARSH_TURN_MIN_MS = 30 / 3.6
 POTHOLE_MIN_MS = 30 / 3.6
 OVERSPEED_TRUTH_KMH = 150.0  # the monitor's default sustained-overspeed limit
+OVERSPEED_RESET_KMH = 140.0  # a stretch of speeding ends below this (hysteresis for bends and overtaking)
+OVERSPEED_MIN_S = (
+    30.0  # a labelled overspeed is sustained at least this long (rental policy, as the monitor's)
+)
+# Labels of slowly developing faults start when the signal leaves its healthy range, not when the part broke:
+OVERHEAT_TRUTH_C = 105.0  # above any thermostat regulation (88-100 °C)
+LOW_BATTERY_TRUTH_V = 12.0  # resting voltage of a battery at ~25 % charge (BCI state-of-charge charts)
 LOW_FUEL_TRUTH_PCT = 10.0  # the dashboard low-fuel lamp level the monitor uses
 
 
@@ -204,7 +212,7 @@ def random_scenario(
 
 @dataclass(slots=True)
 class Truth:
-    """One labelled fault occurrence."""
+    """One labelled fault occurrence (times in epoch seconds)."""
 
     vehicle: int
     device_id: str
@@ -216,8 +224,6 @@ class Truth:
     details: dict
 
     def as_dict(self) -> dict:
-        from simulators.device import iso_ts
-
         return {
             "vehicle": self.vehicle,
             "device_id": self.device_id,
@@ -249,6 +255,7 @@ class Fault:
         self.truth: Truth | None = None
         self.expired = False
         self.extra: dict[str, Any] = {}
+        self.more: list[Truth] = []  # further labels of the same fault (e.g. a second stretch of speeding)
 
     def p(self, name: str, default: float) -> float:
         return float(self.spec.params.get(name, default))
@@ -456,22 +463,34 @@ class Fault:
             return None
         if k == "overspeed":
             kmh = veh.v * 3.6
-            if kmh > OVERSPEED_TRUTH_KMH:
-                if self.extra["first"] is None:
-                    self.extra["first"] = t
-                self.extra["last"] = t
-            if veh.mode == PARKED and t > self.t_on + 60.0 or t >= self.until:
-                veh.overspeed_ms = None
-                veh.forced_trip = None
-                self.state = Fault.DONE
-                if self.extra["first"] is None:
-                    self.expired = True
-                    return None
-                tr = self.truth
-                assert tr is not None
-                tr.start, tr.end = self.extra["first"], self.extra["last"]
-                return tr
-            return None
+            ending = veh.mode == PARKED and t > self.t_on + 60.0 or t >= self.until
+            first = self.extra["first"]
+            if kmh > OVERSPEED_TRUTH_KMH and first is None:
+                self.extra["first"] = first = t
+            if first is not None:
+                if kmh >= OVERSPEED_RESET_KMH:
+                    self.extra["last"] = t
+                if kmh < OVERSPEED_RESET_KMH or ending:
+                    if self.extra["last"] - first >= OVERSPEED_MIN_S:
+                        self.extra.setdefault("stretches", []).append((first, self.extra["last"]))
+                    self.extra["first"] = None
+            if not ending:
+                return None
+            veh.overspeed_ms = None
+            veh.forced_trip = None
+            self.state = Fault.DONE
+            stretches = self.extra.get("stretches", [])
+            if not stretches:
+                self.expired = True
+                return None
+            tr = self.truth
+            assert tr is not None
+            for a, b in stretches[1:]:
+                self.more.append(
+                    Truth(tr.vehicle, tr.device_id, tr.vin, tr.kind, tr.fault, a, b, dict(tr.details))
+                )
+            tr.start, tr.end = stretches[0]
+            return tr
         if k == "low_fuel":
             if self.extra["below"] is None and veh.fuel_l / veh.spec.tank_l * 100 < LOW_FUEL_TRUTH_PCT:
                 self.extra["below"] = t
@@ -487,6 +506,16 @@ class Fault:
                     return None
                 return self._done(t)
             return None
+        if k == "overheating":
+            out_of_range = veh.coolant > OVERHEAT_TRUTH_C
+        else:
+            out_of_range = k == "battery_failing" and veh.battery_v < LOW_BATTERY_TRUTH_V
+        if out_of_range and "observed" not in self.extra:
+            tr = self.truth
+            assert tr is not None
+            self.extra["observed"] = t
+            tr.details["fault_at"] = iso_ts(tr.start)
+            tr.start = t
         if t < self.until:
             return None
         # window faults ending

@@ -529,7 +529,7 @@ class Vehicle:
             self.throttle = 0.0
             self.coolant += (AMBIENT_C - self.coolant) * (1.0 - math.exp(-dt / PARKED_COOL_TAU_S))
             if self.battery_failing:
-                target, tau = FAILING_RESTING_V, 600.0
+                target, tau = FAILING_RESTING_V, 300.0
             else:
                 since = t - self.parked_since
                 target = self.resting_v + SURFACE_CHARGE_V * math.exp(-since / SURFACE_CHARGE_TAU_S)
