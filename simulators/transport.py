@@ -79,11 +79,11 @@ class MemorySink:
             if self._pending.get(dev_id) == due:
                 del self._pending[dev_id]
                 self.out.append((due, self._will_topic[dev_id], b"offline", 1, True))
-        if self.out and len(self.out) > 1 and self.out[-1][0] < self.out[-2][0]:
-            self.out.sort(key=lambda m: m[0])  # stable: keeps same-time order
 
     def drain(self) -> list[tuple[float, str, bytes, int, bool]]:
+        """Messages so far in publish-time order (events stamped at a physics sub-step come slightly earlier)."""
         out, self.out = self.out, []
+        out.sort(key=lambda m: m[0])  # stable: same-time messages keep their order
         return out
 
 

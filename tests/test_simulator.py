@@ -458,3 +458,8 @@ def test_bad_scenarios_are_refused_with_a_reason(doc: dict, problem: str) -> Non
 def test_fault_for_a_vehicle_that_does_not_run_is_refused() -> None:
     with pytest.raises(ScenarioError, match="vehicle 5"):
         Simulation(vehicles=3, rate_hz=1, seed=1, scenario={"faults": [{"kind": "crash", "vehicle": 5}]})
+
+
+def test_messages_come_in_publish_time_order(normal_hour: Run) -> None:
+    times = [m.publish_time for m in normal_hour.messages]
+    assert times == sorted(times)
