@@ -88,9 +88,10 @@ HARSH_TURN_MIN_MS = 30 / 3.6
 POTHOLE_MIN_MS = 30 / 3.6
 OVERSPEED_TRUTH_KMH = 150.0  # the monitor's default sustained-overspeed limit
 OVERSPEED_RESET_KMH = 140.0  # a stretch of speeding ends below this (hysteresis for bends and overtaking)
-OVERSPEED_MIN_S = (
-    30.0  # a labelled overspeed is sustained at least this long (rental policy, as the monitor's)
-)
+# A labelled overspeed is sustained at least this long (rental policy, as the monitor's); sustained stretches
+# less than 10 min apart are one speeding episode (one open alert per vehicle and kind).
+OVERSPEED_MIN_S = 30.0
+OVERSPEED_MERGE_S = 600.0
 # Labels of slowly developing faults start when the signal leaves its healthy range, not when the part broke:
 OVERHEAT_TRUTH_C = 105.0  # above any thermostat regulation (88-100 °C)
 LOW_BATTERY_TRUTH_V = 12.0  # resting voltage of a battery at ~25 % charge (BCI state-of-charge charts)
@@ -472,7 +473,11 @@ class Fault:
                     self.extra["last"] = t
                 if kmh < OVERSPEED_RESET_KMH or ending:
                     if self.extra["last"] - first >= OVERSPEED_MIN_S:
-                        self.extra.setdefault("stretches", []).append((first, self.extra["last"]))
+                        stretches = self.extra.setdefault("stretches", [])
+                        if stretches and first - stretches[-1][1] < OVERSPEED_MERGE_S:
+                            stretches[-1] = (stretches[-1][0], self.extra["last"])
+                        else:
+                            stretches.append((first, self.extra["last"]))
                     self.extra["first"] = None
             if not ending:
                 return None

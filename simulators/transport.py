@@ -238,10 +238,16 @@ class PerDeviceSink:
         """Clean shutdown: every device announces `offline` (retained), then disconnects."""
         self.closing = True
         self.retry_at.clear()
-        for dev_id, c in self.clients.items():
-            if dev_id in self.frozen or not self.devices[dev_id].connected:
-                continue
-            c.publish(self.devices[dev_id].topics[STATUS], b"offline", qos=1, retain=True)
+        live = [
+            (c, c.publish(self.devices[d].topics[STATUS], b"offline", qos=1, retain=True))
+            for d, c in self.clients.items()
+            if d not in self.frozen and self.devices[d].connected
+        ]
+        # wait for the PUBACKs so no sign-off is cut short by the DISCONNECT
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not all(info.is_published() for _, info in live):
+            self.pump(time.monotonic() + 0.05)
+        for c, _ in live:
             c.disconnect()
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and any(c.socket() is not None for c in self.clients.values()):
