@@ -505,7 +505,8 @@ def write_report(res: dict) -> None:
         f"| 4. ingest process CPU / RSS (max) | {s['cpu_pct_of_one_core']} % of one core / {s['rss_mb_max']} MB |",
         *([f"| 1b. drain rate, {res['drain_multi']['workers']} workers on a shared subscription | "
             f"{res['drain_multi']['rate_msgs_s']:,.0f} msg/s (ratio to broker limit "
-            f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}) |"] if res.get("drain_multi") else []),
+            f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}, to naive "
+            f"{res['drain_multi']['rate_msgs_s'] / n['rate_msgs_s']:.1f}) |"] if res.get("drain_multi") else []),
         *([f"| 4b. steady, {sm['workers']} workers on a shared subscription: p50 / p99; CPU (sum) / RSS (sum, max) | "
             f"{_ms(sm['latency_p50_s'])} / {_ms(sm['latency_p99_s'])}; {sm['cpu_pct_of_one_core']} % / "
             f"{sm['rss_mb_max']} MB |"] if (sm := res.get("steady_multi")) else []),
@@ -537,7 +538,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="repeat drain and broker-limit runs; medians reported")
     ap.add_argument("--workers", type=int, default=2, help="also drain with this many workers on a shared subscription")
     ap.add_argument("--note", default="", help="free text for the report (e.g. 'reduced run, noisy machine')")
+    ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args(argv)
+    if args.report_only:
+        write_report(json.loads((HERE / "results.json").read_text()))
+        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     log(f"database with {args.devices} devices")

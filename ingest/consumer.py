@@ -232,10 +232,12 @@ class Consumer:
         metrics: IngestMetrics | None = None,
     ) -> None:
         if parse is None:
-            from ingest.parse import process_message as parse
+            from ingest.parse import process_message
+
+            parse = process_message
         self.settings = settings
         self.stop = stop
-        self.parse = parse
+        self.parse: Callable = parse
         self.root = settings.topic_root
         self.metrics = metrics or IngestMetrics()
         self.batch_size = settings.ingest_batch_size
@@ -247,7 +249,7 @@ class Consumer:
         self.epoch = 0
         self.closing = False
         self.writer = BatchWriter(settings.require_database_url(), metrics=self.metrics)
-        self.totals = collections.Counter()
+        self.totals: collections.Counter[str] = collections.Counter()
         self.mqtt = _Connection(
             settings.mqtt,
             settings.ingest_client_id,
@@ -288,7 +290,7 @@ class Consumer:
             from ingest.writer import _Rejection
 
             result = _Rejection(None, "parse_error", f"{type(exc).__name__}: {exc}"[:300])
-        item = (msg.mid, msg.qos, self.epoch, Message(topic, payload, now, result), time.monotonic())
+        item = (msg.mid, msg.qos, self.epoch, Message(topic, bytes(payload), now, result), time.monotonic())
         q = self.queue
         with self.cond:
             q.append(item)
@@ -344,7 +346,7 @@ class Consumer:
             batch_ms=self.settings.ingest_batch_ms, receive_maximum=self.receive_maximum,
         )
         last_stats = time.monotonic()
-        window = collections.Counter()
+        window: collections.Counter[str] = collections.Counter()
         try:
             while True:
                 if self.mqtt.fatal_error:
