@@ -87,11 +87,10 @@ HARSH_BRAKE_MIN_MS = 40 / 3.6
 HARSH_TURN_MIN_MS = 30 / 3.6
 POTHOLE_MIN_MS = 30 / 3.6
 OVERSPEED_TRUTH_KMH = 150.0  # the monitor's default sustained-overspeed limit
-OVERSPEED_RESET_KMH = 140.0  # a stretch of speeding ends below this (hysteresis for bends and overtaking)
-# A labelled overspeed is sustained at least this long (rental policy, as the monitor's); sustained stretches
-# less than 10 min apart are one speeding episode (one open alert per vehicle and kind).
+# A labelled overspeed holds > 150 km/h for at least 30 s (rental policy, as the monitor's); an episode ends
+# after a minute at legal speed, so a bend or an overtaken lorry does not split it.
 OVERSPEED_MIN_S = 30.0
-OVERSPEED_MERGE_S = 600.0
+OVERSPEED_GAP_S = 60.0
 # Labels of slowly developing faults start when the signal leaves its healthy range, not when the part broke:
 OVERHEAT_TRUTH_C = 105.0  # above any thermostat regulation (88-100 °C)
 LOW_BATTERY_TRUTH_V = 12.0  # resting voltage of a battery at ~25 % charge (BCI state-of-charge charts)
@@ -463,22 +462,22 @@ class Fault:
                 return self._done(t)
             return None
         if k == "overspeed":
-            kmh = veh.v * 3.6
             ending = veh.mode == PARKED and t > self.t_on + 60.0 or t >= self.until
-            first = self.extra["first"]
-            if kmh > OVERSPEED_TRUTH_KMH and first is None:
-                self.extra["first"] = first = t
-            if first is not None:
-                if kmh >= OVERSPEED_RESET_KMH:
-                    self.extra["last"] = t
-                if kmh < OVERSPEED_RESET_KMH or ending:
-                    if self.extra["last"] - first >= OVERSPEED_MIN_S:
-                        stretches = self.extra.setdefault("stretches", [])
-                        if stretches and first - stretches[-1][1] < OVERSPEED_MERGE_S:
-                            stretches[-1] = (stretches[-1][0], self.extra["last"])
-                        else:
-                            stretches.append((first, self.extra["last"]))
-                    self.extra["first"] = None
+            ex = self.extra
+            if veh.v * 3.6 > OVERSPEED_TRUTH_KMH:
+                if ex["first"] is None:
+                    ex["first"], ex["sustained"] = t, False
+                if ex.get("run") is None:
+                    ex["run"] = t
+                ex["last"] = t
+                if t - ex["run"] >= OVERSPEED_MIN_S:
+                    ex["sustained"] = True
+            else:
+                ex["run"] = None
+            if ex["first"] is not None and (ending or t - ex["last"] >= OVERSPEED_GAP_S):
+                if ex["sustained"]:
+                    ex.setdefault("stretches", []).append((ex["first"], ex["last"]))
+                ex["first"] = None
             if not ending:
                 return None
             veh.overspeed_ms = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -427,7 +427,11 @@ def test_shipped_scenario_produces_every_label_and_valid_messages() -> None:
     sc = json.loads(FAULTS_FILE.read_text())
     run = Run(vehicles=sc["vehicles"], seconds=sc["duration_s"], seed=3, scenario=sc)
     assert run.rejections == []
-    assert sorted(t["fault"] for t in run.truth) == sorted(f["kind"] for f in sc["faults"])
+    labelled = Counter(t["fault"] for t in run.truth)
+    scheduled = Counter(f["kind"] for f in sc["faults"])
+    assert set(labelled) == set(scheduled)
+    # one label per fault; a speeding trip may hold more than one episode
+    assert all(labelled[k] == n or k == "overspeed" and labelled[k] >= n for k, n in scheduled.items())
     for t in (t for t in run.truth if t["fault"] == "overspeed"):
         rows = [r for r in run.readings[t["device_id"]] if _at(t, "start") <= r["ts"] <= _at(t, "end")]
         assert max(r["speed_kmh"] for r in rows) > 160
