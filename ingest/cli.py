@@ -26,11 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from fleetcore.cli import CliError
     from ingest.consumer import run
 
     settings = get_settings()
-    settings.require_database_url()
-    run(settings, stop_on_signals())
+    if not settings.database_url:
+        raise CliError("FLEET_DATABASE_URL is not set")
+    if not settings.mqtt_url:
+        raise CliError("FLEET_MQTT_URL is not set (mqtt://host:port)")
+    try:
+        run(settings, stop_on_signals())
+    except ConnectionError as exc:  # bad credentials and similar: retrying cannot help
+        raise CliError(str(exc)) from exc
     return 0
 
 
