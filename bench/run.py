@@ -420,7 +420,7 @@ def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path, work
         for port, logfile in zip(ports, logs, strict=True):
             wait_port(port, 30)
             deadline = time.monotonic() + 20
-            while b"event=mqtt_up" not in logfile.read_bytes() and time.monotonic() < deadline:
+            while b"event=subscribed" not in logfile.read_bytes() and time.monotonic() < deadline:
                 time.sleep(0.1)
         time.sleep(0.5)
         warmup = min(5.0, seconds / 4)

@@ -264,18 +264,37 @@ class Consumer:
             on_down=self._connection_down,
         )
         self.mqtt.client.direct_on_message = self.mqtt.client.on_message  # type: ignore[attr-defined]
+        # Set once the broker has acknowledged every subscription of the current connection.
+        self.subscribed = threading.Event()
+        self._subacks = 0
+        self.mqtt.client.on_subscribe = self._on_subscribe
 
     # -- paho network thread ------------------------------------------------------------------------------
 
     def _connection_up(self) -> None:
         with self.cond:
             self.epoch += 1
+        self._subacks = 0
+        self.subscribed.clear()
         self.metrics.mqtt_connected.set(1)
         kv(log, logging.INFO, "mqtt_up", epoch=self.epoch, client_id=self.settings.ingest_client_id)
 
     def _connection_down(self) -> None:
         self.metrics.mqtt_connected.set(0)
         kv(log, logging.WARNING, "mqtt_down", epoch=self.epoch, held=len(self.queue))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        try:
+            failed = [str(rc) for rc in reason_codes if rc.is_failure]
+            if failed:
+                kv(log, logging.ERROR, "subscribe_refused", reasons=",".join(failed))
+                return
+            self._subacks += 1
+            if self._subacks == len(self.mqtt.subscriptions):
+                self.subscribed.set()
+                kv(log, logging.INFO, "subscribed", topics=len(self.mqtt.subscriptions), epoch=self.epoch)
+        except Exception:  # never let an exception escape a callback
+            log.exception("error in on_subscribe")
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage) -> None:
         if self.closing:

@@ -330,10 +330,10 @@ def ingest_worker(settings) -> Iterator:  # noqa: ANN001
     t = threading.Thread(target=target, name="ingest-test", daemon=True)
     t.start()
     try:
-        deadline = time.monotonic() + 10
-        while not consumer.mqtt.connected.is_set() and time.monotonic() < deadline and not errors:
+        deadline = time.monotonic() + 15
+        while not consumer.subscribed.is_set() and time.monotonic() < deadline and not errors:
             time.sleep(0.02)
-        time.sleep(0.3)  # SUBACK
+        assert consumer.subscribed.is_set() or errors, "ingest worker did not subscribe within 15 s"
         yield consumer
     finally:
         stop.set()
