@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                "FLEET_ENVIRONMENT": "test"}  # fmt: skip
         fleet = str(Path(sys.executable).with_name("fleet"))
         port = _free_port()
-        mon_log = args.out.with_suffix(".monitor.log").open("w")
+        mon_log = Path(tempfile.gettempdir(), f"{db}.monitor.log").open("w")  # noqa: SIM115
         procs.append(subprocess.Popen([fleet, "monitor"], env=env, stderr=mon_log))
         procs.append(subprocess.Popen([fleet, "api", "--host", "127.0.0.1", "--port", str(port)], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip

@@ -8,6 +8,7 @@ is re-read every REFRESH_S and geofences every GEOFENCE_REFRESH_S.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -187,8 +188,14 @@ class MonitorService:
                 if mono >= next_tick:
                     next_tick = mono + TICK_S
                     outputs += fleet.tick(datetime.now(UTC))
-                if outputs:
-                    self._write(conn, outputs)
+                written = self._write(conn, outputs) if outputs else True
+                if conn.closed or conn.broken:
+                    fresh = self._reconnect(stop)
+                    if fresh is None:
+                        break
+                    conn = registry.conn = fresh
+                    if not written:
+                        self._write(conn, outputs)  # once more on the new connection
                 if mono >= next_refresh:
                     next_refresh = mono + REFRESH_S
                     log.info(
@@ -199,7 +206,7 @@ class MonitorService:
                     self._safe(conn, registry.load)
                 if mono >= next_geo:
                     next_geo = mono + GEOFENCE_REFRESH_S
-                    self._safe(conn, lambda: fleet.set_geofences(geofence.load(conn)))
+                    self._safe(conn, lambda c=conn: fleet.set_geofences(geofence.load(c)))
         finally:
             mqtt.stop()
             conn.close()
@@ -221,14 +228,28 @@ class MonitorService:
         except queue.Empty:
             return []
 
-    def _write(self, conn: psycopg.Connection, outputs: list) -> None:
+    def _write(self, conn: psycopg.Connection, outputs: list) -> bool:
         try:
             write_outputs(conn, outputs, self.stats)
+            return True
         except psycopg.Error:
             self.stats.write_errors += 1
             log.exception("writing %d detector outputs failed", len(outputs))
-            if conn.closed or conn.broken:
-                raise  # the process supervisor restarts us; alerts re-raise from fresh state
+            return False
+
+    def _reconnect(self, stop: threading.Event) -> psycopg.Connection | None:
+        """A new database connection after the old one broke (server restart); None when stopped meanwhile."""
+        delay = 1.0
+        while True:
+            try:
+                conn = connect(self.settings.require_database_url())
+                log.info("monitor reconnected to the database")
+                return conn
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); retrying in %.0f s", exc, delay)
+                if stop.wait(delay):
+                    return None
+                delay = min(delay * 2, 30.0)
 
     @staticmethod
     def _safe(conn: psycopg.Connection, fn) -> None:  # noqa: ANN001
@@ -237,7 +258,8 @@ class MonitorService:
             conn.commit()
         except psycopg.Error:
             log.exception("refresh failed")
-            conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()  # a broken connection is replaced by the main loop
 
 
 def run(settings: Settings, stop: threading.Event, service: MonitorService | None = None) -> None:
