@@ -316,3 +316,12 @@ def test_fleet_monitor_parses_messages_and_skips_unknown_devices():
     assert [(i.vehicle_id, o.kind) for i, o in out] == [(7, "crash")]
     assert fm.handle("r/fleet/v1/devices/dev-zz/event", msg, now) == [] and fm.unknown == 1
     assert fm.handle("r/fleet/v1/devices/dev-a/telemetry", b"{nope", now) == [] and fm.rejected == 1
+
+
+def test_database_overrides_apply_per_class_and_ignore_unknown_names():
+    extra = {"compact": {"overspeed_kmh": 120.0, "no_such_threshold": 1.0}, "van": {"harsh_turn_g": 0.3}}
+    assert for_class("compact", extra).overspeed_kmh == 120.0
+    assert for_class("van", extra).harsh_turn_g == 0.3 and for_class("van", extra).overspeed_kmh == 130.0
+    assert for_class("suv", extra).overspeed_kmh == DEFAULT.overspeed_kmh
+    m = VehicleMonitor(VehicleInfo(1, "d1", "compact", "rented"), for_class("compact", extra))
+    assert kinds(feed(m, drive(0, 40, 125))) == ["overspeed"]
