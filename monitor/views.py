@@ -19,8 +19,7 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
-from backoffice.auth.security import decode_access_token
-from backoffice.deps import ConnDep, require_roles
+from backoffice.deps import ConnDep, require_roles, user_for_token
 from monitor import alerts
 
 log = logging.getLogger(__name__)
@@ -139,14 +138,8 @@ def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
         token = auth[7:] if auth.lower().startswith("bearer ") else None
     if not token:
         return None, WS_UNAUTHORIZED
-    claims = decode_access_token(token, secret=ws.app.state.settings.secret_key)
-    if claims is None:
-        return None, WS_UNAUTHORIZED
-    with ws.app.state.pool.connection() as conn:
-        user = conn.execute(
-            "SELECT id, username, role, active FROM staff_users WHERE username = %s", (claims["sub"],)
-        ).fetchone()
-    if user is None or not user["active"]:
+    user = user_for_token(ws.app, token)  # same checks as HTTP routes, incl. revoked tokens
+    if user is None:
         return None, WS_UNAUTHORIZED
     if user["role"] not in (*STREAM_ROLES, "admin"):
         return None, WS_FORBIDDEN

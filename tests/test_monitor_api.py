@@ -92,6 +92,19 @@ def test_stream_rejects_missing_bad_token_and_wrong_role(api):
         assert exc.value.code == code
 
 
+def test_stream_rejects_a_revoked_token(api, settings):
+    client, _, tokens, _ = api
+    with client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws:
+        assert ws.receive_json()["type"] == "hello"
+    with connect(settings.database_url, autocommit=True) as conn:  # what a password reset does
+        conn.execute("UPDATE staff_users SET token_version = token_version + 1 WHERE role = 'dispatcher'")
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(
+        f"/api/v1/stream?token={tokens['dispatcher']}"
+    ) as ws:
+        ws.receive_json()
+    assert exc.value.code == 4401
+
+
 @pytest.mark.timeout(90)
 def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
     """Device → Mosquitto → monitor process → alert row + NOTIFY → API listener → WebSocket client."""
