@@ -4,6 +4,7 @@ events, and buffer while disconnected (uploaded as one array per kind on reconne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -94,7 +95,7 @@ class Device:
         self.tow_reported = False
         self.published = 0
         self.booted = False
-        self.ignition_at_boot = lambda: False  # the simulation wires this to the vehicle
+        self.ignition_at_boot: Callable[[], bool] = lambda: False  # the simulation wires it to the vehicle
 
     # ---- connection ---------------------------------------------------------------------------------------------
 
@@ -122,9 +123,8 @@ class Device:
         for kind, items in by_kind.items():
             if kind == NMEA:
                 for i in range(0, len(items), NMEA_UPLOAD_CHUNK):
-                    self.sink.publish(
-                        self, kind, "\r\n".join(items[i : i + NMEA_UPLOAD_CHUNK]).encode(), t, 1, False
-                    )  # type: ignore[arg-type]
+                    block = "\r\n".join(str(x) for x in items[i : i + NMEA_UPLOAD_CHUNK])
+                    self.sink.publish(self, kind, block.encode(), t, 1, False)
             else:
                 for i in range(0, len(items), UPLOAD_CHUNK):
                     self.sink.publish(self, kind, _dumps(items[i : i + UPLOAD_CHUNK]), t, 1, False)
@@ -211,7 +211,7 @@ class Device:
             self._send(NMEA, self._nmea(s), s.t)
 
     def _telemetry(self, s: Snapshot) -> dict:
-        obj = {
+        obj: dict[str, object] = {
             "ts": self._ts(s.t),
             "seq": self.seq,
             "lat": round(s.lat, 6),

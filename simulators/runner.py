@@ -101,7 +101,7 @@ class Simulation:
         self.sink = sink if sink is not None else MemorySink()
         self.devices = [Device(s, root, self.sink) for s in self.specs]
         for d, v in zip(self.devices, self.vehicles, strict=True):
-            d.ignition_at_boot = lambda v=v: v.ignition
+            d.ignition_at_boot = _ignition_of(v)
         self.faults: dict[int, list[Fault]] = {}
         for n, f in enumerate(self.scenario.faults if self.scenario else []):
             if f.vehicle >= vehicles:
@@ -193,6 +193,10 @@ class Simulation:
     def registry(self) -> list[dict]:
         """The registry rows matching this run (see fleet_registry)."""
         return fleet_registry(len(self.specs), self.scenario)
+
+
+def _ignition_of(v: Vehicle) -> Callable[[], bool]:
+    return lambda: v.ignition
 
 
 def simulate_messages(
