@@ -257,6 +257,8 @@ QUICK_FAULTS = {
         {"kind": "battery_failing", "vehicle": 5, "start_s": 60, "duration_s": 1500},
         {"kind": "gps_jump", "vehicle": 6, "start_s": 500},
         {"kind": "network_outage", "vehicle": 7, "start_s": 100, "duration_s": 120},
+        {"kind": "network_outage", "vehicle": 15, "start_s": 100, "duration_s": 120},
+        {"kind": "network_outage", "vehicle": 17, "start_s": 100, "duration_s": 120},
         {"kind": "device_silent", "vehicle": 8, "start_s": 100, "duration_s": 300},
         {"kind": "low_fuel", "vehicle": 10, "start_s": 100, "duration_s": 600},
         {"kind": "tow", "vehicle": 4, "start_s": 200},
@@ -273,8 +275,8 @@ def quick_faults() -> Run:
     return Run(vehicles=22, seconds=2400, seed=4, scenario=QUICK_FAULTS)
 
 
-def _truth(run: Run, fault: str) -> dict:
-    found = [t for t in run.truth if t["fault"] == fault]
+def _truth(run: Run, fault: str, device: str | None = None) -> dict:
+    found = [t for t in run.truth if t["fault"] == fault and (device is None or t["device_id"] == device)]
     assert len(found) == 1, f"{fault}: {found}"
     return found[0]
 
@@ -366,7 +368,7 @@ def test_gps_jump_is_an_impossible_leap(quick_faults: Run) -> None:
 
 
 def test_network_outage_fires_the_will_then_uploads_the_buffer(quick_faults: Run) -> None:
-    t = _truth(quick_faults, "network_outage")
+    t = _truth(quick_faults, "network_outage", "sim-00008")
     assert t["kind"] == "device_offline"
     status = quick_faults.status["sim-00008"]
     assert [s for _, s in status] == ["online", "offline", "online"]
@@ -376,6 +378,19 @@ def test_network_outage_fires_the_will_then_uploads_the_buffer(quick_faults: Run
     assert len(arrays) == 1 and len(json.loads(arrays[0])) >= 100
     seqs = [r["seq"] for r in quick_faults.kind_rows("sim-00008", "telemetry")]
     assert seqs == list(range(len(seqs)))  # nothing lost
+
+
+def test_obd_and_nmea_devices_upload_their_buffers_too(quick_faults: Run) -> None:
+    for dev in ("sim-00016", "sim-00018"):
+        assert [s for _, s in quick_faults.status[dev]] == ["online", "offline", "online"]
+    obd_arrays = [p for k, p in quick_faults.payloads["sim-00016"] if k == "obd" and p.startswith(b"[")]
+    assert len(obd_arrays) == 1 and len(json.loads(obd_arrays[0])) >= 100
+    seqs = [r["seq"] for r in quick_faults.kind_rows("sim-00016", "obd")]
+    assert seqs == list(range(len(seqs)))
+    blocks = [p for k, p in quick_faults.payloads["sim-00018"] if k == "nmea" and p.count(b"$") >= 100]
+    assert len(blocks) >= 1  # the buffered fixes as one multi-sentence message (RMC+GGA per fix)
+    ts = [r["ts"] for r in quick_faults.kind_rows("sim-00018", "nmea")]
+    assert len(ts) == len(set(ts))
 
 
 def test_silent_device_publishes_nothing_in_its_window(quick_faults: Run) -> None:
