@@ -442,8 +442,9 @@ class Fault:
             if off is not None and t >= off and veh.ignition:
                 veh._ignition_off(t)
                 self.extra["ign_off_at"] = None
-            if k == "minor_collision" and veh.engine_on and t - self.t_on > 20.0:
-                veh._ignition_off(t)  # the drivers get out to exchange details
+            # Drivers get out to exchange details only while the car is stopped, never once it drives on.
+            if k == "minor_collision" and veh.engine_on and veh.mode == STOPPED and t - self.t_on > 20.0:
+                veh._ignition_off(t)
             if veh.mode != STOPPED:
                 return self._done(self.until)
             return None
