@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "monitor.cli",
     "simulators.cli",
     "fleetcore.demo",
+    "fleetcore.scheduler",
 )
 
 
