@@ -316,7 +316,7 @@ class Consumer:
             n = len(q)
             if n == 1 or n >= self.batch_size:
                 self.cond.notify()
-            while n >= self.hard_cap and not self.stop.is_set():
+            while n >= self.hard_cap and not self.stop.is_set() and not self.closing:
                 self.cond.wait(0.5)
                 n = len(q)
 
