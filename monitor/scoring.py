@@ -3,10 +3,16 @@ detector pipeline the live process uses (monitor.detectors.FleetMonitor, in memo
 every detector: precision, recall, detection delay, false alarms per 1,000 vehicle-hours.
 
 Matching: detections of one (device, kind) less than EPISODE_GAP_S apart form one alert episode (the live
-store keeps one active alert per vehicle and kind, so that is what a dispatcher sees). An episode matches a
-truth record of the same device and kind when it starts between `start - EARLY_S` and `end + LATE_S`; each
-truth matches at most one episode. Unmatched episodes are false alarms; truth records with no episode are
-misses. Truth records with kind None (e.g. potholes) are negative examples: any crash near them is a false alarm.
+store keeps one active alert per vehicle and kind, so that is what a dispatcher sees). A truth record of a
+device and kind is found when a detection of it - the one that opened the episode or a repeat the detector
+raised again after re-arming, which the store shows as a new occurrence with its own evidence - has its sample
+time between `start - EARLY_S` and `end + LATE_S`; each detection finds at most one truth. (Matching whole
+episodes by their first detection counted a second and third speeding stretch on the same trip as missed,
+although the detector re-armed and flagged each of them.) Episodes with no matched detection are false alarms;
+truth records with no detection are misses. Truth records marked `observable: false` (the device cannot show
+the fault) are neither: a detection near one is not a false alarm, no detection is not a miss; they are
+counted apart. Truth records with kind None (e.g. potholes) are negative examples: any crash near them is a
+false alarm.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Episode:
     severity: str
     count: int = 1
     matched: bool = False
+    hits: list[list] = field(default_factory=list)  # [sample ts, raised at, used] per detection
 
 
 @dataclass
@@ -91,8 +98,9 @@ def replay(
                 if ep is not None and (o.ts - ep.last_ts).total_seconds() < EPISODE_GAP_S:
                     ep.count += 1
                     ep.last_ts = max(ep.last_ts, o.ts)
+                    ep.hits.append([o.ts, now, False])
                     continue
-                ep = Episode(info.device_id, o.kind, o.ts, now, o.ts, o.severity)
+                ep = Episode(info.device_id, o.kind, o.ts, now, o.ts, o.severity, hits=[[o.ts, now, False]])
                 open_eps[key] = ep
                 episodes.append(ep)
             elif isinstance(o, Clear) and o.kind in AUTO_RESOLVE:
@@ -120,10 +128,15 @@ def replay(
 
 def match(result: RunResult) -> dict:
     """Per-kind TP/FP/FN and delays for one run."""
-    per: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": []})
-    eps_by = defaultdict(list)
+    per: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": [], "unobservable": 0})
+    hits_by = defaultdict(list)
     for ep in result.episodes:
-        eps_by[(ep.device_id, ep.kind)].append(ep)
+        ep.matched = False
+        if not ep.hits:  # an Episode built by hand: its first detection
+            ep.hits = [[ep.first_ts, ep.detected_at, False]]
+        for h in ep.hits:
+            h[2] = False
+            hits_by[(ep.device_id, ep.kind)].append((h, ep))
     for tr in sorted(result.truth, key=lambda t: t["start"]):
         kind = tr.get("kind")
         if kind is None:
@@ -131,13 +144,19 @@ def match(result: RunResult) -> dict:
         start, end = _ts(tr["start"]), _ts(tr.get("end")) or _ts(tr["start"])
         lo, hi = start.timestamp() - EARLY_S, max(end, start).timestamp() + LATE_S
         cands = [
-            e for e in eps_by[(tr["device_id"], kind)] if not e.matched and lo <= e.first_ts.timestamp() <= hi
+            (h, e) for h, e in hits_by[(tr["device_id"], kind)] if not h[2] and lo <= h[0].timestamp() <= hi
         ]
+        observable = (tr.get("details") or {}).get("observable", True) is not False
         if cands:
-            ep = min(cands, key=lambda e: e.first_ts)
-            ep.matched = True
+            h, ep = min(cands, key=lambda c: c[0])
+            h[2] = ep.matched = True
+            if not observable:
+                per[kind]["unobservable"] += 1
+                continue
             per[kind]["tp"] += 1
-            per[kind]["delays"].append(max(0.0, (ep.detected_at - start).total_seconds()))
+            per[kind]["delays"].append(max(0.0, (h[1] - start).total_seconds()))
+        elif not observable:
+            per[kind]["unobservable"] += 1
         else:
             per[kind]["fn"] += 1
             log.info("missed %s on %s at %s", kind, tr["device_id"], tr["start"])
@@ -158,13 +177,13 @@ def match(result: RunResult) -> dict:
 
 def summarise(fault_runs: list[RunResult], normal: RunResult | None) -> dict:
     """The scoring table: per detector precision, recall, delay; false-alarm rate on normal driving."""
-    total: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": []})
+    total: dict[str, dict] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0, "delays": [], "unobservable": 0})
     fault_fas = []
     for run in fault_runs:
         m = match(run)
         fault_fas += m["false_alarms"]
         for k, v in m["per_kind"].items():
-            for f in ("tp", "fp", "fn"):
+            for f in ("tp", "fp", "fn", "unobservable"):
                 total[k][f] += v[f]
             total[k]["delays"] += v["delays"]
     normal_out = None
@@ -199,6 +218,7 @@ def summarise(fault_runs: list[RunResult], normal: RunResult | None) -> dict:
             "recall": round(tp / (tp + fn), 3) if tp + fn else None,
             "delay_median_s": round(statistics.median(d), 1) if d else None,
             "delay_max_s": round(d[-1], 1) if d else None,
+            "unobservable": v["unobservable"],
         })  # fmt: skip
     crash = next((r for r in rows if r["kind"] == "crash"), {})
     fa_rate = normal_out["false_alarms_per_1000_vh"] if normal_out else None
@@ -249,6 +269,12 @@ def to_markdown(summary: dict) -> str:
             f"{'–' if r['delay_max_s'] is None else r['delay_max_s']} |"
         )
     out = ["## Detector scores", "", *lines, ""]
+    unobs = {r["kind"]: r["unobservable"] for r in summary["detectors"] if r.get("unobservable")}
+    out += [
+        "Labels the device cannot show (`observable: false`, excluded from TP/FN; a detection near one is no "
+        f"false alarm): {', '.join(f'{k} {n}' for k, n in unobs.items()) if unobs else 'none'}.",
+        "",
+    ]
     n = summary.get("normal")
     if n:
         out += [

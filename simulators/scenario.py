@@ -85,6 +85,8 @@ CRASH_MIN_MS = 30 / 3.6
 MINOR_COLLISION_MS = (5 / 3.6, 25 / 3.6)
 HARSH_BRAKE_MIN_MS = 40 / 3.6
 HARSH_TURN_MIN_MS = 30 / 3.6
+# 3 s at 0.55 g from 15 km/h covers ~37 m: no stop line or destination that close when a harsh pull-away starts
+HARSH_ACCEL_CLEAR_M = 60.0
 POTHOLE_MIN_MS = 30 / 3.6
 OVERSPEED_TRUTH_KMH = 150.0  # the monitor's default sustained-overspeed limit
 # A labelled overspeed holds > 150 km/h for at least 30 s (rental policy, as the monitor's); an episode ends
@@ -95,6 +97,20 @@ OVERSPEED_GAP_S = 60.0
 OVERHEAT_TRUTH_C = 105.0  # above any thermostat regulation (88-100 °C)
 LOW_BATTERY_TRUTH_V = 12.0  # resting voltage of a battery at ~25 % charge (BCI state-of-charge charts)
 LOW_FUEL_TRUTH_PCT = 10.0  # the dashboard low-fuel lamp level the monitor uses
+
+
+def _clear_ahead(veh: Vehicle, metres: float) -> bool:
+    """No red-light stop or route end within `metres` ahead of the vehicle on its route."""
+    r = veh.route
+    if r is None:
+        return False
+    cum, last = r.cum, len(r.cum) - 1
+    for j in range(veh.k + 1, last + 1):
+        if cum[j] - veh.s > metres:
+            return True
+        if j == last or (j > veh.passed_stop and j in veh.waits):
+            return False
+    return True
 
 
 class ScenarioError(ValueError):
@@ -312,9 +328,15 @@ class Fault:
         if k == "harsh_brake":
             return driving and v >= HARSH_BRAKE_MIN_MS and veh.maneuver is None
         if k == "harsh_accel":
-            # pulling away from a stop
+            # pulling away from a stop, with the road clear ahead: a red light a few metres on cut one short
+            # at 6 km/h (a 0.5 g blip at walking pace, no harsh acceleration to see), yet it was labelled
             return (
-                driving and v < 15 / 3.6 and veh.a > 0.3 and veh.maneuver is None and veh.slow_until <= veh.t
+                driving
+                and v < 15 / 3.6
+                and veh.a > 0.3
+                and veh.maneuver is None
+                and veh.slow_until <= veh.t
+                and _clear_ahead(veh, HARSH_ACCEL_CLEAR_M)
             )
         if k == "overheating":  # shows when the engine works: on a trip with at least 4 km to go
             return driving and veh.route is not None and veh.route.length - veh.s > 4000.0
@@ -471,8 +493,10 @@ class Fault:
                 if ex.get("run") is None:
                     ex["run"] = t
                 ex["last"] = t
-                if t - ex["run"] >= OVERSPEED_MIN_S:
-                    ex["sustained"] = True
+                if t - ex["run"] >= OVERSPEED_MIN_S and not ex["sustained"]:
+                    # the label starts with the first sustained run: shorter bursts before it (a car braking
+                    # for bends between 20 s sprints) break no policy and no detector can flag them
+                    ex["sustained"], ex["first"] = True, ex["run"]
             else:
                 ex["run"] = None
             if ex["first"] is not None and (ending or t - ex["last"] >= OVERSPEED_GAP_S):
