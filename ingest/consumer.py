@@ -101,6 +101,20 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
+class _Publish:
+    """The fields of a received QoS 1 PUBLISH that the direct callback uses (a light stand-in for MQTTMessage)."""
+
+    __slots__ = ("mid", "topic", "payload", "dup", "retain")
+    qos = 1
+
+    def __init__(self, mid: int, topic: str, payload: bytes, dup: bool, retain: bool) -> None:
+        self.mid = mid
+        self.topic = topic
+        self.payload = payload
+        self.dup = dup
+        self.retain = retain
+
+
 class IngestClient(mqtt.Client):
     """paho Client tuned for a high-rate QoS 1 consumer with manual acks.
 
@@ -164,7 +178,20 @@ class IngestClient(mqtt.Client):
         pos = 2 + tlen
         if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties: let paho decode them
             return super()._handle_publish()
-        msg = MQTTMessage(mid=(packet[pos] << 8) | packet[pos + 1], topic=bytes(packet[2 : 2 + tlen]))
+        mid = (packet[pos] << 8) | packet[pos + 1]
+        fn = self.direct_on_message
+        if fn is not None:
+            # paho's MQTTMessage builds an MQTTMessageInfo with its own Condition per message (~3 µs, ~8 % of
+            # the network thread in a drain profile); the direct callback only needs these fields.
+            try:
+                topic = packet[2 : 2 + tlen].decode("utf-8")
+            except UnicodeDecodeError:
+                return super()._handle_publish()
+            light = _Publish(mid, topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01))
+            with self._in_callback_mutex:
+                fn(self, self._userdata, light)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        msg = MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + tlen]))
         msg.dup = bool(cmd & 0x08)
         msg.qos = 1
         msg.retain = bool(cmd & 0x01)

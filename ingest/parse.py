@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+from pynmea2 import nmea_utils
+
 from fleetcore.contract import (
     ACCEL_LIMIT_G,
     DTC_RE,
@@ -332,10 +335,80 @@ def _elements(
     return good, bad
 
 
+# Fast path for the common NMEA message: one valid RMC, optionally followed by the GGA of the same time, in the
+# exact shape receivers (and our encoder) write. pynmea2 costs ~130 µs per such message, more than all other work
+# on a JSON message together; this path gives the same Fix with the same arithmetic (pynmea2's own time and
+# degree converters) in a fraction of that. Anything else, including every malformed or unusual sentence, goes
+# to nmea_codec.decode, so problems are reported exactly as before.
+_FAST_RMC = re.compile(
+    r"\$(G[PN]RMC,(\d{6}(?:\.\d{1,3})?),A,(\d{4}\.\d{1,7}),([NS]),(\d{5}\.\d{1,7}),([EW]),"
+    r"(\d{1,4}\.\d{1,4}),(\d{1,3}\.\d{1,4}),(\d{6}),,,[AD])\*([0-9A-F]{2})",
+    re.ASCII,
+)
+_FAST_GGA = re.compile(
+    r"\$(G[PN]GGA,(\d{6}(?:\.\d{1,3})?),\d{4}\.\d{1,7},[NS],\d{5}\.\d{1,7},[EW],([1-8]),(\d{1,2}),"
+    r"(\d{1,3}\.\d{1,3}),(-?\d{1,5}\.\d{1,3}),M,[0-9A-Za-z.,-]*)\*([0-9A-F]{2})",
+    re.ASCII,
+)
+_nmea_date = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
+
+
+def _xor8(text: str) -> int:
+    """NMEA checksum (XOR of all characters) of ASCII text, eight bytes per step."""
+    b = text.encode("ascii")
+    b += bytes(-len(b) % 8)
+    x = 0
+    for i in range(0, len(b), 8):
+        x ^= int.from_bytes(b[i : i + 8], "big")
+    x ^= x >> 32
+    x ^= x >> 16
+    x ^= x >> 8
+    return x & 0xFF
+
+
+def _dm_to_sd(text: str) -> float:
+    """pynmea2's dm_to_sd for a (d)ddmm.mmm text that the fast regex has already checked."""
+    dot = text.index(".")
+    return float(text[: dot - 2]) + float(text[dot - 2 :]) / 60
+
+
+def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
+    """(fixes, []) for a message in the common shape, None when it needs the full decoder."""
+    lines = text.splitlines()
+    if not 1 <= len(lines) <= 2:
+        return None
+    m = _FAST_RMC.fullmatch(lines[0].strip())
+    if m is None or _xor8(m[1]) != int(m[10], 16):
+        return None
+    try:
+        ts = datetime.combine(_nmea_date(m[9]), nmea_utils.timestamp(m[2])).astimezone(UTC)
+    except ValueError:
+        return None
+    lat = _dm_to_sd(m[3])
+    lon = _dm_to_sd(m[5])
+    fix = nmea_codec.Fix(
+        ts=ts,
+        lat=-lat if m[4] == "S" else lat,
+        lon=-lon if m[6] == "W" else lon,
+        speed_kmh=float(m[7]) * nmea_codec.KNOT_KMH,
+        heading_deg=float(m[8]),
+        sentence=0,
+    )
+    if len(lines) == 2:
+        second = lines[1].strip()
+        if second:
+            g = _FAST_GGA.fullmatch(second)
+            if g is None or g[2] != m[2] or _xor8(g[1]) != int(g[7], 16):
+                return None
+            fix.sats, fix.hdop, fix.alt_m = int(g[4]), float(g[5]), float(g[6])
+    return [fix], []
+
+
 def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
     if not text.strip():
         return Rejection(device_id, "bad_nmea", "empty payload")
-    fixes, problems = nmea_codec.decode(text)
+    fast = _nmea_fast(text)
+    fixes, problems = fast if fast is not None else nmea_codec.decode(text)
     rejections = [Rejection(device_id, p.reason, p.detail) for p in problems]
     readings = []
     for fix in fixes:
@@ -377,6 +450,21 @@ def _reject_constant(name: str) -> float:
 
 # Built once: json.loads with any keyword argument constructs a new decoder per call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# orjson decodes the common message ~3x faster than the stdlib; wherever the two could differ it is not trusted:
+# any error is re-raised by the stdlib decoder (same messages as before), and integers beyond 64 bits (which
+# orjson turns into floats) cannot occur in text without a run of 19 digits, which goes to the stdlib.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _loads(text: str) -> Any:
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return _DECODER.decode(text)
+
+
 # Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
 _topic_cached = functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)(parse_topic)
 
@@ -412,7 +500,7 @@ def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> 
     if kind == NMEA:
         return _nmea(text, device_id, limit)
     try:
-        body = _DECODER.decode(text)
+        body = _loads(text)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:

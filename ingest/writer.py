@@ -148,7 +148,14 @@ _INSERT_EVENTS = (
 
 
 def _state_upsert() -> sql.Composed:
-    """Upsert vehicle_state from the staged samples, by sample time: a sample older than the state never wins."""
+    """Upsert vehicle_state from the staged samples, by sample time: a sample older than the state never wins.
+
+    A vehicle with one staged sample (the usual case: a batch holds one sample per vehicle unless a device
+    uploads a buffer) takes that sample's values directly; only vehicles with several samples go through the
+    per-field "newest non-null" aggregates. EXPLAIN ANALYZE on a 2,000-sample batch from 2,000 vehicles: 55 ms
+    with the aggregates for every vehicle (each ordered aggregate sorts its group), a few ms with the split.
+    Both branches produce the same values for a single sample.
+    """
     newer = sql.SQL("(cur.ts IS NULL OR s.ts >= cur.ts)")
     picks = [
         sql.SQL("(array_agg(s.{f} ORDER BY s.ts DESC) FILTER (WHERE s.{f} IS NOT NULL AND {newer}))[1]").format(
@@ -161,6 +168,11 @@ def _state_upsert() -> sql.Composed:
         "string_to_array((array_agg(array_to_string(s.dtc, ',') ORDER BY s.ts DESC) "
         "FILTER (WHERE s.dtc IS NOT NULL AND {newer}))[1], ',')"
     ).format(newer=newer)
+    single = [sql.SQL("CASE WHEN {newer} THEN s.{f} END").format(f=sql.Identifier(f), newer=newer) for f in STATE_FIELDS]
+    # the same string round trip as the aggregate branch, so both give identical arrays
+    single_dtc = sql.SQL("CASE WHEN {newer} THEN string_to_array(array_to_string(s.dtc, ','), ',') END").format(
+        newer=newer
+    )
     cols = sql.SQL(", ").join(map(sql.Identifier, STATE_FIELDS))
     newer_than_state = sql.SQL("EXCLUDED.ts IS NOT NULL AND (vs.ts IS NULL OR vs.ts <= EXCLUDED.ts)")
     sets = [
@@ -170,15 +182,23 @@ def _state_upsert() -> sql.Composed:
         for f in (*STATE_FIELDS, "dtc")
     ]
     return sql.SQL(
+        "WITH s AS (SELECT *, count(*) OVER (PARTITION BY vehicle_id) AS n FROM ingest_stage_readings) "
         "INSERT INTO vehicle_state AS vs (vehicle_id, device_id, ts, {cols}, dtc, last_seen, updated_at) "
+        "SELECT * FROM ("
+        "SELECT s.vehicle_id, s.device_id, CASE WHEN {newer} THEN s.ts END, {single}, {single_dtc}, "
+        "s.received_at, now() "
+        "FROM s LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id WHERE s.n = 1 "
+        "UNION ALL "
         "SELECT s.vehicle_id, (array_agg(s.device_id ORDER BY s.received_at DESC))[1], "
         "max(s.ts) FILTER (WHERE {newer}), {picks}, {dtc}, max(s.received_at), now() "
-        "FROM ingest_stage_readings s LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id "
-        "GROUP BY s.vehicle_id ORDER BY s.vehicle_id "  # a fixed lock order: two workers never deadlock here
+        "FROM s LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id WHERE s.n > 1 "
+        "GROUP BY s.vehicle_id"
+        ") AS u ORDER BY 1 "  # a fixed lock order: two workers never deadlock here
         "ON CONFLICT (vehicle_id) DO UPDATE SET {sets}, ts = GREATEST(vs.ts, EXCLUDED.ts), "
         "device_id = EXCLUDED.device_id, last_seen = GREATEST(vs.last_seen, EXCLUDED.last_seen), updated_at = now()"
     ).format(
-        cols=cols, newer=newer, picks=sql.SQL(", ").join(picks), dtc=dtc_pick, sets=sql.SQL(", ").join(sets)
+        cols=cols, newer=newer, picks=sql.SQL(", ").join(picks), dtc=dtc_pick, sets=sql.SQL(", ").join(sets),
+        single=sql.SQL(", ").join(single), single_dtc=single_dtc,
     )
 
 
