@@ -353,17 +353,22 @@ _FAST_GGA = re.compile(
 _nmea_date = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
 
 
+# (shift, mask) pairs that fold a ≤ 128-byte big integer in halves down to one byte, keeping bytes aligned.
+_XOR_FOLDS = [(k * 8, (1 << (k * 8)) - 1) for k in (64, 32, 16, 8, 4, 2, 1)]
+
+
 def _xor8(text: str) -> int:
-    """NMEA checksum (XOR of all characters) of ASCII text, eight bytes per step."""
+    """NMEA checksum (XOR of all characters) of ASCII text: the text as one integer, folded in halves (~2 µs)."""
     b = text.encode("ascii")
-    b += bytes(-len(b) % 8)
-    x = 0
-    for i in range(0, len(b), 8):
-        x ^= int.from_bytes(b[i : i + 8], "big")
-    x ^= x >> 32
-    x ^= x >> 16
-    x ^= x >> 8
-    return x & 0xFF
+    if len(b) > 128:
+        x = 0
+        for c in b:
+            x ^= c
+        return x
+    x = int.from_bytes(b, "big")
+    for shift, mask in _XOR_FOLDS:
+        x = (x >> shift) ^ (x & mask)
+    return x
 
 
 def _dm_to_sd(text: str) -> float:
@@ -452,14 +457,17 @@ def _reject_constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 # orjson decodes the common message ~3x faster than the stdlib; wherever the two could differ it is not trusted:
 # any error is re-raised by the stdlib decoder (same messages as before), and integers beyond 64 bits (which
-# orjson turns into floats) cannot occur in text without a run of 19 digits, which goes to the stdlib.
-_LONG_DIGITS = re.compile(r"\d{19}")
+# orjson turns into floats) cannot occur in text without a run of 19 digits, which goes to the stdlib. The run
+# is found by mapping every digit to "0" (bytes.translate, ~1 µs; a regex took ~10 µs per message).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _loads(text: str) -> Any:
-    if _LONG_DIGITS.search(text) is None:
+    raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate gives bytes orjson refuses: stdlib decides
+    if _LONG_RUN not in raw.translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(text)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     return _DECODER.decode(text)
