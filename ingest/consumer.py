@@ -151,6 +151,12 @@ class IngestClient(mqtt.Client):
         if whole is None:
             return super()._packet_read()
         cmd, body = whole
+        if (cmd & 0xF6) == 0x32 and self.direct_on_message is not None:
+            # QoS 1 PUBLISH: straight to the callback, without paho's per-packet state dicts and dispatch
+            rc = self._direct_publish(cmd, body)
+            if rc is not None:
+                self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock (a float store is atomic)
+                return rc
         self._in_packet = {
             "command": cmd, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
             "remaining_length": len(body), "packet": body if (cmd & 0xF0) == PUBLISH else bytearray(body),
@@ -168,29 +174,41 @@ class IngestClient(mqtt.Client):
             self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
         return rc
 
+    def _direct_publish(self, cmd: int, packet: bytes) -> MQTTErrorCode | None:
+        """A QoS 1 PUBLISH without properties handed to `direct_on_message`; None when paho must decode it."""
+        fn = self.direct_on_message
+        if fn is None or self._protocol != mqtt.MQTTv5 or not self._manual_ack or len(packet) < 2:
+            return None
+        # PUBLISH variable header (MQTT 5 §3.3.2): topic (2-byte length + UTF-8), packet id, properties.
+        tlen = (packet[0] << 8) | packet[1]
+        pos = 2 + tlen
+        if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties: let paho decode them
+            return None
+        # paho's MQTTMessage builds an MQTTMessageInfo with its own Condition per message (~3 µs, ~8 % of
+        # the network thread in a drain profile); the direct callback only needs these fields.
+        try:
+            topic = packet[2 : 2 + tlen].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        light = _Publish((packet[pos] << 8) | packet[pos + 1], topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01))
+        with self._in_callback_mutex:
+            fn(self, self._userdata, light)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def _handle_publish(self) -> MQTTErrorCode:
         cmd = self._in_packet["command"]
         packet = self._in_packet["packet"]
         if (cmd & 0x06) != 0x02 or self._protocol != mqtt.MQTTv5 or not self._manual_ack:
             return super()._handle_publish()
+        rc = self._direct_publish(cmd, packet)
+        if rc is not None:
+            return rc
         # PUBLISH variable header (MQTT 5 §3.3.2): topic (2-byte length + UTF-8), packet id, properties.
         tlen = (packet[0] << 8) | packet[1]
         pos = 2 + tlen
         if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties: let paho decode them
             return super()._handle_publish()
         mid = (packet[pos] << 8) | packet[pos + 1]
-        fn = self.direct_on_message
-        if fn is not None:
-            # paho's MQTTMessage builds an MQTTMessageInfo with its own Condition per message (~3 µs, ~8 % of
-            # the network thread in a drain profile); the direct callback only needs these fields.
-            try:
-                topic = packet[2 : 2 + tlen].decode("utf-8")
-            except UnicodeDecodeError:
-                return super()._handle_publish()
-            light = _Publish(mid, topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01))
-            with self._in_callback_mutex:
-                fn(self, self._userdata, light)
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
         msg = MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + tlen]))
         msg.dup = bool(cmd & 0x08)
         msg.qos = 1

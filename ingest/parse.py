@@ -409,6 +409,12 @@ def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
     return [fix], []
 
 
+_ONE_MS = timedelta(milliseconds=1)
+_NMEA_FIELDS = tuple(
+    (name, *_NUMERIC[name]) for name in ("lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats")
+)
+
+
 def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
     if not text.strip():
         return Rejection(device_id, "bad_nmea", "empty payload")
@@ -428,12 +434,15 @@ def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
             row[0] = fix.ts
             row[1] = device_id
             row[2] = NMEA
-            row[3] = (fix.ts - EPOCH) // timedelta(milliseconds=1)
-            for name in ("lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats"):
+            row[3] = (fix.ts - EPOCH) // _ONE_MS
+            for name, idx, lo, hi, integer in _NMEA_FIELDS:
                 value = getattr(fix, name)
                 if value is not None:
-                    idx, lo, hi, integer = _NUMERIC[name]
-                    row[idx] = _number(name, value, lo, hi, integer)
+                    # inline fast path for the common case (a float in range), the full checks otherwise
+                    if type(value) is float and not integer and lo <= value <= hi:
+                        row[idx] = value
+                    else:
+                        row[idx] = _number(name, value, lo, hi, integer)
             readings.append(tuple(row))
         except _Bad as exc:
             rejections.append(Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}"))
