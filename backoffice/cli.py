@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_api)
 
-    st = sub.add_parser("stations", help="manage rental stations").add_subparsers(dest="action", required=True)
+    st = sub.add_parser("stations", help="manage rental stations").add_subparsers(
+        dest="action", required=True
+    )
     add = st.add_parser("add", help="add a station")
     add.add_argument("--code", required=True)
     add.add_argument("--name", required=True)
@@ -29,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_stations_list)
 
     ve = sub.add_parser("vehicles", help="manage vehicles").add_subparsers(dest="action", required=True)
-    imp = ve.add_parser("import", help="import vehicles from CSV (vin,plate,make,model,year,class,station,device_id)")
+    imp = ve.add_parser(
+        "import", help="import vehicles from CSV (vin,plate,make,model,year,class,station,device_id)"
+    )
     imp.add_argument("file")
     imp.set_defaults(func=cmd_vehicles_import)
 
@@ -63,7 +67,14 @@ def cmd_stations_add(args: argparse.Namespace) -> int:
         s = fleet.create_station(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon)
         from backoffice.auth import service as users
 
-        users.audit(conn, actor={"username": "cli"}, action="station.create", entity="stations", entity_id=s["id"], after=s)
+        users.audit(
+            conn,
+            actor={"username": "cli"},
+            action="station.create",
+            entity="stations",
+            entity_id=s["id"],
+            after=s,
+        )
     print(f"station {s['code']} added (id {s['id']})")
     return 0
 
@@ -99,7 +110,16 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         raise CliError("pass the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
     with connect(get_settings().require_database_url()) as conn:
-        u = users.create(conn, username=args.username, role=args.role, password=password, full_name=args.full_name)
-        users.audit(conn, actor={"username": "cli"}, action="user.create", entity="staff_users", entity_id=u["id"], after=u)
+        u = users.create(
+            conn, username=args.username, role=args.role, password=password, full_name=args.full_name
+        )
+        users.audit(
+            conn,
+            actor={"username": "cli"},
+            action="user.create",
+            entity="staff_users",
+            entity_id=u["id"],
+            after=u,
+        )
     print(f"user {u['username']} ({u['role']}) added")
     return 0

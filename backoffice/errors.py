@@ -15,7 +15,9 @@ from fleetcore.errors import DomainError
 log = logging.getLogger(__name__)
 
 
-def envelope(status: int, code: str, message: str, details: object = None, headers: dict | None = None) -> JSONResponse:
+def envelope(
+    status: int, code: str, message: str, details: object = None, headers: dict | None = None
+) -> JSONResponse:
     return JSONResponse(
         status_code=status,
         content={"error": {"code": code, "message": message, "details": details}},
@@ -31,7 +33,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
@@ -39,9 +42,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+        codes = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            409: "conflict",
+        }
         return envelope(
-            exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail), headers=getattr(exc, "headers", None)
+            exc.status_code,
+            codes.get(exc.status_code, "error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(psycopg.errors.ExclusionViolation)

@@ -46,7 +46,10 @@ from tests.ingest_helpers import (
 )
 
 HERE = Path(__file__).resolve().parent
-ADMIN_URL = os.environ.get("FLEET_BENCH_PG_ADMIN", os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
+ADMIN_URL = os.environ.get(
+    "FLEET_BENCH_PG_ADMIN",
+    os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+)
 KINDS = ("telemetry", "event", "obd", "nmea", "status")
 # Device protocol mix of the benchmark traffic: mostly JSON units, some raw OBD dongles and NMEA trackers.
 PROTOCOL_MIX = ("json", "json", "json", "obd", "nmea")
@@ -76,20 +79,31 @@ def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
     chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
     devs = [(f"bench-{i:06d}", PROTOCOL_MIX[i % len(PROTOCOL_MIX)]) for i in range(devices)]
     with psycopg.connect(url, autocommit=False) as conn:
-        sid = conn.execute("INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id").fetchone()[0]
+        sid = conn.execute(
+            "INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id"
+        ).fetchone()[0]
         vins = [with_check_digit("WVW" + "".join(rng.choice(chars) for _ in range(14))) for _ in devs]
-        ids = [r[0] for r in conn.execute(
-            """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
+        ids = [
+            r[0]
+            for r in conn.execute(
+                """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
                SELECT v, 'BX-' || n, 'Volkswagen', 'Golf', 2023, 'compact', %s
                FROM unnest(%s::text[], %s::int[]) AS u(v, n) RETURNING id""",
-            (sid, vins, list(range(len(devs)))),
-        ).fetchall()]
-        conn.execute("INSERT INTO devices (device_id, protocol) SELECT * FROM unnest(%s::text[], %s::text[])",
-                     ([d for d, _ in devs], [p for _, p in devs]))
-        conn.execute("INSERT INTO device_installs (device_id, vehicle_id) SELECT * FROM unnest(%s::text[], %s::bigint[])",
-                     ([d for d, _ in devs], ids))
-        conn.execute("INSERT INTO vehicle_state (vehicle_id, device_id) SELECT * FROM unnest(%s::bigint[], %s::text[])",
-                     (ids, [d for d, _ in devs]))
+                (sid, vins, list(range(len(devs)))),
+            ).fetchall()
+        ]
+        conn.execute(
+            "INSERT INTO devices (device_id, protocol) SELECT * FROM unnest(%s::text[], %s::text[])",
+            ([d for d, _ in devs], [p for _, p in devs]),
+        )
+        conn.execute(
+            "INSERT INTO device_installs (device_id, vehicle_id) SELECT * FROM unnest(%s::text[], %s::bigint[])",
+            ([d for d, _ in devs], ids),
+        )
+        conn.execute(
+            "INSERT INTO vehicle_state (vehicle_id, device_id) SELECT * FROM unnest(%s::bigint[], %s::text[])",
+            (ids, [d for d, _ in devs]),
+        )
         conn.commit()
     return url, devs
 
@@ -133,9 +147,17 @@ def counter(url: str, name: str = "readings_stored") -> int:
 # ------------------------------------------------------------------------------------------------ measures
 
 
-def ingest_env(url: str, broker_url: str, root: str, client_id: str, metrics_port: int | None = None) -> dict[str, str]:
-    env = {**os.environ, "FLEET_DATABASE_URL": url, "FLEET_MQTT_URL": broker_url, "FLEET_TOPIC_ROOT": root,
-           "FLEET_INGEST_CLIENT_ID": client_id, "FLEET_ENVIRONMENT": "test"}
+def ingest_env(
+    url: str, broker_url: str, root: str, client_id: str, metrics_port: int | None = None
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "FLEET_DATABASE_URL": url,
+        "FLEET_MQTT_URL": broker_url,
+        "FLEET_TOPIC_ROOT": root,
+        "FLEET_INGEST_CLIENT_ID": client_id,
+        "FLEET_ENVIRONMENT": "test",
+    }
     if metrics_port:
         env["FLEET_INGEST_METRICS_PORT"] = str(metrics_port)
     return env
@@ -143,7 +165,9 @@ def ingest_env(url: str, broker_url: str, root: str, client_id: str, metrics_por
 
 def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
     with logfile.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f)
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -204,10 +228,16 @@ def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> 
     connected = total - ((up or t0) - t0)
     # rate_msgs_s counts from process start (interpreter start-up and imports included, ~1 s), the
     # conservative figure the report uses; rate_from_connect_msgs_s is the worker's steady drain rate.
-    return {"workers": workers, "messages": n, "seconds_total": round(total, 3),
-            "seconds_from_connect": round(connected, 3),
-            "seconds_from_first_commit": round(total - (first - t0), 3), "rate_msgs_s": round(n / total, 1),
-            "rate_from_connect_msgs_s": round(n / connected, 1), "stored": stored}
+    return {
+        "workers": workers,
+        "messages": n,
+        "seconds_total": round(total, 3),
+        "seconds_from_connect": round(connected, 3),
+        "seconds_from_first_commit": round(total - (first - t0), 3),
+        "rate_msgs_s": round(n / total, 1),
+        "rate_from_connect_msgs_s": round(n / connected, 1),
+        "stored": stored,
+    }
 
 
 def measure_broker_limit(broker, data: list) -> dict:  # noqa: ANN001
@@ -216,8 +246,24 @@ def measure_broker_limit(broker, data: list) -> dict:  # noqa: ANN001
     cid = f"bench-sub-{uuid.uuid4().hex[:6]}"
     create_session(broker.port, cid, topics(root))
     publish_raw(broker.port, data)
-    args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-V", "mqttv5", "-c", "-i", cid, "-q", "1",
-            "-x", "3600", "-C", str(len(data))]
+    args = [
+        "mosquitto_sub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(broker.port),
+        "-V",
+        "mqttv5",
+        "-c",
+        "-i",
+        cid,
+        "-q",
+        "1",
+        "-x",
+        "3600",
+        "-C",
+        str(len(data)),
+    ]
     for t in topics(root):
         args += ["-t", t]
     t0 = time.perf_counter()
@@ -242,7 +288,9 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
     create_session(broker.port, cid, topics(root))
     publish_raw(broker.port, data)
     conn = psycopg.connect(url, autocommit=False)
-    vehicles = dict(conn.execute("SELECT device_id, vehicle_id FROM device_installs WHERE removed_at IS NULL").fetchall())
+    vehicles = dict(
+        conn.execute("SELECT device_id, vehicle_id FROM device_installs WHERE removed_at IS NULL").fetchall()
+    )
     conn.commit()
     cols = ", ".join(READING_COLUMNS)
     stmt = f"INSERT INTO readings ({cols}, vehicle_id) VALUES ({', '.join(['%s'] * (len(READING_COLUMNS) + 1))}) ON CONFLICT DO NOTHING"
@@ -271,8 +319,12 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
     c.disconnect()
     c.loop_stop()
     conn.close()
-    return {"messages": len(data), "seconds": round(seconds, 3), "rate_msgs_s": round(len(data) / seconds, 1),
-            "stored": counter_rows(url)}
+    return {
+        "messages": len(data),
+        "seconds": round(seconds, 3),
+        "rate_msgs_s": round(len(data) / seconds, 1),
+        "stored": counter_rows(url),
+    }
 
 
 def counter_rows(url: str) -> int:
@@ -295,8 +347,15 @@ class FastPayloads:
         from ingest.obd import encode_pid
 
         self.items = []
-        frames = json.dumps([encode_pid(0x0C, 1800), encode_pid(0x0D, 50), encode_pid(0x05, 88),
-                             encode_pid(0x2F, 40.0), encode_pid(0x42, 14.1)])
+        frames = json.dumps(
+            [
+                encode_pid(0x0C, 1800),
+                encode_pid(0x0D, 50),
+                encode_pid(0x05, 88),
+                encode_pid(0x2F, 40.0),
+                encode_pid(0x42, 14.1),
+            ]
+        )
         for device_id, proto in devs:
             kind = {"json": "telemetry", "obd": "obd", "nmea": "nmea"}[proto]
             self.items.append((f"{root}/devices/{device_id}/{kind}".encode(), proto, frames))
@@ -304,9 +363,11 @@ class FastPayloads:
     def payload(self, i: int, seq: int, ts_ms: int) -> tuple[bytes, bytes]:
         topic, proto, frames = self.items[i]
         if proto == "json":
-            return topic, (f'{{"ts":{ts_ms},"seq":{seq},"lat":52.52,"lon":13.405,"speed_kmh":42.5,"heading_deg":90.0,'
-                           f'"odometer_km":{10000 + seq * 0.01:.2f},"fuel_pct":50.0,"battery_v":14.1,"ignition":true,'
-                           f'"rpm":1800,"coolant_c":88}}').encode()
+            return topic, (
+                f'{{"ts":{ts_ms},"seq":{seq},"lat":52.52,"lon":13.405,"speed_kmh":42.5,"heading_deg":90.0,'
+                f'"odometer_km":{10000 + seq * 0.01:.2f},"fuel_pct":50.0,"battery_v":14.1,"ignition":true,'
+                f'"rpm":1800,"coolant_c":88}}'
+            ).encode()
         if proto == "obd":
             return topic, f'{{"ts":{ts_ms},"seq":{seq},"frames":{frames}}}'.encode()
         t = datetime.fromtimestamp(ts_ms / 1000, UTC)
@@ -330,7 +391,12 @@ class PacedPublisher(threading.Thread):
         ticks_per_s = 10  # spread each second's samples over 10 ticks, as real devices are not synchronised
         per_tick = max(1, len(self.devs) // ticks_per_s)
         with socket.create_connection(("127.0.0.1", self.port)) as s:
-            body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(f"pace-{uuid.uuid4().hex[:6]}")
+            body = (
+                _utf8("MQTT")
+                + bytes([4, 0x02])
+                + (60).to_bytes(2, "big")
+                + _utf8(f"pace-{uuid.uuid4().hex[:6]}")
+            )
             s.sendall(b"\x10" + _varint(len(body)) + body)
             s.recv(4)
             s.setblocking(False)
@@ -453,11 +519,18 @@ def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path, work
         for proc in procs:
             stop(proc)
     return {
-        "workers": workers, "devices": len(devs), "rate_hz": 1, "seconds": round(t1 - t0, 1), "published": sent,
-        "stored": stored, "late_publisher_ticks": pub.late_ticks,
-        "latency_p50_s": _round(quantile(0.5, before, after)), "latency_p99_s": _round(quantile(0.99, before, after)),
+        "workers": workers,
+        "devices": len(devs),
+        "rate_hz": 1,
+        "seconds": round(t1 - t0, 1),
+        "published": sent,
+        "stored": stored,
+        "late_publisher_ticks": pub.late_ticks,
+        "latency_p50_s": _round(quantile(0.5, before, after)),
+        "latency_p99_s": _round(quantile(0.99, before, after)),
         "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
-        "rss_mb_max": round(max(rss), 1) if rss else None, "rss_mb_mean": round(statistics.mean(rss), 1) if rss else None,
+        "rss_mb_max": round(max(rss), 1) if rss else None,
+        "rss_mb_mean": round(statistics.mean(rss), 1) if rss else None,
     }
 
 
@@ -509,20 +582,38 @@ def write_report(res: dict) -> None:
         "| measure | result |",
         "|---|---|",
         f"| 1. drain rate (`fleet ingest`, backlog → committed rows) | **{d['rate_msgs_s']:,.0f} msg/s** |",
-        *([f"| 1. drain rate counted from the worker's MQTT connect (start-up and imports excluded) | "
-            f"{d['rate_from_connect_msgs_s']:,.0f} msg/s |"] if d.get("rate_from_connect_msgs_s") else []),
+        *(
+            [
+                f"| 1. drain rate counted from the worker's MQTT connect (start-up and imports excluded) | "
+                f"{d['rate_from_connect_msgs_s']:,.0f} msg/s |"
+            ]
+            if d.get("rate_from_connect_msgs_s")
+            else []
+        ),
         f"| 2. broker limit (`mosquitto_sub` → /dev/null) | {b['rate_msgs_s']:,.0f} msg/s |",
         f"| 3. naive (paho + INSERT + COMMIT per message, {n['messages']:,} msgs) | {n['rate_msgs_s']:,.0f} msg/s |",
         f"| 4. steady {s['devices']:,} devices × 1 Hz, {s['seconds']} s: publish→commit p50 / p99 | "
         f"{_ms(s['latency_p50_s'])} / {_ms(s['latency_p99_s'])} |",
         f"| 4. ingest process CPU / RSS (max) | {s['cpu_pct_of_one_core']} % of one core / {s['rss_mb_max']} MB |",
-        *([f"| 1b. drain rate, {res['drain_multi']['workers']} workers on a shared subscription | "
-            f"{res['drain_multi']['rate_msgs_s']:,.0f} msg/s (ratio to broker limit "
-            f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}, to naive "
-            f"{res['drain_multi']['rate_msgs_s'] / n['rate_msgs_s']:.1f}) |"] if res.get("drain_multi") else []),
-        *([f"| 4b. steady, {sm['workers']} workers on a shared subscription: p50 / p99; CPU (sum) / RSS (sum, max) | "
-            f"{_ms(sm['latency_p50_s'])} / {_ms(sm['latency_p99_s'])}; {sm['cpu_pct_of_one_core']} % / "
-            f"{sm['rss_mb_max']} MB |"] if (sm := res.get("steady_multi")) else []),
+        *(
+            [
+                f"| 1b. drain rate, {res['drain_multi']['workers']} workers on a shared subscription | "
+                f"{res['drain_multi']['rate_msgs_s']:,.0f} msg/s (ratio to broker limit "
+                f"{res['drain_multi']['rate_msgs_s'] / b['rate_msgs_s']:.3f}, to naive "
+                f"{res['drain_multi']['rate_msgs_s'] / n['rate_msgs_s']:.1f}) |"
+            ]
+            if res.get("drain_multi")
+            else []
+        ),
+        *(
+            [
+                f"| 4b. steady, {sm['workers']} workers on a shared subscription: p50 / p99; CPU (sum) / RSS (sum, max) | "
+                f"{_ms(sm['latency_p50_s'])} / {_ms(sm['latency_p99_s'])}; {sm['cpu_pct_of_one_core']} % / "
+                f"{sm['rss_mb_max']} MB |"
+            ]
+            if (sm := res.get("steady_multi"))
+            else []
+        ),
         f"| ratio ingest / broker limit (target ≥ {TARGET_BROKER_RATIO}) | **{r['ingest_over_broker']}** |",
         f"| ratio ingest / naive (target ≥ {TARGET_NAIVE_RATIO:.0f}) | **{r['ingest_over_naive']}** |",
         "",
@@ -544,12 +635,23 @@ def _ms(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backlog", type=int, default=200_000, help="messages in the drain backlog (≥ 200,000 for the record)")
-    ap.add_argument("--devices", type=int, default=5000, help="registered devices (also the steady-state fleet)")
+    ap.add_argument(
+        "--backlog",
+        type=int,
+        default=200_000,
+        help="messages in the drain backlog (≥ 200,000 for the record)",
+    )
+    ap.add_argument(
+        "--devices", type=int, default=5000, help="registered devices (also the steady-state fleet)"
+    )
     ap.add_argument("--naive", type=int, default=5000, help="messages for the naive baseline")
     ap.add_argument("--steady-s", type=float, default=60.0, help="steady-state duration")
-    ap.add_argument("--repeat", type=int, default=3, help="repeat drain and broker-limit runs; medians reported")
-    ap.add_argument("--workers", type=int, default=2, help="also drain with this many workers on a shared subscription")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="repeat drain and broker-limit runs; medians reported"
+    )
+    ap.add_argument(
+        "--workers", type=int, default=2, help="also drain with this many workers on a shared subscription"
+    )
     ap.add_argument("--note", default="", help="free text for the report (e.g. 'reduced run, noisy machine')")
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args(argv)
@@ -565,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             pg_version = conn.execute("SHOW server_version").fetchone()[0]
-            timescale = bool(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0])
+            timescale = bool(
+                conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0]
+            )
         with mosquitto() as broker:
             drains, limits, multi = [], [], []
             for i in range(args.repeat):
@@ -599,26 +703,52 @@ def main(argv: list[str] | None = None) -> int:
     def med(runs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    drain = {**drains[0], "rate_msgs_s": med(drains, "rate_msgs_s"),
-             "rate_from_connect_msgs_s": med(drains, "rate_from_connect_msgs_s")}
+    drain = {
+        **drains[0],
+        "rate_msgs_s": med(drains, "rate_msgs_s"),
+        "rate_from_connect_msgs_s": med(drains, "rate_from_connect_msgs_s"),
+    }
     limit = {**limits[0], "rate_msgs_s": med(limits, "rate_msgs_s")}
     res = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"nproc": os.cpu_count(), "hostname": platform.node(), "python": platform.python_version(),
-                    "postgres": pg_version, "timescale": timescale,
-                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "params": {"backlog": args.backlog, "devices": args.devices, "naive": args.naive, "steady_s": args.steady_s,
-                   "repeat": args.repeat, "note": args.note,
-                   "ingest": {"batch_size": Settings().ingest_batch_size, "batch_ms": Settings().ingest_batch_ms,
-                              "max_inflight": Settings().ingest_max_inflight}},
-        "drain": drain, "broker_limit": limit, "naive": naive, "steady": steady, "steady_multi": steady_multi,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "hostname": platform.node(),
+            "python": platform.python_version(),
+            "postgres": pg_version,
+            "timescale": timescale,
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "params": {
+            "backlog": args.backlog,
+            "devices": args.devices,
+            "naive": args.naive,
+            "steady_s": args.steady_s,
+            "repeat": args.repeat,
+            "note": args.note,
+            "ingest": {
+                "batch_size": Settings().ingest_batch_size,
+                "batch_ms": Settings().ingest_batch_ms,
+                "max_inflight": Settings().ingest_max_inflight,
+            },
+        },
+        "drain": drain,
+        "broker_limit": limit,
+        "naive": naive,
+        "steady": steady,
+        "steady_multi": steady_multi,
         "parse_cpu_us": parse_cost,
         "drain_multi": ({**multi[0], "rate_msgs_s": med(multi, "rate_msgs_s")} if multi else None),
         "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
-        "ratios": {"ingest_over_broker": round(drain["rate_msgs_s"] / limit["rate_msgs_s"], 3),
-                   "ingest_over_naive": round(drain["rate_msgs_s"] / naive["rate_msgs_s"], 1)},
-        "targets": {"ingest_over_broker": TARGET_BROKER_RATIO, "ingest_over_naive": TARGET_NAIVE_RATIO,
-                    "latency_p99_s": TARGET_P99_S},
+        "ratios": {
+            "ingest_over_broker": round(drain["rate_msgs_s"] / limit["rate_msgs_s"], 3),
+            "ingest_over_naive": round(drain["rate_msgs_s"] / naive["rate_msgs_s"], 1),
+        },
+        "targets": {
+            "ingest_over_broker": TARGET_BROKER_RATIO,
+            "ingest_over_naive": TARGET_NAIVE_RATIO,
+            "latency_p99_s": TARGET_P99_S,
+        },
     }
     write_report(res)
     log(f"wrote {HERE / 'results.md'}")

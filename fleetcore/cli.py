@@ -28,7 +28,9 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleet", description="Vehicle telematics and rental operations platform")
+    parser = argparse.ArgumentParser(
+        prog="fleet", description="Vehicle telematics and rental operations platform"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

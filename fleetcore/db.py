@@ -105,7 +105,10 @@ def migrate(url: str, settings: Settings) -> list[str]:
                 applied.append(path.name)
                 log.info("applied migration %s", path.name)
             if uses_timescale(conn):
-                conn.execute("SELECT set_config('fleet.chunk_interval', %s, false)", (settings.readings_chunk_interval,))
+                conn.execute(
+                    "SELECT set_config('fleet.chunk_interval', %s, false)",
+                    (settings.readings_chunk_interval,),
+                )
                 for path in sorted((migrations_dir() / "timescale").glob("*.sql")):
                     with conn.transaction():
                         conn.execute(path.read_text())

@@ -81,7 +81,12 @@ class MqttConnection:
             for topic, qos in self.subscriptions:
                 client.subscribe(topic, qos=qos)
             self.connected.set()
-            log.info("mqtt connected to %s:%s (session present=%s)", self.url.host, self.url.port, flags.session_present)
+            log.info(
+                "mqtt connected to %s:%s (session present=%s)",
+                self.url.host,
+                self.url.port,
+                flags.session_present,
+            )
         except Exception:  # never let an exception escape a callback
             log.exception("error in on_connect")
 
@@ -123,7 +128,9 @@ class MqttConnection:
         finally:
             self.client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, timeout: float = 10.0) -> bool:
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, timeout: float = 10.0
+    ) -> bool:
         """Publish and, for QoS > 0, wait for the broker's acknowledgement."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if qos == 0:

@@ -48,8 +48,12 @@ def _retention(settings: Settings) -> object:
 
 
 JOBS = (
-    Job("orders.no_show_sweep", 300, _no_shows),  # pickups are booked to the quarter hour; 5 min is fine-grained enough
-    Job("ingest.quarantine_replay", 600, _replay_quarantine),  # devices registered late get their data within 10 min
+    Job(
+        "orders.no_show_sweep", 300, _no_shows
+    ),  # pickups are booked to the quarter hour; 5 min is fine-grained enough
+    Job(
+        "ingest.quarantine_replay", 600, _replay_quarantine
+    ),  # devices registered late get their data within 10 min
     Job("ingest.retention", 86400, _retention),  # chunks are a day wide; dropping more often frees nothing
 )
 
@@ -62,7 +66,9 @@ def run_job(job: Job, settings: Settings) -> bool:
     except Exception:
         log.exception("job=%s status=failed duration_ms=%.0f", job.name, (time.perf_counter() - t0) * 1000)
         return False
-    log.info("job=%s status=ok duration_ms=%.0f result=%s", job.name, (time.perf_counter() - t0) * 1000, result)
+    log.info(
+        "job=%s status=ok duration_ms=%.0f result=%s", job.name, (time.perf_counter() - t0) * 1000, result
+    )
     return True
 
 
@@ -70,7 +76,9 @@ def run(settings: Settings, stop: threading.Event, jobs: tuple[Job, ...] = JOBS)
     """Run every job on its interval until `stop` is set."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     for job in jobs:
-        scheduler.add_job(run_job, "interval", seconds=job.every_s, args=(job, settings), id=job.name, name=job.name)
+        scheduler.add_job(
+            run_job, "interval", seconds=job.every_s, args=(job, settings), id=job.name, name=job.name
+        )
     scheduler.start()
     log.info("scheduler started with %d jobs", len(jobs))
     try:
@@ -82,7 +90,9 @@ def run(settings: Settings, stop: threading.Event, jobs: tuple[Job, ...] = JOBS)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scheduler", help="run periodic jobs (no-show sweep, quarantine replay, retention)")
-    p.add_argument("--once", action="store_true", help="run every job once now and exit (exit 1 if one failed)")
+    p.add_argument(
+        "--once", action="store_true", help="run every job once now and exit (exit 1 if one failed)"
+    )
     p.set_defaults(func=cmd_scheduler)
 
 

@@ -109,7 +109,9 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError("FLEET_DATABASE_URL is not set (only `fleet demo` starts an embedded database)")
+            raise RuntimeError(
+                "FLEET_DATABASE_URL is not set (only `fleet demo` starts an embedded database)"
+            )
         return self.database_url
 
 

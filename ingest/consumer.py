@@ -155,20 +155,33 @@ class IngestClient(mqtt.Client):
             # QoS 1 PUBLISH: straight to the callback, without paho's per-packet state dicts and dispatch
             rc = self._direct_publish(cmd, body)
             if rc is not None:
-                self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock (a float store is atomic)
+                self._last_bytes_received = (
+                    mqtt.time_func()
+                )  # paho's keepalive clock (a float store is atomic)
                 return rc
         self._in_packet = {
-            "command": cmd, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
-            "remaining_length": len(body), "packet": body if (cmd & 0xF0) == PUBLISH else bytearray(body),
-            "to_process": 0, "pos": 0,
+            "command": cmd,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(body),
+            "packet": body if (cmd & 0xF0) == PUBLISH else bytearray(body),
+            "to_process": 0,
+            "pos": 0,
         }
         try:
             rc = self._packet_handle()
         except MalformedPacket:
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
         self._in_packet = {
-            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
-            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
         }
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
@@ -190,7 +203,9 @@ class IngestClient(mqtt.Client):
             topic = packet[2 : 2 + tlen].decode("utf-8")
         except UnicodeDecodeError:
             return None
-        light = _Publish((packet[pos] << 8) | packet[pos + 1], topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01))
+        light = _Publish(
+            (packet[pos] << 8) | packet[pos + 1], topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01)
+        )
         with self._in_callback_mutex:
             fn(self, self._userdata, light)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -405,9 +420,14 @@ class Consumer:
         if self.mqtt.fatal_error:
             raise ConnectionError(f"MQTT broker refused the connection: {self.mqtt.fatal_error}")
         kv(
-            log, logging.INFO, "ingest_started", client_id=self.settings.ingest_client_id,
-            share_group=self.settings.ingest_share_group or "-", batch_size=self.batch_size,
-            batch_ms=self.settings.ingest_batch_ms, receive_maximum=self.receive_maximum,
+            log,
+            logging.INFO,
+            "ingest_started",
+            client_id=self.settings.ingest_client_id,
+            share_group=self.settings.ingest_share_group or "-",
+            batch_size=self.batch_size,
+            batch_ms=self.settings.ingest_batch_ms,
+            receive_maximum=self.receive_maximum,
         )
         last_stats = time.monotonic()
         window: collections.Counter[str] = collections.Counter()
@@ -425,7 +445,12 @@ class Consumer:
                     continue
                 st = self.writer.commit([b[3] for b in batch], self.stop)
                 if st is None:
-                    kv(log, logging.WARNING, "stopped_during_db_outage", unacknowledged=len(batch) + len(self.queue))
+                    kv(
+                        log,
+                        logging.WARNING,
+                        "stopped_during_db_outage",
+                        unacknowledged=len(batch) + len(self.queue),
+                    )
                     break
                 acked = self._ack(batch)
                 for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
@@ -449,9 +474,16 @@ class Consumer:
 
     def _log_stats(self, window: collections.Counter, seconds: float) -> None:
         kv(
-            log, logging.INFO, "ingest_stats", msgs_per_s=round(window["messages"] / seconds, 1),
-            stored=window["readings_stored"], duplicates=window["duplicates"], rejected=window["rejected"],
-            quarantined=window["quarantined"], held=len(self.queue), connected=int(self.mqtt.connected.is_set()),
+            log,
+            logging.INFO,
+            "ingest_stats",
+            msgs_per_s=round(window["messages"] / seconds, 1),
+            stored=window["readings_stored"],
+            duplicates=window["duplicates"],
+            rejected=window["rejected"],
+            quarantined=window["quarantined"],
+            held=len(self.queue),
+            connected=int(self.mqtt.connected.is_set()),
         )
 
 

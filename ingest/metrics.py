@@ -13,8 +13,28 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20
 COMMIT_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Lag now − sample time: sub-second in steady state; minutes to hours while a backlog or a device buffer drains.
 LAG_BUCKETS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    900.0, 3600.0, 86400.0,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    86400.0,
 )
 
 
@@ -24,23 +44,40 @@ class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.messages = Counter("fleet_ingest_messages", "MQTT messages received, by topic kind", ["kind"], registry=r)
+        self.messages = Counter(
+            "fleet_ingest_messages", "MQTT messages received, by topic kind", ["kind"], registry=r
+        )
         self.rows = Counter("fleet_ingest_rows_written", "Rows committed, by table", ["table"], registry=r)
-        self.duplicates = Counter("fleet_ingest_duplicates", "Samples skipped because already stored", registry=r)
-        self.rejections = Counter("fleet_ingest_rejections", "Rejected messages or elements, by reason", ["reason"], registry=r)
+        self.duplicates = Counter(
+            "fleet_ingest_duplicates", "Samples skipped because already stored", registry=r
+        )
+        self.rejections = Counter(
+            "fleet_ingest_rejections", "Rejected messages or elements, by reason", ["reason"], registry=r
+        )
         self.batch_size = Histogram(
             "fleet_ingest_batch_messages", "Messages per committed batch", buckets=BATCH_BUCKETS, registry=r
         )
         self.commit_seconds = Histogram(
-            "fleet_ingest_commit_seconds", "Time to write and commit one batch", buckets=COMMIT_BUCKETS, registry=r
+            "fleet_ingest_commit_seconds",
+            "Time to write and commit one batch",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
         )
         self.lag_seconds = Histogram(
-            "fleet_ingest_lag_seconds", "Commit time minus sample time (newest sample of each message; up to 100 spread messages per batch)",
-            buckets=LAG_BUCKETS, registry=r,
+            "fleet_ingest_lag_seconds",
+            "Commit time minus sample time (newest sample of each message; up to 100 spread messages per batch)",
+            buckets=LAG_BUCKETS,
+            registry=r,
         )
-        self.queue_depth = Gauge("fleet_ingest_queue_depth", "Messages held, not yet acknowledged", registry=r)
-        self.db_errors = Counter("fleet_ingest_db_errors", "Failed batch attempts (database unavailable)", registry=r)
-        self.mqtt_connected = Gauge("fleet_ingest_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.queue_depth = Gauge(
+            "fleet_ingest_queue_depth", "Messages held, not yet acknowledged", registry=r
+        )
+        self.db_errors = Counter(
+            "fleet_ingest_db_errors", "Failed batch attempts (database unavailable)", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "fleet_ingest_mqtt_connected", "1 while connected to the broker", registry=r
+        )
         self._server: Any = None
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:

@@ -60,7 +60,12 @@ def replay(url: str, root: str, *, device_id: str | None = None) -> ReplayResult
                 conn.commit()
                 break
             messages = [
-                Message(topic, bytes(payload), received_at, process_message(root, topic, bytes(payload), now=received_at))
+                Message(
+                    topic,
+                    bytes(payload),
+                    received_at,
+                    process_message(root, topic, bytes(payload), now=received_at),
+                )
                 for _, topic, payload, received_at in rows
             ]
             st = writer.write_tx(conn, messages, count_received=False)
@@ -92,7 +97,9 @@ def apply_retention(url: str, days: int) -> dict[str, int]:
         timescale = uses_timescale(conn)
         for table in ("readings", "device_events"):
             if timescale:
-                rows = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s)", (table, cutoff_ts)).fetchall()
+                rows = conn.execute(
+                    "SELECT drop_chunks(%s::regclass, older_than => %s)", (table, cutoff_ts)
+                ).fetchall()
                 removed[f"{table}_chunks"] = len(rows)
             else:
                 total = 0

@@ -125,7 +125,8 @@ _CREATE_STAGE = sql.SQL(
     "CREATE TEMP TABLE IF NOT EXISTS ingest_stage_readings ({cols}) ON COMMIT DELETE ROWS"
 ).format(
     cols=sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(STAGE_COLUMNS, STAGE_TYPES, strict=True)
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+        for c, t in zip(STAGE_COLUMNS, STAGE_TYPES, strict=True)
     )
 )
 _CREATE_STAGE_EVENTS = (
@@ -137,9 +138,11 @@ _COPY_STAGE = (
     .format(sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
     .as_string()
 )
-_INSERT_READINGS = sql.SQL(
-    "INSERT INTO readings ({cols}) SELECT {cols} FROM ingest_stage_readings ON CONFLICT DO NOTHING"
-).format(cols=sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS))).as_string()
+_INSERT_READINGS = (
+    sql.SQL("INSERT INTO readings ({cols}) SELECT {cols} FROM ingest_stage_readings ON CONFLICT DO NOTHING")
+    .format(cols=sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
+    .as_string()
+)
 _INSERT_EVENTS = (
     "INSERT INTO device_events (ts, device_id, vehicle_id, seq, type, data, received_at) "
     "SELECT ts, device_id, vehicle_id, seq, type, data::jsonb, received_at FROM ingest_stage_events "
@@ -158,9 +161,9 @@ def _state_upsert() -> sql.Composed:
     """
     newer = sql.SQL("(cur.ts IS NULL OR s.ts >= cur.ts)")
     picks = [
-        sql.SQL("(array_agg(s.{f} ORDER BY s.ts DESC) FILTER (WHERE s.{f} IS NOT NULL AND {newer}))[1]").format(
-            f=sql.Identifier(f), newer=newer
-        )
+        sql.SQL(
+            "(array_agg(s.{f} ORDER BY s.ts DESC) FILTER (WHERE s.{f} IS NOT NULL AND {newer}))[1]"
+        ).format(f=sql.Identifier(f), newer=newer)
         for f in STATE_FIELDS
     ]
     # dtc arrays of different lengths cannot be array_agg'ed into one 2-D array, so go through a string.
@@ -168,11 +171,14 @@ def _state_upsert() -> sql.Composed:
         "string_to_array((array_agg(array_to_string(s.dtc, ',') ORDER BY s.ts DESC) "
         "FILTER (WHERE s.dtc IS NOT NULL AND {newer}))[1], ',')"
     ).format(newer=newer)
-    single = [sql.SQL("CASE WHEN {newer} THEN s.{f} END").format(f=sql.Identifier(f), newer=newer) for f in STATE_FIELDS]
+    single = [
+        sql.SQL("CASE WHEN {newer} THEN s.{f} END").format(f=sql.Identifier(f), newer=newer)
+        for f in STATE_FIELDS
+    ]
     # the same string round trip as the aggregate branch, so both give identical arrays
-    single_dtc = sql.SQL("CASE WHEN {newer} THEN string_to_array(array_to_string(s.dtc, ','), ',') END").format(
-        newer=newer
-    )
+    single_dtc = sql.SQL(
+        "CASE WHEN {newer} THEN string_to_array(array_to_string(s.dtc, ','), ',') END"
+    ).format(newer=newer)
     cols = sql.SQL(", ").join(map(sql.Identifier, STATE_FIELDS))
     newer_than_state = sql.SQL("EXCLUDED.ts IS NOT NULL AND (vs.ts IS NULL OR vs.ts <= EXCLUDED.ts)")
     sets = [
@@ -197,8 +203,13 @@ def _state_upsert() -> sql.Composed:
         "ON CONFLICT (vehicle_id) DO UPDATE SET {sets}, ts = GREATEST(vs.ts, EXCLUDED.ts), "
         "device_id = EXCLUDED.device_id, last_seen = GREATEST(vs.last_seen, EXCLUDED.last_seen), updated_at = now()"
     ).format(
-        cols=cols, newer=newer, picks=sql.SQL(", ").join(picks), dtc=dtc_pick, sets=sql.SQL(", ").join(sets),
-        single=sql.SQL(", ").join(single), single_dtc=single_dtc,
+        cols=cols,
+        newer=newer,
+        picks=sql.SQL(", ").join(picks),
+        dtc=dtc_pick,
+        sets=sql.SQL(", ").join(sets),
+        single=sql.SQL(", ").join(single),
+        single_dtc=single_dtc,
     )
 
 
@@ -259,7 +270,9 @@ class BatchWriter:
         """The open connection, opened (with its staging tables) when needed."""
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
-            conn = psycopg.connect(self.url, autocommit=False, connect_timeout=5, application_name="fleet-ingest")
+            conn = psycopg.connect(
+                self.url, autocommit=False, connect_timeout=5, application_name="fleet-ingest"
+            )
             ensure_staging(conn)
             conn.commit()
             self.conn = conn
@@ -304,7 +317,9 @@ class BatchWriter:
 
     # -- one batch ----------------------------------------------------------------------------------------
 
-    def write_tx(self, conn: psycopg.Connection, messages: Sequence[Message], *, count_received: bool = True) -> BatchStats:
+    def write_tx(
+        self, conn: psycopg.Connection, messages: Sequence[Message], *, count_received: bool = True
+    ) -> BatchStats:
         """Write one batch inside the caller's transaction (no commit here)."""
         st = BatchStats(messages=len(messages))
         ids = set()
@@ -340,7 +355,17 @@ class BatchWriter:
             for row in r.readings:  # type: ignore[attr-defined]
                 stage_rows.append(row + extra)
             for ev in r.events:  # type: ignore[attr-defined]
-                events.append((ev.ts, r.device_id, vid, ev.seq, ev.type, json.dumps(ev.data, default=str), m.received_at))  # type: ignore[attr-defined]
+                events.append(
+                    (
+                        ev.ts,
+                        r.device_id,
+                        vid,
+                        ev.seq,
+                        ev.type,
+                        json.dumps(ev.data, default=str),
+                        m.received_at,
+                    )
+                )  # type: ignore[attr-defined]
             for rej in r.rejections:  # type: ignore[attr-defined]
                 st.elements_rejected += 1
                 st.reasons[rej.reason] += 1
@@ -394,7 +419,9 @@ class BatchWriter:
                     for rej in rejections:
                         copy.write_row(rej)
             if quarantine:
-                with cur.copy("COPY ingest_quarantine (received_at, topic, device_id, payload) FROM STDIN") as copy:
+                with cur.copy(
+                    "COPY ingest_quarantine (received_at, topic, device_id, payload) FROM STDIN"
+                ) as copy:
                     for q in quarantine:
                         copy.write_row(q)
             counters = st.counters(count_received)
@@ -439,7 +466,14 @@ class BatchWriter:
                     attempt += 1
                     if self.metrics:
                         self.metrics.db_errors.inc()
-                    kv(log, logging.WARNING, "db_unavailable", attempt=attempt, retry_in_s=delay, error=_short(exc))
+                    kv(
+                        log,
+                        logging.WARNING,
+                        "db_unavailable",
+                        attempt=attempt,
+                        retry_in_s=delay,
+                        error=_short(exc),
+                    )
                     if on_retry:
                         on_retry(attempt, exc)
                     if self.conn is not None and (self.conn.closed or self.conn.broken):
@@ -508,8 +542,16 @@ class _Rejection:
 
 
 def _merge(into: BatchStats, one: BatchStats) -> None:
-    for f in ("messages", "readings_staged", "readings_stored", "events_stored", "duplicates", "rejected",
-              "elements_rejected", "quarantined"):
+    for f in (
+        "messages",
+        "readings_staged",
+        "readings_stored",
+        "events_stored",
+        "duplicates",
+        "rejected",
+        "elements_rejected",
+        "quarantined",
+    ):
         setattr(into, f, getattr(into, f) + getattr(one, f))
     into.reasons.update(one.reasons)
     into.kinds.update(one.kinds)
@@ -529,4 +571,7 @@ def ensure_staging(conn: psycopg.Connection) -> None:
 def read_counters(conn: psycopg.Connection) -> dict[str, int]:
     """All ingest counters as a dict."""
     rows = conn.execute("SELECT name, value FROM ingest_counters").fetchall()
-    return {(r["name"] if isinstance(r, dict) else r[0]): (r["value"] if isinstance(r, dict) else r[1]) for r in rows}
+    return {
+        (r["name"] if isinstance(r, dict) else r[0]): (r["value"] if isinstance(r, dict) else r[1])
+        for r in rows
+    }

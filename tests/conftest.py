@@ -29,7 +29,9 @@ def _admin() -> psycopg.Connection:
 
 
 def _drop(conn: psycopg.Connection, name: str) -> None:
-    conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+    conn.execute(
+        psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -39,16 +41,20 @@ def templates() -> Iterator[dict[str, str]]:
     with _admin() as admin:
         for engine in ENGINES:
             name = f"fleet_tpl_{engine}_{WORKER}"
-            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(psycopg.sql.Identifier(name))) if admin.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone() else None
+            admin.execute(
+                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    psycopg.sql.Identifier(name)
+                )
+            ) if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() else None
             _drop(admin, name)
             admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
             settings = Settings(environment="test", timescale="on" if engine == "timescale" else "off")
             migrate(db_url_for(name), settings)
             # No connections to a template (TimescaleDB's scheduler would otherwise hold one and block copying).
             admin.execute(
-                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name))
+                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    psycopg.sql.Identifier(name)
+                )
             )
             _terminate(admin, name)
             names[engine] = name
@@ -59,7 +65,10 @@ def templates() -> Iterator[dict[str, str]]:
 
 
 def _terminate(admin: psycopg.Connection, name: str) -> None:
-    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
 
 
 def _new_db(templates: dict[str, str], engine: str) -> Iterator[str]:

@@ -22,7 +22,14 @@ def vin(rng: random.Random | None = None) -> str:
     return with_check_digit(body)
 
 
-def station(conn: psycopg.Connection, *, code: str | None = None, lat: float = 52.52, lon: float = 13.405, name: str = "") -> dict:
+def station(
+    conn: psycopg.Connection,
+    *,
+    code: str | None = None,
+    lat: float = 52.52,
+    lon: float = 13.405,
+    name: str = "",
+) -> dict:
     code = code or f"S{next(_counter):04d}"
     return fleet.create_station(conn, code=code, name=name or f"Station {code}", lat=lat, lon=lon)
 
@@ -53,7 +60,9 @@ def vehicle(
     return v
 
 
-def user(conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9") -> dict:
+def user(
+    conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9"
+) -> dict:
     from backoffice.auth import service as users
 
     username = username or f"{role}-{uuid.uuid4().hex[:6]}"

@@ -72,7 +72,9 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -120,14 +122,18 @@ class PrivatePostgres:
     def init(self) -> None:
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._as_postgres(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
 
     def start(self) -> None:
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir} "
             "-c shared_preload_libraries=timescaledb -c fsync=off -c timescaledb.telemetry_level=off"
         )
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "start")
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -173,8 +179,14 @@ def _utf8(s: str | bytes) -> bytes:
 RAW_WINDOW = 5000
 
 
-def publish_raw(port: int, messages: list[tuple[str, bytes]], *, client_id: str = "", host: str = "127.0.0.1",
-                retain: bool = False) -> float:
+def publish_raw(
+    port: int,
+    messages: list[tuple[str, bytes]],
+    *,
+    client_id: str = "",
+    host: str = "127.0.0.1",
+    retain: bool = False,
+) -> float:
     """Publish QoS 1 messages as fast as the broker takes them (a minimal MQTT 3.1.1 client); returns seconds.
 
     paho publishes ~4,000 QoS 1 msg/s here; fault tests and the benchmark need 10-100× that to build backlogs.
@@ -263,9 +275,18 @@ def telemetry_json(seq: int, ts_ms: int, i: int = 0) -> bytes:
 
     return json.dumps(
         {
-            "ts": ts_ms, "seq": seq, "lat": 52.5 + (i % 1000) * 1e-4, "lon": 13.4 + (i % 700) * 1e-4,
-            "speed_kmh": float(i % 120), "heading_deg": float(i % 360), "odometer_km": 10000.0 + i * 0.01,
-            "fuel_pct": 50.0, "battery_v": 14.1, "ignition": True, "rpm": 800 + i % 3000, "coolant_c": 88,
+            "ts": ts_ms,
+            "seq": seq,
+            "lat": 52.5 + (i % 1000) * 1e-4,
+            "lon": 13.4 + (i % 700) * 1e-4,
+            "speed_kmh": float(i % 120),
+            "heading_deg": float(i % 360),
+            "odometer_km": 10000.0 + i * 0.01,
+            "fuel_pct": 50.0,
+            "battery_v": 14.1,
+            "ignition": True,
+            "rpm": 800 + i % 3000,
+            "coolant_c": 88,
         },
         separators=(",", ":"),
     ).encode()
@@ -277,8 +298,13 @@ def obd_payload(seq: int, ts_ms: int, i: int = 0, extra_frames: list[str] | None
 
     from ingest.obd import encode_pid
 
-    frames = [encode_pid(0x0C, 800 + i % 3000), encode_pid(0x0D, i % 120), encode_pid(0x05, 85),
-              encode_pid(0x2F, 40.0), encode_pid(0x42, 14.0)]
+    frames = [
+        encode_pid(0x0C, 800 + i % 3000),
+        encode_pid(0x0D, i % 120),
+        encode_pid(0x05, 85),
+        encode_pid(0x2F, 40.0),
+        encode_pid(0x42, 14.0),
+    ]
     return json.dumps({"ts": ts_ms, "seq": seq, "frames": frames + (extra_frames or [])}).encode()
 
 
@@ -290,7 +316,9 @@ def nmea_payload(ts_ms: int, i: int = 0) -> bytes:
 
     ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
     lat, lon = 48.13 + (i % 500) * 1e-4, 11.58 + (i % 300) * 1e-4
-    return (encode_rmc(ts, lat, lon, float(i % 100), 90.0) + "\r\n" + encode_gga(ts, lat, lon, 520.0, 0.9, 9)).encode()
+    return (
+        encode_rmc(ts, lat, lon, float(i % 100), 90.0) + "\r\n" + encode_gga(ts, lat, lon, 520.0, 0.9, 9)
+    ).encode()
 
 
 def sample_message(root: str, device_id: str, protocol: str, seq: int, ts_ms: int) -> tuple[str, bytes]:

@@ -46,7 +46,15 @@ def api(any_db_url):
             (b"{not json",),
         )
     with TestClient(create_app(settings)) as client:
-        yield client, v, {"dispatcher": _login(client, disp), "technician": _login(client, tech), "finance": _login(client, fin)}
+        yield (
+            client,
+            v,
+            {
+                "dispatcher": _login(client, disp),
+                "technician": _login(client, tech),
+                "finance": _login(client, fin),
+            },
+        )
 
 
 def test_healthz_is_public(api):
@@ -77,9 +85,13 @@ def test_telemetry_raw_and_bucketed(api):
     assert all(item["samples"] == 60 for item in b["items"])
     assert b["items"][0]["speed_kmh"] == pytest.approx(29.5)  # mean of 0..59
     for width, n in (("5m", 2), ("PT2M", 5)):
-        r = client.get(f"/api/v1/vehicles/{v['vin']}/telemetry", params={**q, "bucket": width}, headers=h["dispatcher"])
+        r = client.get(
+            f"/api/v1/vehicles/{v['vin']}/telemetry", params={**q, "bucket": width}, headers=h["dispatcher"]
+        )
         assert r.json()["count"] == n
-    r = client.get(f"/api/v1/vehicles/{v['vin']}/telemetry", params={**q, "bucket": "soon"}, headers=h["dispatcher"])
+    r = client.get(
+        f"/api/v1/vehicles/{v['vin']}/telemetry", params={**q, "bucket": "soon"}, headers=h["dispatcher"]
+    )
     assert r.status_code == 422 and "bucket" in r.json()["error"]["message"]
 
 
@@ -91,7 +103,9 @@ def test_telemetry_bad_window_is_422(api):
         headers=h["dispatcher"],
     )
     assert r.status_code == 422 and "before" in r.json()["error"]["message"]
-    r = client.get(f"/api/v1/vehicles/{v['vin']}/telemetry", params={"from": "yesterday"}, headers=h["dispatcher"])
+    r = client.get(
+        f"/api/v1/vehicles/{v['vin']}/telemetry", params={"from": "yesterday"}, headers=h["dispatcher"]
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid"
 
 

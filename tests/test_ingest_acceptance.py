@@ -42,8 +42,12 @@ def broker() -> Iterator[Mosquitto]:
 
 def _settings(url: str, broker: Mosquitto, root: str, **kw) -> Settings:  # noqa: ANN003
     return Settings(
-        environment="test", database_url=url, mqtt_url=broker.url, topic_root=root,
-        ingest_client_id=f"ingest-{uuid.uuid4().hex[:8]}", **kw,
+        environment="test",
+        database_url=url,
+        mqtt_url=broker.url,
+        topic_root=root,
+        ingest_client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        **kw,
     )
 
 
@@ -53,7 +57,9 @@ def _bad_checksum(payload: bytes) -> bytes:
 
 
 @pytest.mark.slow
-def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(any_db_url: str, broker: Mosquitto) -> None:
+def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
+    any_db_url: str, broker: Mosquitto
+) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     rng = random.Random(7)
     protocols = ["json"] * 40 + ["obd"] * 30 + ["nmea"] * 30
@@ -74,11 +80,23 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(any_d
     for i in range(BAD_EACH):
         bad.append((f"{root}/devices/{json_dev}/telemetry", b'{"ts": 1, "seq": ' + str(i).encode()))
         bad.append(
-            (f"{root}/devices/{json_dev}/telemetry", json.dumps({"ts": base, "seq": 10_000 + i, "lat": 95.0}).encode())
+            (
+                f"{root}/devices/{json_dev}/telemetry",
+                json.dumps({"ts": base, "seq": 10_000 + i, "lat": 95.0}).encode(),
+            )
         )
-        bad.append((f"{root}/devices/{nmea_dev}/nmea", _bad_checksum(nmea_payload(base + 500_000 + i * 1000))))
-        bad.append((f"{root}/devices/{obd_dev}/obd", obd_payload(10_000 + i, base, extra_frames=["41 99 00"])))
-        bad.append((f"{root}/devices/ghost-{i}/telemetry", json.dumps({"ts": base, "seq": i, "speed_kmh": 3}).encode()))
+        bad.append(
+            (f"{root}/devices/{nmea_dev}/nmea", _bad_checksum(nmea_payload(base + 500_000 + i * 1000)))
+        )
+        bad.append(
+            (f"{root}/devices/{obd_dev}/obd", obd_payload(10_000 + i, base, extra_frames=["41 99 00"]))
+        )
+        bad.append(
+            (
+                f"{root}/devices/ghost-{i}/telemetry",
+                json.dumps({"ts": base, "seq": i, "speed_kmh": 3}).encode(),
+            )
+        )
     messages += bad
     rng.shuffle(messages)
 
@@ -87,24 +105,46 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(any_d
         publish_raw(broker.port, messages)
         total = len(messages)
         assert wait_until(
-            lambda: count(any_db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= total,
+            lambda: (
+                count(any_db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'")
+                >= total
+            ),
             timeout=60,
         )
 
     n = DEVICES * SAMPLES_PER_DEVICE
     assert count(any_db_url, "SELECT count(*) FROM readings") == n
-    assert count(any_db_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == n
+    assert (
+        count(any_db_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == n
+    )
     with psycopg.connect(any_db_url, autocommit=True) as conn:
-        reasons = dict(conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall())
-        assert reasons == {"bad_json": BAD_EACH, "out_of_range": BAD_EACH, "bad_checksum": BAD_EACH, "unknown_pid": BAD_EACH}
+        reasons = dict(
+            conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall()
+        )
+        assert reasons == {
+            "bad_json": BAD_EACH,
+            "out_of_range": BAD_EACH,
+            "bad_checksum": BAD_EACH,
+            "unknown_pid": BAD_EACH,
+        }
         topics = {r[0] for r in conn.execute("SELECT topic FROM ingest_rejections").fetchall()}
         assert all(t.startswith(root) for t in topics)
-        assert conn.execute("SELECT count(*) FROM ingest_rejections WHERE payload = ''::bytea OR detail = ''").fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM ingest_rejections WHERE payload = ''::bytea OR detail = ''"
+            ).fetchone()[0]
+            == 0
+        )
         quarantined = conn.execute("SELECT device_id, count(*) FROM ingest_quarantine GROUP BY 1").fetchall()
         assert sorted(quarantined) == sorted((f"ghost-{i}", 1) for i in range(BAD_EACH))
         counters = read_counters(conn)
         # every vehicle has a fresh state
-        assert conn.execute("SELECT count(*) FROM vehicle_state WHERE ts IS NOT NULL AND last_seen IS NOT NULL").fetchone()[0] == DEVICES
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM vehicle_state WHERE ts IS NOT NULL AND last_seen IS NOT NULL"
+            ).fetchone()[0]
+            == DEVICES
+        )
     assert counters["readings_stored"] == n
     assert counters["duplicates_skipped"] == RESENT
     assert counters["messages_received"] == len(messages)
@@ -125,7 +165,9 @@ def test_mqtt_311_fallback_stores_everything_once(db_url: str, broker: Mosquitto
     with ingest_worker(settings):
         publish_raw(broker.port, messages + messages[:100])
         assert wait_until(
-            lambda: count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= 1000,
+            lambda: (
+                count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= 1000
+            ),
             timeout=30,
         )
     assert count(db_url, "SELECT count(*) FROM readings") == 900

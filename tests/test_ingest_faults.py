@@ -46,11 +46,18 @@ def broker() -> Iterator[Mosquitto]:
         yield m
 
 
-def _devices(url: str, n: int = DEVICES, protocols: tuple[str, ...] = ("json", "json", "obd", "nmea")) -> list[tuple[str, str]]:
+def _devices(
+    url: str, n: int = DEVICES, protocols: tuple[str, ...] = ("json", "json", "obd", "nmea")
+) -> list[tuple[str, str]]:
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         st = station(conn)["code"]
-        return [(vehicle(conn, station_code=st, protocol=protocols[i % len(protocols)])["device_id"],
-                 protocols[i % len(protocols)]) for i in range(n)]
+        return [
+            (
+                vehicle(conn, station_code=st, protocol=protocols[i % len(protocols)])["device_id"],
+                protocols[i % len(protocols)],
+            )
+            for i in range(n)
+        ]
 
 
 def _stream(root: str, devices: list[tuple[str, str]], total: int) -> list[tuple[str, bytes]]:
@@ -78,7 +85,9 @@ def _readings(url: str) -> int:
 
 def _assert_exactly_once(url: str, expected: int) -> None:
     assert count(url, "SELECT count(*) FROM readings") == expected
-    assert count(url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == expected
+    assert (
+        count(url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == expected
+    )
     assert count(url, "SELECT value FROM ingest_counters WHERE name = 'readings_stored'") == expected
     assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
 
@@ -91,15 +100,23 @@ def _publish_in_background(port: int, messages: list[tuple[str, bytes]]) -> thre
 
 def _start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f)
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f
+        )
 
 
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(db_url: str, broker: Mosquitto, tmp_path: Path) -> None:
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
+    db_url: str, broker: Mosquitto, tmp_path: Path
+) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     messages = _stream(root, _devices(db_url), STREAM)
     env = {
-        **os.environ, "FLEET_DATABASE_URL": db_url, "FLEET_MQTT_URL": broker.url, "FLEET_TOPIC_ROOT": root,
-        "FLEET_INGEST_CLIENT_ID": f"ingest-kill-{uuid.uuid4().hex[:6]}", "FLEET_ENVIRONMENT": "test",
+        **os.environ,
+        "FLEET_DATABASE_URL": db_url,
+        "FLEET_MQTT_URL": broker.url,
+        "FLEET_TOPIC_ROOT": root,
+        "FLEET_INGEST_CLIENT_ID": f"ingest-kill-{uuid.uuid4().hex[:6]}",
+        "FLEET_ENVIRONMENT": "test",
     }
     log = tmp_path / "ingest.log"
     proc = _start_ingest_process(env, log)
@@ -113,7 +130,10 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(db_url: st
         assert 0 < killed_at < STREAM
         pub.join(60)
         proc = _start_ingest_process(env, log)
-        assert wait_until(lambda: _readings(db_url) >= STREAM, timeout=45), (_readings(db_url), log.read_text()[-3000:])
+        assert wait_until(lambda: _readings(db_url) >= STREAM, timeout=45), (
+            _readings(db_url),
+            log.read_text()[-3000:],
+        )
         proc.send_signal(signal.SIGTERM)  # clean stop: flush, ack, disconnect
         assert proc.wait(20) == 0
     finally:
@@ -167,17 +187,35 @@ def test_two_workers_on_a_shared_subscription_share_the_work(db_url: str, broker
     assert done_a > total // 10 and done_b > total // 10, (done_a, done_b)
 
 
-def _malformed(root: str, devices: list[tuple[str, str]], rng: random.Random, n: int) -> list[tuple[tuple[str, bytes], str]]:
+def _malformed(
+    root: str, devices: list[tuple[str, str]], rng: random.Random, n: int
+) -> list[tuple[tuple[str, bytes], str]]:
     """n malformed messages of registered devices, each with the reason it must be rejected for."""
     base = recent_ms(-3600)
     kinds = [
         ("telemetry", lambda i: b'{"ts": ' + str(base).encode(), "bad_json"),
-        ("telemetry", lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "speed_kmh": 401}).encode(), "out_of_range"),
-        ("telemetry", lambda i: json.dumps({"ts": base + 3_600_000 * 24, "seq": 10**6 + i}).encode(), "future_timestamp"),
+        (
+            "telemetry",
+            lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "speed_kmh": 401}).encode(),
+            "out_of_range",
+        ),
+        (
+            "telemetry",
+            lambda i: json.dumps({"ts": base + 3_600_000 * 24, "seq": 10**6 + i}).encode(),
+            "future_timestamp",
+        ),
         ("telemetry", lambda i: json.dumps({"seq": i}).encode(), "missing_field"),
         ("telemetry", lambda i: b"\xff\xfe", "bad_encoding"),
-        ("obd", lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "frames": ["41 99 00"]}).encode(), "unknown_pid"),
-        ("event", lambda i: json.dumps({"ts": base, "seq": i, "type": "teleport"}).encode(), "unknown_event_type"),
+        (
+            "obd",
+            lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "frames": ["41 99 00"]}).encode(),
+            "unknown_pid",
+        ),
+        (
+            "event",
+            lambda i: json.dumps({"ts": base, "seq": i, "type": "teleport"}).encode(),
+            "unknown_event_type",
+        ),
         ("status", lambda i: b"maybe", "bad_status"),
     ]
     out = []
@@ -188,7 +226,9 @@ def _malformed(root: str, devices: list[tuple[str, str]], rng: random.Random, n:
     return out
 
 
-def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(db_url: str, broker: Mosquitto) -> None:
+def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(
+    db_url: str, broker: Mosquitto
+) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     rng = random.Random(3)
     devices = _devices(db_url, 100)
@@ -199,7 +239,10 @@ def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(db_u
     with ingest_worker(_settings(db_url, broker, root)):
         publish_raw(broker.port, messages)
         assert wait_until(
-            lambda: count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'") >= len(messages),
+            lambda: (
+                count(db_url, "SELECT value FROM ingest_counters WHERE name = 'messages_received'")
+                >= len(messages)
+            ),
             timeout=45,
         )
     assert count(db_url, "SELECT count(*) FROM readings") == len(valid)
@@ -250,10 +293,19 @@ def test_metrics_endpoint_reports_messages_rows_and_rejections(db_url: str, brok
         publish_raw(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= 1000, timeout=30)
         time.sleep(0.3)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics.port}/metrics", timeout=5).read().decode()
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics.port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
     assert 'fleet_ingest_rows_written_total{table="readings"} 1000.0' in text
     assert 'fleet_ingest_rejections_total{reason="bad_json"} 1.0' in text
     assert 'fleet_ingest_messages_total{kind="telemetry"}' in text
-    for name in ("fleet_ingest_batch_messages_bucket", "fleet_ingest_commit_seconds_bucket",
-                 "fleet_ingest_lag_seconds_bucket", "fleet_ingest_queue_depth", "fleet_ingest_mqtt_connected"):
+    for name in (
+        "fleet_ingest_batch_messages_bucket",
+        "fleet_ingest_commit_seconds_bucket",
+        "fleet_ingest_lag_seconds_bucket",
+        "fleet_ingest_queue_depth",
+        "fleet_ingest_mqtt_connected",
+    ):
         assert name in text

@@ -42,16 +42,30 @@ def test_late_older_sample_never_overwrites_newer_state(any_db_url: str) -> None
         t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         w.write([_tel(v["device_id"], 2, t, lat=10.0, lon=20.0, speed_kmh=50.0, fuel_pct=40.0)])
         # an older sample arrives later (a device uploading its buffer)
-        st = w.write([_tel(v["device_id"], 1, t - timedelta(minutes=5), lat=1.0, lon=2.0, speed_kmh=5.0, fuel_pct=90.0)])
+        st = w.write(
+            [
+                _tel(
+                    v["device_id"],
+                    1,
+                    t - timedelta(minutes=5),
+                    lat=1.0,
+                    lon=2.0,
+                    speed_kmh=5.0,
+                    fuel_pct=90.0,
+                )
+            ]
+        )
         assert st.readings_stored == 1
         s = _state(conn, v["id"])
         assert (s["lat"], s["lon"], s["speed_kmh"], s["fuel_pct"]) == (10.0, 20.0, 50.0, 40.0)
         assert s["ts"] == t
         # within one batch, the newest sample wins whatever the order
-        w.write([
-            _tel(v["device_id"], 4, t + timedelta(seconds=20), speed_kmh=70.0),
-            _tel(v["device_id"], 3, t + timedelta(seconds=10), speed_kmh=60.0, lat=11.0),
-        ])
+        w.write(
+            [
+                _tel(v["device_id"], 4, t + timedelta(seconds=20), speed_kmh=70.0),
+                _tel(v["device_id"], 3, t + timedelta(seconds=10), speed_kmh=60.0, lat=11.0),
+            ]
+        )
         s = _state(conn, v["id"])
         assert (s["speed_kmh"], s["lat"], s["ts"]) == (70.0, 11.0, t + timedelta(seconds=20))
         assert conn.execute("SELECT count(*) AS n FROM readings").fetchone()["n"] == 4
@@ -82,28 +96,51 @@ def test_status_sets_online_and_unregistered_device_is_quarantined_then_replayed
         w.write([_msg(v["device_id"], "status", b"online", t0)])
         s = _state(conn, v["id"])
         assert s["online"] is True and s["online_changed_at"] == t0 and s["last_seen"] == t0
-        w.write([_msg(v["device_id"], "status", b"offline", t0 + timedelta(seconds=1)),
-                 _msg(v["device_id"], "status", b"online", t0 - timedelta(seconds=5))])  # replayed old one loses
+        w.write(
+            [
+                _msg(v["device_id"], "status", b"offline", t0 + timedelta(seconds=1)),
+                _msg(v["device_id"], "status", b"online", t0 - timedelta(seconds=5)),
+            ]
+        )  # replayed old one loses
         s = _state(conn, v["id"])
         assert s["online"] is False and s["online_changed_at"] == t0 + timedelta(seconds=1)
 
         ghost = "ghost-dev-1"
         t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
-        st = w.write([_tel(ghost, 1, t, lat=5.0, lon=6.0), _tel(ghost, 2, t + timedelta(seconds=1), lat=5.1, lon=6.1),
-                      _msg(ghost, "telemetry", b"{not json")])
+        st = w.write(
+            [
+                _tel(ghost, 1, t, lat=5.0, lon=6.0),
+                _tel(ghost, 2, t + timedelta(seconds=1), lat=5.1, lon=6.1),
+                _msg(ghost, "telemetry", b"{not json"),
+            ]
+        )
         assert (st.quarantined, st.rejected, st.readings_stored) == (2, 1, 0)
-        assert conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE device_id = %s", (ghost,)).fetchone()["n"] == 2
+        assert (
+            conn.execute(
+                "SELECT count(*) AS n FROM ingest_quarantine WHERE device_id = %s", (ghost,)
+            ).fetchone()["n"]
+            == 2
+        )
 
         v2 = vehicle(conn, device_id=ghost, station_code=station(conn)["code"])
         env = {**os.environ, "FLEET_DATABASE_URL": any_db_url, "FLEET_TOPIC_ROOT": ROOT}
-        out = subprocess.run([sys.executable, "-m", "fleetcore.cli", "ingest", "replay", "--device", ghost],
-                             env=env, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "fleetcore.cli", "ingest", "replay", "--device", ghost],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout.strip().splitlines()[-1]) == {"replayed": 2, "outcomes": {"stored": 2}}
-        rows = conn.execute("SELECT vehicle_id, seq FROM readings WHERE device_id = %s ORDER BY seq", (ghost,)).fetchall()
+        rows = conn.execute(
+            "SELECT vehicle_id, seq FROM readings WHERE device_id = %s ORDER BY seq", (ghost,)
+        ).fetchall()
         assert [(r["vehicle_id"], r["seq"]) for r in rows] == [(v2["id"], 1), (v2["id"], 2)]
         assert _state(conn, v2["id"])["lat"] == 5.1
-        pending = conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL").fetchone()["n"]
+        pending = conn.execute(
+            "SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"
+        ).fetchone()["n"]
         assert pending == 0
         c = read_counters(conn)
         assert c["readings_stored"] == 2 and c["quarantine_replayed"] == 2 and c["messages_quarantined"] == 2
@@ -116,13 +153,24 @@ def test_element_rejections_and_events_are_kept(db_url: str) -> None:
         dev = v["device_id"]
         w = BatchWriter(db_url)
         ms = (int(datetime.now(UTC).timestamp()) - 30) * 1000
-        batch = json.dumps([{"ts": ms, "seq": 1, "speed_kmh": 10}, {"ts": ms + 1000, "seq": 2, "speed_kmh": 999}])
+        batch = json.dumps(
+            [{"ts": ms, "seq": 1, "speed_kmh": 10}, {"ts": ms + 1000, "seq": 2, "speed_kmh": 999}]
+        )
         event = json.dumps({"ts": ms, "seq": 7, "type": "crash", "peak_g": 6.5})
-        st = w.write([_msg(dev, "telemetry", batch.encode()), _msg(dev, "event", event.encode()),
-                      _msg(dev, "event", event.encode())])
+        st = w.write(
+            [
+                _msg(dev, "telemetry", batch.encode()),
+                _msg(dev, "event", event.encode()),
+                _msg(dev, "event", event.encode()),
+            ]
+        )
         assert (st.readings_stored, st.events_stored, st.elements_rejected, st.duplicates) == (1, 1, 1, 1)
         rej = conn.execute("SELECT reason, detail, topic FROM ingest_rejections").fetchone()
-        assert rej["reason"] == "out_of_range" and "element 1" in rej["detail"] and rej["topic"].endswith("/telemetry")
+        assert (
+            rej["reason"] == "out_of_range"
+            and "element 1" in rej["detail"]
+            and rej["topic"].endswith("/telemetry")
+        )
         ev = conn.execute("SELECT type, data, vehicle_id FROM device_events").fetchone()
         assert ev == {"type": "crash", "data": {"peak_g": 6.5}, "vehicle_id": v["id"]}
         w.close()
@@ -135,7 +183,12 @@ def test_batch_survives_a_database_refusal_of_one_message(db_url: str) -> None:
         good = _tel(v["device_id"], 1, datetime.now(UTC) - timedelta(seconds=5), speed_kmh=1.0)
         row = list(good.result.readings[0])
         row[3] = 2**70  # does not fit int8: COPY fails for the whole batch
-        bad = Message(good.topic, b"{}", good.received_at, type(good.result)(v["device_id"], "telemetry", [tuple(row)], []))
+        bad = Message(
+            good.topic,
+            b"{}",
+            good.received_at,
+            type(good.result)(v["device_id"], "telemetry", [tuple(row)], []),
+        )
         w = BatchWriter(db_url)
         st = w.commit([good, bad], threading.Event())
         assert st is not None and st.readings_stored == 1 and st.rejected == 1
@@ -148,13 +201,22 @@ def test_retention_drops_old_readings_and_keeps_recent(any_db_url: str) -> None:
         v = vehicle(conn)
         w = BatchWriter(any_db_url)
         now = datetime.now(UTC).replace(microsecond=0)
-        w.write([_tel(v["device_id"], 1, now - timedelta(days=500), speed_kmh=1.0),
-                 _tel(v["device_id"], 2, now - timedelta(days=450), speed_kmh=2.0),
-                 _tel(v["device_id"], 3, now - timedelta(days=1), speed_kmh=3.0)])
+        w.write(
+            [
+                _tel(v["device_id"], 1, now - timedelta(days=500), speed_kmh=1.0),
+                _tel(v["device_id"], 2, now - timedelta(days=450), speed_kmh=2.0),
+                _tel(v["device_id"], 3, now - timedelta(days=1), speed_kmh=3.0),
+            ]
+        )
         w.close()
         env = {**os.environ, "FLEET_DATABASE_URL": any_db_url}
-        out = subprocess.run([sys.executable, "-m", "fleetcore.cli", "ingest", "retention", "--days", "400"],
-                             env=env, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "fleetcore.cli", "ingest", "retention", "--days", "400"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         removed = json.loads(out.stdout.strip().splitlines()[-1])
         assert removed.get("readings_chunks", 0) >= 1 or removed.get("readings_rows") == 2

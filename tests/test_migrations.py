@@ -8,9 +8,7 @@ from fleetcore.settings import Settings
 def test_template_engines(templates, any_db_url):
     with psycopg.connect(any_db_url) as conn:
         ts = uses_timescale(conn)
-        is_hyper = conn.execute(
-            "SELECT count(*) FROM pg_class WHERE relname = 'readings'"
-        ).fetchone()[0]
+        is_hyper = conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'readings'").fetchone()[0]
         assert is_hyper == 1
         if "timescale" in conn.info.dbname or ts:
             n = conn.execute(

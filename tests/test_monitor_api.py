@@ -98,9 +98,10 @@ def test_stream_rejects_a_revoked_token(api, settings):
         assert ws.receive_json()["type"] == "hello"
     with connect(settings.database_url, autocommit=True) as conn:  # what a password reset does
         conn.execute("UPDATE staff_users SET token_version = token_version + 1 WHERE role = 'dispatcher'")
-    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(
-        f"/api/v1/stream?token={tokens['dispatcher']}"
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect) as exc,
+        client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws,
+    ):
         ws.receive_json()
     assert exc.value.code == 4401
 

@@ -37,7 +37,9 @@ def test_once_sweeps_a_no_show(settings, conn):
     with api(settings) as client:
         cs = token(client, conn, "customer_service")
         cust = create_customer(client, cs)
-        o = create_order(client, cs, customer_id=cust["id"], pickup=s["code"], pickup_at=future(1), return_at=future(30))
+        o = create_order(
+            client, cs, customer_id=cust["id"], pickup=s["code"], pickup_at=future(1), return_at=future(30)
+        )
         assert client.post(f"/api/v1/orders/{o['id']}/confirm", headers=cs).status_code == 200
     # The pickup was 4 h ago (past the 3 h grace): the scheduler process records a no-show.
     conn.execute("UPDATE orders SET pickup_at = now() - interval '4 hours' WHERE id = %s", (o["id"],))

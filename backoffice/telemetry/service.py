@@ -60,10 +60,14 @@ def telemetry(
 
 def ingest_stats(conn: psycopg.Connection) -> dict:
     counters = {r["name"]: r["value"] for r in conn.execute("SELECT name, value FROM ingest_counters")}
-    pending = conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL").fetchone()["n"]
+    pending = conn.execute(
+        "SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"
+    ).fetchone()["n"]
     by_reason = {
         r["reason"]: r["n"]
-        for r in conn.execute("SELECT reason, count(*) AS n FROM ingest_rejections GROUP BY reason ORDER BY reason")
+        for r in conn.execute(
+            "SELECT reason, count(*) AS n FROM ingest_rejections GROUP BY reason ORDER BY reason"
+        )
     }
     last = conn.execute("SELECT max(last_seen) AS t FROM vehicle_state").fetchone()["t"]
     online = conn.execute("SELECT count(*) AS n FROM vehicle_state WHERE online").fetchone()["n"]
@@ -82,7 +86,12 @@ def ingest_stats(conn: psycopg.Connection) -> dict:
 
 
 def list_rejections(
-    conn: psycopg.Connection, *, reason: str | None = None, device_id: str | None = None, limit: int = 100, offset: int = 0
+    conn: psycopg.Connection,
+    *,
+    reason: str | None = None,
+    device_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[dict]:
     rows = conn.execute(
         """SELECT id, received_at, topic, device_id, reason, detail, payload FROM ingest_rejections

@@ -29,7 +29,9 @@ def list_vehicles(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
-    return fleet.list_vehicles(conn, station=station, vehicle_class=vehicle_class, status=status, limit=limit, offset=offset)
+    return fleet.list_vehicles(
+        conn, station=station, vehicle_class=vehicle_class, status=status, limit=limit, offset=offset
+    )
 
 
 def _state_out(vehicle: dict, state: dict | None) -> dict:
@@ -60,7 +62,9 @@ def vehicle_telemetry(
     user: Staff,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
-    bucket: Annotated[str | None, Query(description="bucket width: seconds (60), 30s/5m/1h/1d, or ISO 8601 (PT5M)")] = None,
+    bucket: Annotated[
+        str | None, Query(description="bucket width: seconds (60), 30s/5m/1h/1d, or ISO 8601 (PT5M)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_RAW_ROWS)] = service.MAX_RAW_ROWS,
 ) -> dict:
     v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
