@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from backoffice.auth.security import decode_access_token
+from fleetcore.db import Conn
 from fleetcore.settings import Settings
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -21,13 +21,13 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+def get_conn(request: Request) -> Iterator[Conn]:
     """One pooled connection per request; committed when the route returns, rolled back on error."""
     with request.app.state.pool.connection() as conn:
         yield conn
 
 
-ConnDep = Annotated[psycopg.Connection, Depends(get_conn)]
+ConnDep = Annotated[Conn, Depends(get_conn)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

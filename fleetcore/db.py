@@ -6,6 +6,7 @@ import logging
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -15,14 +16,17 @@ from fleetcore.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Connections made here return dict rows (dict_row); typed loosely so services need no casts.
+Conn = psycopg.Connection[Any]
+
 MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant shared by every process that migrates; serialises concurrent `fleet migrate`.
 MIGRATION_LOCK_ID = 7_246_001
 
 
-def connect(url: str, *, autocommit: bool = False, dict_rows: bool = True) -> psycopg.Connection:
-    """Open one connection (rows as dicts by default)."""
-    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row if dict_rows else None)
+def connect(url: str, *, autocommit: bool = False) -> Conn:
+    """Open one connection whose rows are dicts."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
 
 
 def make_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str = "fleet") -> ConnectionPool:
@@ -55,7 +59,7 @@ def list_migrations() -> list[tuple[int, str, Path]]:
     return found
 
 
-def timescale_available(conn: psycopg.Connection) -> bool:
+def timescale_available(conn: Conn) -> bool:
     row = conn.execute(
         "SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
@@ -68,7 +72,7 @@ def timescale_available(conn: psycopg.Connection) -> bool:
     return "timescaledb" in s
 
 
-def uses_timescale(conn: psycopg.Connection) -> bool:
+def uses_timescale(conn: Conn) -> bool:
     """True when this database has the timescaledb extension created."""
     row = conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     return bool(row["n"] if isinstance(row, dict) else row[0])

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import psycopg
 
-from fleetcore.db import connect, migrate
+from fleetcore.db import Conn, connect, migrate
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import PLACEHOLDER_SECRET, Settings, get_settings
 
@@ -33,6 +33,8 @@ log = logging.getLogger("fleet.demo")
 DEFAULT_VEHICLES = 60  # issue 2: "within 60 s the API lists at least 50 vehicles with fresh state"
 DEFAULT_RATE_HZ = 1.0
 DEFAULT_SEED = 1
+# Cars start parked at their stations; 15 simulated minutes put about half of them on the road (docs/simulator.md).
+DEFAULT_WARMUP_S = 900.0
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = ".fleet"  # relative to the working directory; gitignored in this repository
 STATUS_EVERY_S = 2.0
@@ -66,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rate", type=float, default=DEFAULT_RATE_HZ, help="samples per second per vehicle (default 1)"
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"simulation seed (default {DEFAULT_SEED})")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=DEFAULT_WARMUP_S,
+        help=f"simulate this many seconds silently first, so cars are already on the road (default {DEFAULT_WARMUP_S:.0f})",
+    )
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"API port on 127.0.0.1 (default {DEFAULT_PORT})"
     )
@@ -271,7 +279,7 @@ class StatusLine:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.conn: psycopg.Connection | None = None
+        self.conn: Conn | None = None
         self.last: tuple[float, int] | None = None
 
     def read(self) -> dict | None:
@@ -379,6 +387,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 # The per-device clients speak MQTT 5 only; one shared MqttConnection follows the protocol.
                 extra["connection"] = "shared"
                 log.warning("MQTT 3.1.1 broker: the simulator publishes over one shared connection")
+            if args.warmup > 0 and "warmup_s" in inspect.signature(fn).parameters:
+                extra["warmup_s"] = args.warmup
             demo.start_part(
                 "simulator",
                 fn,

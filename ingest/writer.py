@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from fleetcore.contract import READING_COLUMNS
+from fleetcore.db import Conn
 from ingest.metrics import IngestMetrics, kv
 from ingest.parse import Parsed
 
@@ -241,7 +242,7 @@ _COUNTERS_UPSERT = (
 )
 
 
-def _transient(exc: BaseException, conn: psycopg.Connection | None) -> bool:
+def _transient(exc: BaseException, conn: Conn | None) -> bool:
     """True when retrying the same batch can succeed (connection lost, server restarting, deadlock)."""
     if conn is None or conn.closed or conn.broken:
         return True
@@ -261,12 +262,12 @@ class BatchWriter:
         self.url = url
         self.metrics = metrics
         self.cache_ttl_s = cache_ttl_s
-        self.conn: psycopg.Connection | None = None
+        self.conn: Conn | None = None
         self._devices: dict[str, tuple[int | None, float]] = {}
 
     # -- connection ---------------------------------------------------------------------------------------
 
-    def connect(self) -> psycopg.Connection:
+    def connect(self) -> Conn:
         """The open connection, opened (with its staging tables) when needed."""
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
@@ -286,7 +287,7 @@ class BatchWriter:
 
     # -- device registry ----------------------------------------------------------------------------------
 
-    def resolve(self, conn: psycopg.Connection, device_ids: set[str]) -> dict[str, int | None]:
+    def resolve(self, conn: Conn, device_ids: set[str]) -> dict[str, int | None]:
         """device_id → vehicle_id of its active install (None when not installed), cached briefly."""
         now = time.monotonic()
         out: dict[str, int | None] = {}
@@ -317,9 +318,7 @@ class BatchWriter:
 
     # -- one batch ----------------------------------------------------------------------------------------
 
-    def write_tx(
-        self, conn: psycopg.Connection, messages: Sequence[Message], *, count_received: bool = True
-    ) -> BatchStats:
+    def write_tx(self, conn: Conn, messages: Sequence[Message], *, count_received: bool = True) -> BatchStats:
         """Write one batch inside the caller's transaction (no commit here)."""
         st = BatchStats(messages=len(messages))
         ids = set()
@@ -562,13 +561,13 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
 
 
-def ensure_staging(conn: psycopg.Connection) -> None:
+def ensure_staging(conn: Conn) -> None:
     """Create this connection's staging tables (temporary, emptied at every commit)."""
     conn.execute(_CREATE_STAGE)
     conn.execute(_CREATE_STAGE_EVENTS)
 
 
-def read_counters(conn: psycopg.Connection) -> dict[str, int]:
+def read_counters(conn: Conn) -> dict[str, int]:
     """All ingest counters as a dict."""
     rows = conn.execute("SELECT name, value FROM ingest_counters").fetchall()
     return {

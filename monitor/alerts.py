@@ -12,9 +12,9 @@ import datetime as dt
 import json
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
+from fleetcore.db import Conn
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 CHANNEL = "fleet_alerts"
@@ -36,7 +36,7 @@ def jsonable(row: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in row.items()}
 
 
-def notify(conn: psycopg.Connection, message: dict) -> None:
+def notify(conn: Conn, message: dict) -> None:
     """Announce a change to LISTEN-ers (delivered when the transaction commits)."""
     text = json.dumps(message, default=str)
     if len(text) > NOTIFY_LIMIT and "alert" in message:
@@ -45,21 +45,21 @@ def notify(conn: psycopg.Connection, message: dict) -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, text))
 
 
-def get(conn: psycopg.Connection, *, alert_id: int) -> dict | None:
+def get(conn: Conn, *, alert_id: int) -> dict | None:
     return conn.execute(
         f"SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = %s",
         (alert_id,),
     ).fetchone()
 
 
-def get_or_raise(conn: psycopg.Connection, *, alert_id: int) -> dict:
+def get_or_raise(conn: Conn, *, alert_id: int) -> dict:
     row = get(conn, alert_id=alert_id)
     if row is None:
         raise NotFound(f"alert {alert_id} not found")
     return row
 
 
-def get_active(conn: psycopg.Connection, *, vehicle_id: int, kind: str) -> dict | None:
+def get_active(conn: Conn, *, vehicle_id: int, kind: str) -> dict | None:
     """The open or acknowledged alert of this kind for the vehicle."""
     return conn.execute(
         f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id
@@ -69,7 +69,7 @@ def get_active(conn: psycopg.Connection, *, vehicle_id: int, kind: str) -> dict 
 
 
 def list_(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     status: list[str] | None = None,
     kind: list[str] | None = None,
@@ -121,7 +121,7 @@ def list_(
 
 
 def raise_(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     vehicle_id: int,
     kind: str,
@@ -163,9 +163,7 @@ def raise_(
     return alert, created
 
 
-def auto_resolve(
-    conn: psycopg.Connection, *, vehicle_id: int, kind: str, ts: dt.datetime, reason: str = ""
-) -> dict | None:
+def auto_resolve(conn: Conn, *, vehicle_id: int, kind: str, ts: dt.datetime, reason: str = "") -> dict | None:
     """Resolve the active alert of this kind because its condition cleared (resolved_by = 'auto')."""
     row = conn.execute(
         """UPDATE alerts SET status = 'resolved', resolved_at = %s, resolved_by = 'auto', resolution_note = %s,
@@ -181,7 +179,7 @@ def auto_resolve(
     return alert
 
 
-def ack(conn: psycopg.Connection, *, alert_id: int, user: dict) -> dict:
+def ack(conn: Conn, *, alert_id: int, user: dict) -> dict:
     """open → acknowledged (who, when); acknowledging twice is harmless; a resolved alert is a conflict."""
     before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
     if before is None:
@@ -200,7 +198,7 @@ def ack(conn: psycopg.Connection, *, alert_id: int, user: dict) -> dict:
     return alert
 
 
-def resolve(conn: psycopg.Connection, *, alert_id: int, user: dict, note: str = "") -> dict:
+def resolve(conn: Conn, *, alert_id: int, user: dict, note: str = "") -> dict:
     """open/acknowledged → resolved (who, when, note)."""
     before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
     if before is None:
@@ -221,7 +219,7 @@ def resolve(conn: psycopg.Connection, *, alert_id: int, user: dict, note: str = 
     return alert
 
 
-def _audit(conn: psycopg.Connection, user: dict, action: str, alert_id: int, before: dict) -> None:
+def _audit(conn: Conn, user: dict, action: str, alert_id: int, before: dict) -> None:
     from backoffice.auth.service import audit
 
     after = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
@@ -237,7 +235,7 @@ def _audit(conn: psycopg.Connection, user: dict, action: str, alert_id: int, bef
     )
 
 
-def refresh_vehicle(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None:
+def refresh_vehicle(conn: Conn, *, vehicle_id: int) -> dict | None:
     """Recompute health / rentable / open_alerts; returns the new values (and notifies) only if they changed.
 
     Health: critical with any active critical alert, warning with any active high or medium one, else ok.
@@ -274,9 +272,7 @@ def refresh_vehicle(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None
     return msg
 
 
-def vehicle_event(
-    conn: psycopg.Connection, *, vehicle_id: int, vin: str, event: str, ts: Any, data: dict
-) -> None:
+def vehicle_event(conn: Conn, *, vehicle_id: int, vin: str, event: str, ts: Any, data: dict) -> None:
     """Announce a vehicle state change that is not an alert (online/offline, station enter/exit)."""
     notify(
         conn,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import psycopg
 from shapely import STRtree
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
+
+from fleetcore.db import Conn
 
 KINDS = ("station", "permitted", "restricted")
 # Stations without a drawn polygon get a circle of this radius: a rental lot plus its access road.
@@ -83,7 +84,7 @@ def circle(lat: float, lon: float, radius_m: float) -> BaseGeometry:
 
 
 def create(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     code: str,
     name: str,
@@ -109,13 +110,13 @@ def create(
     ).fetchone()
 
 
-def list_(conn: psycopg.Connection) -> list[dict]:
+def list_(conn: Conn) -> list[dict]:
     return conn.execute(
         "SELECT id, code, name, kind, station_id, geometry, active FROM geofences ORDER BY id"
     ).fetchall()
 
 
-def load(conn: psycopg.Connection, *, buffer_m: float = 100.0) -> GeofenceSet:
+def load(conn: Conn, *, buffer_m: float = 100.0) -> GeofenceSet:
     """Active geofences plus a default circle for every station that has no drawn polygon."""
     fences: list[Geofence] = []
     drawn_stations: set[int] = set()

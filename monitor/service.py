@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from fleetcore.contract import subscription
-from fleetcore.db import connect
+from fleetcore.db import Conn, connect
 from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
 from monitor import alerts, geofence
@@ -49,7 +49,7 @@ class Stats:
 class Registry:
     """device_id → VehicleInfo from the registry, cached; vehicle status refreshed periodically."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.by_device: dict[str, VehicleInfo] = {}
         self.misses: dict[str, float] = {}
@@ -99,7 +99,7 @@ class Registry:
         return for_class(vehicle_class, self.overrides) if vehicle_class else DEFAULT
 
 
-def write_outputs(conn: psycopg.Connection, outputs: list[tuple[VehicleInfo, Output]], stats: Stats) -> None:
+def write_outputs(conn: Conn, outputs: list[tuple[VehicleInfo, Output]], stats: Stats) -> None:
     """Apply detector outputs in one transaction (notifications go out at commit)."""
     with conn.transaction():
         for info, o in outputs:
@@ -228,7 +228,7 @@ class MonitorService:
         except queue.Empty:
             return []
 
-    def _write(self, conn: psycopg.Connection, outputs: list) -> bool:
+    def _write(self, conn: Conn, outputs: list) -> bool:
         try:
             write_outputs(conn, outputs, self.stats)
             return True
@@ -237,7 +237,7 @@ class MonitorService:
             log.exception("writing %d detector outputs failed", len(outputs))
             return False
 
-    def _reconnect(self, stop: threading.Event) -> psycopg.Connection | None:
+    def _reconnect(self, stop: threading.Event) -> Conn | None:
         """A new database connection after the old one broke (server restart); None when stopped meanwhile."""
         delay = 1.0
         while True:
@@ -252,7 +252,7 @@ class MonitorService:
                 delay = min(delay * 2, 30.0)
 
     @staticmethod
-    def _safe(conn: psycopg.Connection, fn) -> None:  # noqa: ANN001
+    def _safe(conn: Conn, fn) -> None:  # noqa: ANN001
         try:
             fn()
             conn.commit()

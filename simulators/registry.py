@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import psycopg
-
 from backoffice.fleet import service as fleet
+from fleetcore.db import Conn
 from simulators.city import STATIONS
 from simulators.runner import ScenarioLike, fleet_registry
 
 
-def seed_registry(
-    conn: psycopg.Connection, *, vehicles: int, seed: int, scenario: ScenarioLike = None
-) -> list[dict]:
+def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None) -> list[dict]:
     """Create the simulator's stations and the first `vehicles` cars with their devices; safe to call again.
 
     Vehicle identity (VIN, plate, device id, class, protocol) depends only on the index, never on the seed, so one

@@ -6,10 +6,10 @@ import datetime as dt
 import json
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from backoffice.auth.security import hash_password, verify_password
+from fleetcore.db import Conn
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
@@ -26,7 +26,7 @@ MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B minimum for user-chosen secrets
 
 
 def create(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     username: str,
     role: str,
@@ -52,25 +52,25 @@ def create(
     ).fetchone()
 
 
-def get(conn: psycopg.Connection, *, username: str) -> dict | None:
+def get(conn: Conn, *, username: str) -> dict | None:
     return conn.execute("SELECT * FROM staff_users WHERE username = %s", (username.lower(),)).fetchone()
 
 
-def get_or_raise(conn: psycopg.Connection, *, username: str) -> dict:
+def get_or_raise(conn: Conn, *, username: str) -> dict:
     u = get(conn, username=username)
     if u is None:
         raise NotFound(f"no user {username!r}")
     return u
 
 
-def authenticate(conn: psycopg.Connection, *, username: str, password: str) -> dict | None:
+def authenticate(conn: Conn, *, username: str, password: str) -> dict | None:
     u = get(conn, username=username)
     if u is None or not u["active"] or not verify_password(password, u["password_hash"]):
         return None
     return u
 
 
-def list_(conn: psycopg.Connection) -> list[dict]:
+def list_(conn: Conn) -> list[dict]:
     return conn.execute(
         "SELECT id, username, full_name, department, role, active, created_at FROM staff_users ORDER BY id"
     ).fetchall()
@@ -81,7 +81,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def audit(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     actor: dict | None,
     action: str,
@@ -107,7 +107,7 @@ def audit(
 
 
 def list_audit(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     entity: str | None = None,
     entity_id: str | None = None,

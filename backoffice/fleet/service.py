@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from backoffice.fleet.vin import vin_problem
 from fleetcore.contract import DEVICE_ID_RE
+from fleetcore.db import Conn
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 VEHICLE_CLASSES = ("economy", "compact", "midsize", "fullsize", "suv", "van", "premium", "ev")
@@ -54,7 +55,7 @@ def like_contains(text: str | None) -> str | None:
 # ---- stations -------------------------------------------------------------------------------------------
 
 
-def create_station(conn: psycopg.Connection, *, code: str, name: str, lat: float, lon: float) -> dict:
+def create_station(conn: Conn, *, code: str, name: str, lat: float, lon: float) -> dict:
     """Add a station; 409 if the code exists."""
     if not -90 <= lat <= 90 or not -180 <= lon <= 180:
         raise Invalid(f"station coordinates out of range: lat={lat}, lon={lon}")
@@ -69,12 +70,12 @@ def create_station(conn: psycopg.Connection, *, code: str, name: str, lat: float
     ).fetchone()
 
 
-def get_station(conn: psycopg.Connection, *, code: str) -> dict | None:
+def get_station(conn: Conn, *, code: str) -> dict | None:
     """The station with this code, or None."""
     return conn.execute("SELECT * FROM stations WHERE code = %s", (code.upper(),)).fetchone()
 
 
-def get_station_or_raise(conn: psycopg.Connection, *, code: str) -> dict:
+def get_station_or_raise(conn: Conn, *, code: str) -> dict:
     """The station with this code; NotFound otherwise."""
     s = get_station(conn, code=code)
     if s is None:
@@ -82,7 +83,7 @@ def get_station_or_raise(conn: psycopg.Connection, *, code: str) -> dict:
     return s
 
 
-def _station_id_or_invalid(conn: psycopg.Connection, code: str) -> int:
+def _station_id_or_invalid(conn: Conn, code: str) -> int:
     """A referenced station (in a request body) that does not exist is a bad request, not a missing resource."""
     s = get_station(conn, code=code)
     if s is None:
@@ -91,7 +92,7 @@ def _station_id_or_invalid(conn: psycopg.Connection, code: str) -> int:
 
 
 def list_stations(
-    conn: psycopg.Connection, *, q: str | None = None, limit: int | None = None, offset: int = 0
+    conn: Conn, *, q: str | None = None, limit: int | None = None, offset: int = 0
 ) -> list[dict]:
     """Stations by code; `q` matches code or name (case-insensitive substring)."""
     return conn.execute(
@@ -105,7 +106,7 @@ def list_stations(
 
 
 def update_station(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     code: str,
     name: str | None = None,
@@ -127,7 +128,7 @@ def update_station(
     return before, after
 
 
-def delete_station(conn: psycopg.Connection, *, code: str) -> dict:
+def delete_station(conn: Conn, *, code: str) -> dict:
     """Remove a station nothing refers to; Conflict while vehicles, procurements or orders still use it."""
     before = get_station_or_raise(conn, code=code)
     try:
@@ -151,17 +152,17 @@ _VEHICLE_SELECT = """SELECT v.*, s.code AS station, di.device_id
              LEFT JOIN device_installs di ON di.vehicle_id = v.id AND di.removed_at IS NULL"""
 
 
-def get_vehicle(conn: psycopg.Connection, *, vin: str) -> dict | None:
+def get_vehicle(conn: Conn, *, vin: str) -> dict | None:
     """The vehicle with this VIN (with station code and installed device), or None."""
     return conn.execute(_VEHICLE_SELECT + " WHERE v.vin = %s", (vin.upper(),)).fetchone()
 
 
-def get_vehicle_by_id(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None:
+def get_vehicle_by_id(conn: Conn, *, vehicle_id: int) -> dict | None:
     """The vehicle with this id, or None."""
     return conn.execute(_VEHICLE_SELECT + " WHERE v.id = %s", (vehicle_id,)).fetchone()
 
 
-def get_vehicle_or_raise(conn: psycopg.Connection, *, vin: str) -> dict:
+def get_vehicle_or_raise(conn: Conn, *, vin: str) -> dict:
     v = get_vehicle(conn, vin=vin)
     if v is None:
         raise NotFound(f"no vehicle with VIN {vin}")
@@ -169,7 +170,7 @@ def get_vehicle_or_raise(conn: psycopg.Connection, *, vin: str) -> dict:
 
 
 def list_vehicles(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     station: str | None = None,
     vehicle_class: str | None = None,
@@ -266,7 +267,7 @@ def parse_vehicle_csv(text: str) -> tuple[list[VehicleRow], list[tuple[int, str]
     return rows, problems
 
 
-def import_vehicles(conn: psycopg.Connection, *, text: str, actor: dict | None = None) -> int:
+def import_vehicles(conn: Conn, *, text: str, actor: dict | None = None) -> int:
     """Import a vehicles CSV all-or-nothing; raises ImportError_ listing every bad line."""
     from backoffice.auth.service import audit
 
@@ -346,9 +347,7 @@ def import_vehicles(conn: psycopg.Connection, *, text: str, actor: dict | None =
     return len(rows)
 
 
-def install_device(
-    conn: psycopg.Connection, *, device_id: str, vehicle_id: int, protocol: str | None = None
-) -> None:
+def install_device(conn: Conn, *, device_id: str, vehicle_id: int, protocol: str | None = None) -> None:
     """Bind a device to a vehicle, ending any previous binding of either."""
     conn.execute(
         "INSERT INTO devices (device_id, protocol) VALUES (%s, coalesce(%s, 'json')) "
@@ -369,7 +368,7 @@ def install_device(
     )
 
 
-def remove_device(conn: psycopg.Connection, *, vehicle_id: int) -> dict:
+def remove_device(conn: Conn, *, vehicle_id: int) -> dict:
     """End the vehicle's current device binding; returns the ended install. NotFound if none."""
     row = conn.execute(
         "UPDATE device_installs SET removed_at = now() WHERE vehicle_id = %s AND removed_at IS NULL RETURNING *",
@@ -381,7 +380,7 @@ def remove_device(conn: psycopg.Connection, *, vehicle_id: int) -> dict:
     return row
 
 
-def device_history(conn: psycopg.Connection, *, vehicle_id: int) -> list[dict]:
+def device_history(conn: Conn, *, vehicle_id: int) -> list[dict]:
     """Every device binding of the vehicle, newest first."""
     return conn.execute(
         """SELECT di.id, di.device_id, d.protocol, di.installed_at, di.removed_at
@@ -411,7 +410,7 @@ def _normalise_plate(plate: str) -> str:
     return plate
 
 
-def _check_plate_free(conn: psycopg.Connection, plate: str, *, except_id: int | None = None) -> None:
+def _check_plate_free(conn: Conn, plate: str, *, except_id: int | None = None) -> None:
     row = conn.execute(
         "SELECT vin FROM vehicles WHERE plate = %s AND id IS DISTINCT FROM %s", (plate, except_id)
     ).fetchone()
@@ -419,7 +418,7 @@ def _check_plate_free(conn: psycopg.Connection, plate: str, *, except_id: int | 
         raise Conflict(f"plate {plate!r} is already registered to {row['vin']}")
 
 
-def _set_writer(conn: psycopg.Connection, actor: str, note: str | None) -> None:
+def _set_writer(conn: Conn, actor: str, note: str | None) -> None:
     """Name the writer for the status-history trigger (transaction-local)."""
     conn.execute(
         "SELECT set_config('fleet.actor', %s, true), set_config('fleet.status_note', %s, true)",
@@ -428,7 +427,7 @@ def _set_writer(conn: psycopg.Connection, actor: str, note: str | None) -> None:
 
 
 def create_vehicle(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     vin: str,
     plate: str,
@@ -483,7 +482,7 @@ def create_vehicle(
     return get_vehicle_by_id(conn, vehicle_id=vid)  # type: ignore[return-value]
 
 
-def update_vehicle(conn: psycopg.Connection, *, vin: str, changes: dict[str, Any]) -> tuple[dict, dict]:
+def update_vehicle(conn: Conn, *, vin: str, changes: dict[str, Any]) -> tuple[dict, dict]:
     """Change registration data (plate, make, model, year, class, home station, service intervals); (before, after)."""
     before = get_vehicle_or_raise(conn, vin=vin)
     unknown = set(changes) - set(VEHICLE_FIELDS)
@@ -524,7 +523,7 @@ def update_vehicle(conn: psycopg.Connection, *, vin: str, changes: dict[str, Any
 
 
 def change_status(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     status: str,
     actor: str,
@@ -563,9 +562,7 @@ def change_status(
     return before, get_vehicle_by_id(conn, vehicle_id=before["id"])  # type: ignore[return-value]
 
 
-def status_history(
-    conn: psycopg.Connection, *, vehicle_id: int, limit: int = 100, offset: int = 0
-) -> list[dict]:
+def status_history(conn: Conn, *, vehicle_id: int, limit: int = 100, offset: int = 0) -> list[dict]:
     """The vehicle's status changes, newest first."""
     return conn.execute(
         """SELECT id, from_status, status, changed_at, changed_by, note FROM vehicle_status_history
@@ -577,7 +574,7 @@ def status_history(
 # ---- service plan -----------------------------------------------------------------------------------------
 
 
-def service_info(conn: psycopg.Connection, *, vehicle_id: int, now: dt.datetime | None = None) -> dict:
+def service_info(conn: Conn, *, vehicle_id: int, now: dt.datetime | None = None) -> dict:
     """When the next service is due, by distance and by date, from the vehicle's plan and last service."""
     now = now or dt.datetime.now(dt.UTC)
     row = conn.execute(
@@ -608,9 +605,7 @@ def service_info(conn: psycopg.Connection, *, vehicle_id: int, now: dt.datetime 
     }
 
 
-def service_due(
-    conn: psycopg.Connection, *, vehicle_id: int, until: dt.datetime, odometer_km: float | None = None
-) -> bool:
+def service_due(conn: Conn, *, vehicle_id: int, until: dt.datetime, odometer_km: float | None = None) -> bool:
     """True if the vehicle is (or becomes) due for service by `until` or at `odometer_km`.
 
     `odometer_km` is the reading to test against the distance limit (e.g. current reading plus the rental's expected
@@ -626,7 +621,7 @@ def service_due(
 # ---- procurement ------------------------------------------------------------------------------------------
 
 
-def get_procurement(conn: psycopg.Connection, *, procurement_id: int) -> dict | None:
+def get_procurement(conn: Conn, *, procurement_id: int) -> dict | None:
     """One procurement with its station code and delivered VIN, or None."""
     return conn.execute(
         """SELECT p.*, s.code AS station, v.vin FROM procurements p
@@ -636,7 +631,7 @@ def get_procurement(conn: psycopg.Connection, *, procurement_id: int) -> dict | 
     ).fetchone()
 
 
-def get_procurement_or_raise(conn: psycopg.Connection, *, procurement_id: int) -> dict:
+def get_procurement_or_raise(conn: Conn, *, procurement_id: int) -> dict:
     """One procurement; NotFound otherwise."""
     p = get_procurement(conn, procurement_id=procurement_id)
     if p is None:
@@ -645,7 +640,7 @@ def get_procurement_or_raise(conn: psycopg.Connection, *, procurement_id: int) -
 
 
 def list_procurements(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     status: str | None = None,
     supplier: str | None = None,
@@ -675,7 +670,7 @@ def list_procurements(
 
 
 def create_procurement(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     supplier: str,
     make: str,
@@ -723,15 +718,13 @@ def create_procurement(
     return get_procurement_or_raise(conn, procurement_id=pid)
 
 
-def _procurement_for_update(conn: psycopg.Connection, procurement_id: int) -> dict:
+def _procurement_for_update(conn: Conn, procurement_id: int) -> dict:
     p = get_procurement_or_raise(conn, procurement_id=procurement_id)
     conn.execute("SELECT 1 FROM procurements WHERE id = %s FOR UPDATE", (procurement_id,))
     return p
 
 
-def update_procurement(
-    conn: psycopg.Connection, *, procurement_id: int, changes: dict[str, Any]
-) -> tuple[dict, dict]:
+def update_procurement(conn: Conn, *, procurement_id: int, changes: dict[str, Any]) -> tuple[dict, dict]:
     """Edit a procurement that is not yet delivered or cancelled; (before, after)."""
     before = _procurement_for_update(conn, procurement_id)
     if before["status"] in ("delivered", "cancelled"):
@@ -762,7 +755,7 @@ def update_procurement(
 
 
 def order_procurement(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     procurement_id: int,
     ordered_on: dt.date | None = None,
@@ -791,7 +784,7 @@ def order_procurement(
 
 
 def deliver_procurement(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     procurement_id: int,
     vin: str,
@@ -837,9 +830,7 @@ def deliver_procurement(
     return before, get_procurement_or_raise(conn, procurement_id=procurement_id), vehicle  # type: ignore[return-value]
 
 
-def cancel_procurement(
-    conn: psycopg.Connection, *, procurement_id: int, reason: str = ""
-) -> tuple[dict, dict]:
+def cancel_procurement(conn: Conn, *, procurement_id: int, reason: str = "") -> tuple[dict, dict]:
     """planned/ordered -> cancelled."""
     before = _procurement_for_update(conn, procurement_id)
     if before["status"] not in ("planned", "ordered"):
@@ -861,7 +852,7 @@ def _parts_cost(parts: list[dict]) -> Decimal:
     )
 
 
-def get_maintenance(conn: psycopg.Connection, *, record_id: int) -> dict | None:
+def get_maintenance(conn: Conn, *, record_id: int) -> dict | None:
     """One maintenance record with the vehicle's VIN and plate, or None."""
     return conn.execute(
         """SELECT m.*, v.vin, v.plate, m.labour_cost + m.parts_cost AS total_cost
@@ -870,7 +861,7 @@ def get_maintenance(conn: psycopg.Connection, *, record_id: int) -> dict | None:
     ).fetchone()
 
 
-def get_maintenance_or_raise(conn: psycopg.Connection, *, record_id: int) -> dict:
+def get_maintenance_or_raise(conn: Conn, *, record_id: int) -> dict:
     """One maintenance record; NotFound otherwise."""
     m = get_maintenance(conn, record_id=record_id)
     if m is None:
@@ -879,7 +870,7 @@ def get_maintenance_or_raise(conn: psycopg.Connection, *, record_id: int) -> dic
 
 
 def create_maintenance(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     vehicle_id: int,
     work_order: str,
@@ -924,9 +915,7 @@ def create_maintenance(
     return get_maintenance_or_raise(conn, record_id=rid)
 
 
-def update_maintenance(
-    conn: psycopg.Connection, *, record_id: int, changes: dict[str, Any]
-) -> tuple[dict, dict]:
+def update_maintenance(conn: Conn, *, record_id: int, changes: dict[str, Any]) -> tuple[dict, dict]:
     """Edit an open work order (a closed one is archived and immutable); (before, after)."""
     before = get_maintenance_or_raise(conn, record_id=record_id)
     if before["closed_at"] is not None:
@@ -956,7 +945,7 @@ def update_maintenance(
 
 
 def close_maintenance(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     record_id: int,
     closed_at: dt.datetime | None = None,
@@ -994,7 +983,7 @@ def close_maintenance(
 
 
 def list_maintenance(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     vehicle_id: int | None = None,
     q: str | None = None,

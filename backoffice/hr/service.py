@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import psycopg
-
 from backoffice.auth import service as auth
 from backoffice.auth.security import hash_password
 from backoffice.fleet.service import like_contains
+from fleetcore.db import Conn
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 
 USER_COLUMNS = "id, username, full_name, department, role, email, active, created_at, updated_at"
 
 
-def get(conn: psycopg.Connection, *, username: str) -> dict | None:
+def get(conn: Conn, *, username: str) -> dict | None:
     """A staff user without the password hash, or None."""
     return conn.execute(
         f"SELECT {USER_COLUMNS} FROM staff_users WHERE username = %s", (username.lower(),)
     ).fetchone()
 
 
-def get_or_raise(conn: psycopg.Connection, *, username: str) -> dict:
+def get_or_raise(conn: Conn, *, username: str) -> dict:
     """A staff user; NotFound otherwise."""
     u = get(conn, username=username)
     if u is None:
@@ -28,7 +27,7 @@ def get_or_raise(conn: psycopg.Connection, *, username: str) -> dict:
 
 
 def list_(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     role: str | None = None,
     department: str | None = None,
@@ -50,7 +49,7 @@ def list_(
     ).fetchall()
 
 
-def _check_department(conn: psycopg.Connection, code: str) -> None:
+def _check_department(conn: Conn, code: str) -> None:
     if not conn.execute("SELECT 1 FROM departments WHERE code = %s", (code,)).fetchone():
         raise Invalid(f"unknown department {code!r}")
 
@@ -62,14 +61,14 @@ def _guard_admin_target(actor: dict, target: dict | None, new_role: str | None =
         raise Forbidden("only an admin may manage admin accounts or grant the admin role")
 
 
-def _other_active_admins(conn: psycopg.Connection, user_id: int) -> int:
+def _other_active_admins(conn: Conn, user_id: int) -> int:
     return conn.execute(
         "SELECT count(*) AS n FROM staff_users WHERE role = 'admin' AND active AND id <> %s", (user_id,)
     ).fetchone()["n"]
 
 
 def create(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     actor: dict,
     username: str,
@@ -91,7 +90,7 @@ def create(
     return get_or_raise(conn, username=created["username"])
 
 
-def update(conn: psycopg.Connection, *, actor: dict, username: str, changes: dict) -> tuple[dict, dict]:
+def update(conn: Conn, *, actor: dict, username: str, changes: dict) -> tuple[dict, dict]:
     """Change name, department or email; (before, after)."""
     before = get_or_raise(conn, username=username)
     _guard_admin_target(actor, before)
@@ -112,7 +111,7 @@ def update(conn: psycopg.Connection, *, actor: dict, username: str, changes: dic
     return before, get_or_raise(conn, username=username)
 
 
-def change_role(conn: psycopg.Connection, *, actor: dict, username: str, role: str) -> tuple[dict, dict]:
+def change_role(conn: Conn, *, actor: dict, username: str, role: str) -> tuple[dict, dict]:
     """Give a user another role; nobody changes their own role, and the last active admin stays admin."""
     before = get_or_raise(conn, username=username)
     _guard_admin_target(actor, before, role)
@@ -126,7 +125,7 @@ def change_role(conn: psycopg.Connection, *, actor: dict, username: str, role: s
     return before, get_or_raise(conn, username=username)
 
 
-def set_active(conn: psycopg.Connection, *, actor: dict, username: str, active: bool) -> tuple[dict, dict]:
+def set_active(conn: Conn, *, actor: dict, username: str, active: bool) -> tuple[dict, dict]:
     """Deactivate (tokens stop working at once) or reactivate a user."""
     before = get_or_raise(conn, username=username)
     _guard_admin_target(actor, before)
@@ -147,7 +146,7 @@ def set_active(conn: psycopg.Connection, *, actor: dict, username: str, active: 
     return before, get_or_raise(conn, username=username)
 
 
-def reset_password(conn: psycopg.Connection, *, actor: dict, username: str, password: str) -> dict:
+def reset_password(conn: Conn, *, actor: dict, username: str, password: str) -> dict:
     """Set a new password; tokens issued before now stop working."""
     target = get_or_raise(conn, username=username)
     _guard_admin_target(actor, target)
@@ -164,7 +163,7 @@ def reset_password(conn: psycopg.Connection, *, actor: dict, username: str, pass
 # ---- departments ---------------------------------------------------------------------------------------------
 
 
-def list_departments(conn: psycopg.Connection) -> list[dict]:
+def list_departments(conn: Conn) -> list[dict]:
     """Departments with their number of active staff."""
     return conn.execute(
         """SELECT d.code, d.name, d.created_at,
@@ -173,7 +172,7 @@ def list_departments(conn: psycopg.Connection) -> list[dict]:
     ).fetchall()
 
 
-def get_department_or_raise(conn: psycopg.Connection, *, code: str) -> dict:
+def get_department_or_raise(conn: Conn, *, code: str) -> dict:
     """One department; NotFound otherwise."""
     d = conn.execute("SELECT * FROM departments WHERE code = %s", (code,)).fetchone()
     if d is None:
@@ -181,7 +180,7 @@ def get_department_or_raise(conn: psycopg.Connection, *, code: str) -> dict:
     return d
 
 
-def create_department(conn: psycopg.Connection, *, code: str, name: str) -> dict:
+def create_department(conn: Conn, *, code: str, name: str) -> dict:
     """Add a department; 409 if the code exists."""
     if conn.execute("SELECT 1 FROM departments WHERE code = %s", (code,)).fetchone():
         raise Conflict(f"department {code!r} already exists")
@@ -190,7 +189,7 @@ def create_department(conn: psycopg.Connection, *, code: str, name: str) -> dict
     ).fetchone()
 
 
-def rename_department(conn: psycopg.Connection, *, code: str, name: str) -> tuple[dict, dict]:
+def rename_department(conn: Conn, *, code: str, name: str) -> tuple[dict, dict]:
     """Change a department's display name; (before, after)."""
     before = get_department_or_raise(conn, code=code)
     after = conn.execute(

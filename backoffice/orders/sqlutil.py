@@ -6,8 +6,7 @@ from typing import Any
 
 import psycopg
 
-# Pool and test connections use dict_row (fleetcore.db); rows are dicts.
-Conn = psycopg.Connection[Any]
+from fleetcore.db import Conn  # noqa: F401  (re-exported for the order services)
 
 
 def one(cur: psycopg.Cursor[Any]) -> dict:

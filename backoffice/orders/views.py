@@ -32,6 +32,7 @@ from backoffice.orders.models import (
     ReturnOut,
 )
 from backoffice.orders.pricing import to_json
+from fleetcore.db import Conn
 from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["orders"], responses=ERROR_RESPONSES)
@@ -45,7 +46,7 @@ Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 Admin = Annotated[dict, Depends(require_roles("admin"))]
 
 
-def _audit(conn: psycopg.Connection, user: dict, action: str, order_id: int, before, after) -> None:
+def _audit(conn: Conn, user: dict, action: str, order_id: int, before, after) -> None:
     audit(
         conn,
         actor=user,

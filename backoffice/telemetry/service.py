@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import psycopg
+from fleetcore.db import Conn
 
 STATE_FIELDS = (
     "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "odometer_km", "engine_hours", "rpm", "coolant_c",
@@ -21,18 +21,18 @@ RAW_FIELDS = (
 MAX_RAW_ROWS = 10_000
 
 
-def get_state(conn: psycopg.Connection, *, vehicle_id: int) -> dict | None:
+def get_state(conn: Conn, *, vehicle_id: int) -> dict | None:
     return conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
 
 
-def list_states(conn: psycopg.Connection) -> list[dict]:
+def list_states(conn: Conn) -> list[dict]:
     return conn.execute(
         "SELECT v.vin, v.plate, v.class, v.status, s.* FROM vehicle_state s JOIN vehicles v ON v.id = s.vehicle_id ORDER BY v.id"
     ).fetchall()
 
 
 def telemetry(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     vehicle_id: int,
     start: dt.datetime,
@@ -58,7 +58,7 @@ def telemetry(
     ).fetchall()
 
 
-def ingest_stats(conn: psycopg.Connection) -> dict:
+def ingest_stats(conn: Conn) -> dict:
     counters = {r["name"]: r["value"] for r in conn.execute("SELECT name, value FROM ingest_counters")}
     pending = conn.execute(
         "SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"
@@ -86,7 +86,7 @@ def ingest_stats(conn: psycopg.Connection) -> dict:
 
 
 def list_rejections(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     reason: str | None = None,
     device_id: str | None = None,
