@@ -29,7 +29,7 @@ bench: setup services
 	$(PY) -m bench.run
 
 score: setup services
-	$(VENV)/bin/fleet monitor score
+	$(VENV)/bin/fleet monitor score --vehicles 125 --hours 8
 
 lint: setup
 	$(VENV)/bin/ruff check .
