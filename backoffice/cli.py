@@ -96,9 +96,10 @@ def cmd_vehicles_import(args: argparse.Namespace) -> int:
         try:
             n = fleet.import_vehicles(conn, text=text)
         except fleet.ImportError_ as exc:
-            for d in exc.details or []:
+            problems = exc.details if isinstance(exc.details, list) else []
+            for d in problems:
                 print(f"{path}:{d['line']}: {d['problem']}", file=sys.stderr)
-            raise CliError(f"nothing imported: {len(exc.details or [])} problem(s) in {path}") from None
+            raise CliError(f"nothing imported: {len(problems)} problem(s) in {path}") from None
     print(f"imported {n} vehicles")
     return 0
 

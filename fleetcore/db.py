@@ -24,6 +24,22 @@ MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 MIGRATION_LOCK_ID = 7_246_001
 
 
+def one(cur: psycopg.Cursor[Any]) -> dict:
+    """The row of a query that always returns exactly one (aggregate, RETURNING, now())."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("query returned no row")
+    return row
+
+
+def _scalar(cur: psycopg.Cursor[Any]) -> Any:
+    """The first column of a one-row query, whether the connection returns dict or tuple rows."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("query returned no row")
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
 def connect(url: str, *, autocommit: bool = False) -> Conn:
     """Open one connection whose rows are dicts."""
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
@@ -60,22 +76,17 @@ def list_migrations() -> list[tuple[int, str, Path]]:
 
 
 def timescale_available(conn: Conn) -> bool:
-    row = conn.execute(
-        "SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    n = row["n"] if isinstance(row, dict) else row[0]
+    n = _scalar(conn.execute("SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"))
     if not n:
         return False
     # The extension also needs to be preloaded by the server to be created.
-    row = conn.execute("SELECT current_setting('shared_preload_libraries') AS s").fetchone()
-    s = row["s"] if isinstance(row, dict) else row[0]
+    s = _scalar(conn.execute("SELECT current_setting('shared_preload_libraries') AS s"))
     return "timescaledb" in s
 
 
 def uses_timescale(conn: Conn) -> bool:
     """True when this database has the timescaledb extension created."""
-    row = conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return bool(row["n"] if isinstance(row, dict) else row[0])
+    return bool(_scalar(conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'")))
 
 
 def migrate(url: str, settings: Settings) -> list[str]:

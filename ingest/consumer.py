@@ -107,7 +107,7 @@ class _Publish:
     __slots__ = ("mid", "topic", "payload", "dup", "retain")
     qos = 1
 
-    def __init__(self, mid: int, topic: str, payload: bytes, dup: bool, retain: bool) -> None:
+    def __init__(self, mid: int, topic: str, payload: bytes | bytearray, dup: bool, retain: bool) -> None:
         self.mid = mid
         self.topic = topic
         self.payload = payload
@@ -187,7 +187,7 @@ class IngestClient(mqtt.Client):
             self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
         return rc
 
-    def _direct_publish(self, cmd: int, packet: bytes) -> MQTTErrorCode | None:
+    def _direct_publish(self, cmd: int, packet: bytes | bytearray) -> MQTTErrorCode | None:
         """A QoS 1 PUBLISH without properties handed to `direct_on_message`; None when paho must decode it."""
         fn = self.direct_on_message
         if fn is None or self._protocol != mqtt.MQTTv5 or not self._manual_ack or len(packet) < 2:
@@ -235,7 +235,7 @@ class IngestClient(mqtt.Client):
 
     # When set, every message goes straight to this callback (paho's per-topic callback matching, which
     # decodes the topic twice per message, is skipped; `message_callback_add` is then not used).
-    direct_on_message: Callable[[mqtt.Client, object, MQTTMessage], None] | None = None
+    direct_on_message: Callable[[mqtt.Client, object, MQTTMessage | _Publish], None] | None = None
 
     def _handle_on_message(self, message: MQTTMessage) -> None:
         fn = self.direct_on_message
@@ -356,7 +356,7 @@ class Consumer:
         except Exception:  # never let an exception escape a callback
             log.exception("error in on_subscribe")
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage | _Publish) -> None:
         if self.closing:
             return  # not acknowledged: the broker delivers it again to the next session
         now = datetime.now(UTC)

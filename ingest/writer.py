@@ -357,14 +357,14 @@ class BatchWriter:
                 events.append(
                     (
                         ev.ts,
-                        r.device_id,
+                        r.device_id,  # type: ignore[attr-defined]
                         vid,
                         ev.seq,
                         ev.type,
                         json.dumps(ev.data, default=str),
                         m.received_at,
                     )
-                )  # type: ignore[attr-defined]
+                )
             for rej in r.rejections:  # type: ignore[attr-defined]
                 st.elements_rejected += 1
                 st.reasons[rej.reason] += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 CHANNEL = "fleet_alerts"
@@ -86,7 +86,8 @@ def list_(
         bad = set(values or ()) - set(allowed)
         if bad:
             raise Invalid(f"unknown {name} {', '.join(sorted(bad))}; allowed: {', '.join(allowed)}")
-    where, params = ["true"], []
+    where: list[str] = ["true"]
+    params: list[Any] = []
     if status:
         where.append("a.status = ANY(%s)")
         params.append(status)
@@ -109,9 +110,11 @@ def list_(
         where.append("a.opened_at < %s")
         params.append(end)
     cond = " AND ".join(where)
-    total = conn.execute(
-        f"SELECT count(*) AS n FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}", params
-    ).fetchone()["n"]
+    total = one(
+        conn.execute(
+            f"SELECT count(*) AS n FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}", params
+        )
+    )["n"]
     rows = conn.execute(
         f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}
              ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s""",
@@ -134,8 +137,9 @@ def raise_(
     if severity not in SEVERITIES:
         raise Invalid(f"unknown severity {severity!r}")
     item = [evidence] if evidence is not None else []
-    row = conn.execute(
-        f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
+    row = one(
+        conn.execute(
+            f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
             VALUES (%(vehicle_id)s, %(kind)s, %(severity)s, %(message)s, %(ts)s, %(ts)s, %(evidence)s)
             ON CONFLICT (vehicle_id, kind) WHERE status <> 'resolved' DO UPDATE SET
                 occurrences = a.occurrences + 1,
@@ -147,15 +151,16 @@ def raise_(
                                 ELSE a.evidence || EXCLUDED.evidence END,
                 updated_at = now()
             RETURNING id, (xmax = 0) AS created""",
-        {
-            "vehicle_id": vehicle_id,
-            "kind": kind,
-            "severity": severity,
-            "message": message,
-            "ts": ts,
-            "evidence": Jsonb(item),
-        },
-    ).fetchone()
+            {
+                "vehicle_id": vehicle_id,
+                "kind": kind,
+                "severity": severity,
+                "message": message,
+                "ts": ts,
+                "evidence": Jsonb(item),
+            },
+        )
+    )
     alert = get_or_raise(conn, alert_id=row["id"])
     created = bool(row["created"])
     notify(conn, {"type": "alert", "event": "opened" if created else "repeated", "alert": jsonable(alert)})
@@ -222,7 +227,7 @@ def resolve(conn: Conn, *, alert_id: int, user: dict, note: str = "") -> dict:
 def _audit(conn: Conn, user: dict, action: str, alert_id: int, before: dict) -> None:
     from backoffice.auth.service import audit
 
-    after = conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    after = one(conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)))
     slim = {k: v for k, v in (before or {}).items() if k != "evidence"}
     audit(
         conn,

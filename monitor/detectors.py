@@ -596,7 +596,7 @@ class VehicleMonitor:
             self.station = code
         zone = geo.restricted_at(lat, lon)
         zcode = zone.code if zone else None
-        if zcode is not None and zcode != self.restricted:
+        if zone is not None and zcode != self.restricted:
             out.append(
                 Detection(
                     "geofence_enter",

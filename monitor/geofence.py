@@ -10,7 +10,7 @@ from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
 
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 
 KINDS = ("station", "permitted", "restricted")
 # Stations without a drawn polygon get a circle of this radius: a rental lot plus its access road.
@@ -103,11 +103,13 @@ def create(
         raise Invalid(f"geometry is not valid GeoJSON: {exc}") from exc
     if geom.geom_type not in ("Polygon", "MultiPolygon") or not geom.is_valid or geom.is_empty:
         raise Invalid("geometry must be a valid, non-empty Polygon or MultiPolygon")
-    return conn.execute(
-        """INSERT INTO geofences (code, name, kind, station_id, geometry) VALUES (%s, %s, %s, %s, %s)
+    return one(
+        conn.execute(
+            """INSERT INTO geofences (code, name, kind, station_id, geometry) VALUES (%s, %s, %s, %s, %s)
            RETURNING id, code, name, kind, station_id, geometry, active""",
-        (code, name, kind, station_id, json.dumps(geometry)),
-    ).fetchone()
+            (code, name, kind, station_id, json.dumps(geometry)),
+        )
+    )
 
 
 def list_(conn: Conn) -> list[dict]:

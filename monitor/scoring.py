@@ -26,8 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.detectors import AUTO_RESOLVE, KINDS, Clear, Detection, FleetMonitor, VehicleInfo
+
+if TYPE_CHECKING:
+    from simulators.runner import ScenarioLike
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +145,9 @@ def match(result: RunResult) -> dict:
         kind = tr.get("kind")
         if kind is None:
             continue
-        start, end = _ts(tr["start"]), _ts(tr.get("end")) or _ts(tr["start"])
+        start = _ts(tr["start"])
+        assert start is not None  # every truth record has a start (simulators Truth.as_dict)
+        end = _ts(tr.get("end")) or start
         lo, hi = start.timestamp() - EARLY_S, max(end, start).timestamp() + LATE_S
         cands = [
             (h, e) for h, e in hits_by[(tr["device_id"], kind)] if not h[2] and lo <= h[0].timestamp() <= hi
@@ -305,7 +311,9 @@ ROOT = "score/fleet/v1"
 FAULTS_FILE = Path(__file__).resolve().parent.parent / "simulators" / "scenarios" / "faults.json"
 
 
-def simulate(name: str, *, vehicles: int, seconds: float, seed: int, scenario: object = None) -> RunResult:
+def simulate(
+    name: str, *, vehicles: int, seconds: float, seed: int, scenario: ScenarioLike = None
+) -> RunResult:
     """One in-memory simulator run scored through the detectors (rate 1 Hz, the devices' default)."""
     from simulators.runner import fleet_registry, simulate_messages
 

@@ -79,7 +79,8 @@ class Thresholds:
     # --- geofence -------------------------------------------------------------------------------------------
     # Consecutive fixes outside the permitted region before an alert; consumer GPS CEP is ~3-5 m but urban
     # canyons produce 50 m+ outliers, hence also a 100 m buffer around the polygon.
-    geofence_exit_fixes: int = 3
+    # A count, typed float because database overrides (monitor_thresholds.value, double precision) are floats.
+    geofence_exit_fixes: float = 3
     geofence_buffer_m: float = 100.0
     # --- device health --------------------------------------------------------------------------------------
     # Devices report at >= 1 Hz with the ignition on: 2 minutes of silence is ~120 missed samples. Parked,

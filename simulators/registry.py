@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backoffice.fleet import service as fleet
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from simulators.city import STATIONS
 from simulators.runner import ScenarioLike, fleet_registry
 
@@ -28,20 +28,22 @@ def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLik
         for r in rows:
             v = conn.execute("SELECT id, status FROM vehicles WHERE vin = %s", (r["vin"],)).fetchone()
             if v is None:
-                v = conn.execute(
-                    """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
+                v = one(
+                    conn.execute(
+                        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, status""",
-                    (
-                        r["vin"],
-                        r["plate"],
-                        r["make"],
-                        r["model"],
-                        r["year"],
-                        r["class"],
-                        station_ids[r["station"]],
-                        r["status"],
-                    ),
-                ).fetchone()
+                        (
+                            r["vin"],
+                            r["plate"],
+                            r["make"],
+                            r["model"],
+                            r["year"],
+                            r["class"],
+                            station_ids[r["station"]],
+                            r["status"],
+                        ),
+                    )
+                )
                 conn.execute(
                     "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) "
                     "VALUES (%s, %s, 'simulator', 'registered by fleet simulate --register')",

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from backoffice.auth.security import hash_password, verify_password
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
@@ -44,12 +44,14 @@ def create(
         raise Invalid(f"unknown department {department!r}")
     if get(conn, username=username):
         raise Conflict(f"user {username!r} already exists")
-    return conn.execute(
-        """INSERT INTO staff_users (username, full_name, department, role, password_hash)
+    return one(
+        conn.execute(
+            """INSERT INTO staff_users (username, full_name, department, role, password_hash)
            VALUES (%s, %s, %s, %s, %s)
            RETURNING id, username, full_name, department, role, active, created_at""",
-        (username.lower(), full_name, department, role, hash_password(password)),
-    ).fetchone()
+            (username.lower(), full_name, department, role, hash_password(password)),
+        )
+    )
 
 
 def get(conn: Conn, *, username: str) -> dict | None:

@@ -16,6 +16,7 @@ from backoffice.auth import service
 from backoffice.auth.security import create_access_token, hash_password, verify_password
 from backoffice.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
 from backoffice.hr.models import UserOut
+from fleetcore.db import one
 from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -78,7 +79,7 @@ def me(user: Staff) -> dict:
 @router.post("/auth/password", status_code=204)
 def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> None:
     """Change your own password; your other tokens stop working."""
-    row = conn.execute("SELECT password_hash FROM staff_users WHERE id = %s", (user["id"],)).fetchone()
+    row = one(conn.execute("SELECT password_hash FROM staff_users WHERE id = %s", (user["id"],)))
     if not verify_password(body.current_password, row["password_hash"]):
         raise Invalid("current password is wrong")
     conn.execute(

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from backoffice.fleet.vin import vin_problem
 from fleetcore.contract import DEVICE_ID_RE
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 VEHICLE_CLASSES = ("economy", "compact", "midsize", "fullsize", "suv", "van", "premium", "ev")
@@ -64,10 +64,12 @@ def create_station(conn: Conn, *, code: str, name: str, lat: float, lon: float) 
         raise Invalid(f"station code {code!r} must be 2-16 letters, digits, '-' or '_'")
     if get_station(conn, code=code):
         raise Conflict(f"station {code} already exists")
-    return conn.execute(
-        "INSERT INTO stations (code, name, lat, lon) VALUES (%s, %s, %s, %s) RETURNING *",
-        (code, name, lat, lon),
-    ).fetchone()
+    return one(
+        conn.execute(
+            "INSERT INTO stations (code, name, lat, lon) VALUES (%s, %s, %s, %s) RETURNING *",
+            (code, name, lat, lon),
+        )
+    )
 
 
 def get_station(conn: Conn, *, code: str) -> dict | None:
@@ -121,10 +123,12 @@ def update_station(
         raise Invalid(f"station coordinates out of range: lat={lat}, lon={lon}")
     if name is not None and not 1 <= len(name) <= 200:
         raise Invalid("station name must be 1-200 characters")
-    after = conn.execute(
-        "UPDATE stations SET name = coalesce(%s, name), lat = %s, lon = %s WHERE id = %s RETURNING *",
-        (name, lat, lon, before["id"]),
-    ).fetchone()
+    after = one(
+        conn.execute(
+            "UPDATE stations SET name = coalesce(%s, name), lat = %s, lon = %s WHERE id = %s RETURNING *",
+            (name, lat, lon, before["id"]),
+        )
+    )
     return before, after
 
 
@@ -160,6 +164,14 @@ def get_vehicle(conn: Conn, *, vin: str) -> dict | None:
 def get_vehicle_by_id(conn: Conn, *, vehicle_id: int) -> dict | None:
     """The vehicle with this id, or None."""
     return conn.execute(_VEHICLE_SELECT + " WHERE v.id = %s", (vehicle_id,)).fetchone()
+
+
+def get_vehicle_by_id_or_raise(conn: Conn, *, vehicle_id: int) -> dict:
+    """The vehicle with this id; NotFound if there is none."""
+    v = get_vehicle_by_id(conn, vehicle_id=vehicle_id)
+    if v is None:
+        raise NotFound(f"no vehicle with id {vehicle_id}")
+    return v
 
 
 def get_vehicle_or_raise(conn: Conn, *, vin: str) -> dict:
@@ -315,11 +327,13 @@ def import_vehicles(conn: Conn, *, text: str, actor: dict | None = None) -> int:
         with conn.transaction():
             for r in rows:
                 current = r
-                vid = conn.execute(
-                    """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
+                vid = one(
+                    conn.execute(
+                        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
                            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                    (r.vin, r.plate, r.make, r.model, r.year, r.vehicle_class, stations[r.station]),
-                ).fetchone()["id"]
+                        (r.vin, r.plate, r.make, r.model, r.year, r.vehicle_class, stations[r.station]),
+                    )
+                )["id"]
                 conn.execute(
                     "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) VALUES (%s, 'available', 'import', 'imported')",
                     (vid,),
@@ -457,29 +471,31 @@ def create_vehicle(
     if get_vehicle(conn, vin=vin):
         raise Conflict(f"vehicle with VIN {vin} already exists")
     _check_plate_free(conn, plate)
-    vid = conn.execute(
-        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status,
+    vid = one(
+        conn.execute(
+            """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status,
                                  service_interval_km, service_interval_days, last_service_at)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, 15000), coalesce(%s, 365), %s) RETURNING id""",
-        (
-            vin,
-            plate,
-            make.strip(),
-            model.strip(),
-            year,
-            vehicle_class,
-            station_id,
-            status,
-            service_interval_km,
-            service_interval_days,
-            last_service_at,
-        ),
-    ).fetchone()["id"]
+            (
+                vin,
+                plate,
+                make.strip(),
+                model.strip(),
+                year,
+                vehicle_class,
+                station_id,
+                status,
+                service_interval_km,
+                service_interval_days,
+                last_service_at,
+            ),
+        )
+    )["id"]
     conn.execute(
         "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) VALUES (%s, %s, %s, 'registered')",
         (vid, status, actor),
     )
-    return get_vehicle_by_id(conn, vehicle_id=vid)  # type: ignore[return-value]
+    return get_vehicle_by_id_or_raise(conn, vehicle_id=vid)
 
 
 def update_vehicle(conn: Conn, *, vin: str, changes: dict[str, Any]) -> tuple[dict, dict]:
@@ -519,7 +535,7 @@ def update_vehicle(conn: Conn, *, vin: str, changes: dict[str, Any]) -> tuple[di
             ),
             (*cols.values(), before["id"]),
         )
-    return before, get_vehicle_by_id(conn, vehicle_id=before["id"])  # type: ignore[return-value]
+    return before, get_vehicle_by_id_or_raise(conn, vehicle_id=before["id"])
 
 
 def change_status(
@@ -537,15 +553,12 @@ def change_status(
     if vin is not None:
         before = get_vehicle_or_raise(conn, vin=vin)
     elif vehicle_id is not None:
-        before = get_vehicle_by_id(conn, vehicle_id=vehicle_id)
-        if before is None:
-            raise NotFound(f"no vehicle with id {vehicle_id}")
+        before = get_vehicle_by_id_or_raise(conn, vehicle_id=vehicle_id)
     else:
         raise ValueError("pass vin or vehicle_id")
     # Lock the row so two concurrent changes are checked against the same current status.
-    current = conn.execute(
-        "SELECT status FROM vehicles WHERE id = %s FOR UPDATE", (before["id"],)
-    ).fetchone()["status"]
+    locked = one(conn.execute("SELECT status FROM vehicles WHERE id = %s FOR UPDATE", (before["id"],)))
+    current = locked["status"]
     before["status"] = current
     if status == current:
         raise Conflict(f"vehicle {before['vin']} is already {status}")
@@ -559,7 +572,7 @@ def change_status(
         _set_writer(conn, actor, note)
         conn.execute("UPDATE vehicles SET status = %s WHERE id = %s", (status, before["id"]))
         _set_writer(conn, "", None)
-    return before, get_vehicle_by_id(conn, vehicle_id=before["id"])  # type: ignore[return-value]
+    return before, get_vehicle_by_id_or_raise(conn, vehicle_id=before["id"])
 
 
 def status_history(conn: Conn, *, vehicle_id: int, limit: int = 100, offset: int = 0) -> list[dict]:
@@ -696,25 +709,27 @@ def create_procurement(
     if expected_on is not None and expected_on < planned_on:
         raise Invalid("expected_on is before planned_on")
     station_id = _station_id_or_invalid(conn, station)
-    pid = conn.execute(
-        """INSERT INTO procurements (supplier, make, model, year, class, station_id, price, currency, planned_on,
+    pid = one(
+        conn.execute(
+            """INSERT INTO procurements (supplier, make, model, year, class, station_id, price, currency, planned_on,
                                      expected_on, note, created_by)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (
-            supplier.strip(),
-            make,
-            model,
-            year,
-            vehicle_class,
-            station_id,
-            price,
-            currency.upper(),
-            planned_on,
-            expected_on,
-            note,
-            actor,
-        ),
-    ).fetchone()["id"]
+            (
+                supplier.strip(),
+                make,
+                model,
+                year,
+                vehicle_class,
+                station_id,
+                price,
+                currency.upper(),
+                planned_on,
+                expected_on,
+                note,
+                actor,
+            ),
+        )
+    )["id"]
     return get_procurement_or_raise(conn, procurement_id=pid)
 
 
@@ -822,12 +837,12 @@ def deliver_procurement(
         ).fetchone():
             raise Conflict(f"device {device_id!r} is installed in another vehicle; remove it there first")
         install_device(conn, device_id=device_id, vehicle_id=vehicle["id"])
-        vehicle = get_vehicle_by_id(conn, vehicle_id=vehicle["id"])
+        vehicle = get_vehicle_by_id_or_raise(conn, vehicle_id=vehicle["id"])
     conn.execute(
         "UPDATE procurements SET status = 'delivered', delivered_on = %s, vehicle_id = %s, updated_at = now() WHERE id = %s",
-        (delivered_on, vehicle["id"], procurement_id),  # type: ignore[index]
+        (delivered_on, vehicle["id"], procurement_id),
     )
-    return before, get_procurement_or_raise(conn, procurement_id=procurement_id), vehicle  # type: ignore[return-value]
+    return before, get_procurement_or_raise(conn, procurement_id=procurement_id), vehicle
 
 
 def cancel_procurement(conn: Conn, *, procurement_id: int, reason: str = "") -> tuple[dict, dict]:
@@ -895,23 +910,25 @@ def create_maintenance(
         "SELECT 1 FROM maintenance_records WHERE work_order = %s", (work_order.strip(),)
     ).fetchone():
         raise Conflict(f"work order {work_order.strip()!r} already exists")
-    rid = conn.execute(
-        """INSERT INTO maintenance_records (vehicle_id, work_order, kind, description, parts, labour_cost, parts_cost,
+    rid = one(
+        conn.execute(
+            """INSERT INTO maintenance_records (vehicle_id, work_order, kind, description, parts, labour_cost, parts_cost,
                                             odometer_km, opened_at, opened_by)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s) RETURNING id""",
-        (
-            vehicle_id,
-            work_order.strip(),
-            kind,
-            description,
-            Jsonb(parts),
-            labour_cost,
-            parts_cost,
-            odometer_km,
-            opened_at,
-            actor,
-        ),
-    ).fetchone()["id"]
+            (
+                vehicle_id,
+                work_order.strip(),
+                kind,
+                description,
+                Jsonb(parts),
+                labour_cost,
+                parts_cost,
+                odometer_km,
+                opened_at,
+                actor,
+            ),
+        )
+    )["id"]
     return get_maintenance_or_raise(conn, record_id=rid)
 
 

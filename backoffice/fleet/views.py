@@ -107,9 +107,9 @@ def create_vehicle(body: m.VehicleIn, conn: ConnDep, user: Admin) -> dict:
     if body.device_id:
         _check_device_free(conn, body.device_id, v["id"])
         service.install_device(conn, device_id=body.device_id, vehicle_id=v["id"])
-        v = service.get_vehicle_by_id(conn, vehicle_id=v["id"])
+        v = service.get_vehicle_by_id_or_raise(conn, vehicle_id=v["id"])
     audit(conn, actor=user, action="vehicle.create", entity="vehicles", entity_id=v["vin"], after=v)
-    return v  # type: ignore[return-value]
+    return v
 
 
 @router.get("/vehicles/{vin}", response_model=m.VehicleOut)
@@ -201,7 +201,7 @@ def install_device(vin: str, body: m.DeviceIn, conn: ConnDep, user: Technician) 
         raise Invalid(f"vehicle {v['vin']} is retired")
     _check_device_free(conn, body.device_id, v["id"])
     service.install_device(conn, device_id=body.device_id, vehicle_id=v["id"], protocol=body.protocol)
-    after = service.get_vehicle_by_id(conn, vehicle_id=v["id"])
+    after = service.get_vehicle_by_id_or_raise(conn, vehicle_id=v["id"])
     audit(
         conn,
         actor=user,
@@ -211,7 +211,7 @@ def install_device(vin: str, body: m.DeviceIn, conn: ConnDep, user: Technician) 
         before={"device_id": v["device_id"]},
         after={"device_id": body.device_id, "protocol": body.protocol},
     )
-    return after  # type: ignore[return-value]
+    return after
 
 
 @router.delete("/vehicles/{vin}/device", response_model=m.DeviceInstallOut)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from backoffice.auth import service as auth
 from backoffice.auth.security import hash_password
 from backoffice.fleet.service import like_contains
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 
 USER_COLUMNS = "id, username, full_name, department, role, email, active, created_at, updated_at"
@@ -62,9 +62,11 @@ def _guard_admin_target(actor: dict, target: dict | None, new_role: str | None =
 
 
 def _other_active_admins(conn: Conn, user_id: int) -> int:
-    return conn.execute(
-        "SELECT count(*) AS n FROM staff_users WHERE role = 'admin' AND active AND id <> %s", (user_id,)
-    ).fetchone()["n"]
+    return one(
+        conn.execute(
+            "SELECT count(*) AS n FROM staff_users WHERE role = 'admin' AND active AND id <> %s", (user_id,)
+        )
+    )["n"]
 
 
 def create(
@@ -184,15 +186,11 @@ def create_department(conn: Conn, *, code: str, name: str) -> dict:
     """Add a department; 409 if the code exists."""
     if conn.execute("SELECT 1 FROM departments WHERE code = %s", (code,)).fetchone():
         raise Conflict(f"department {code!r} already exists")
-    return conn.execute(
-        "INSERT INTO departments (code, name) VALUES (%s, %s) RETURNING *", (code, name)
-    ).fetchone()
+    return one(conn.execute("INSERT INTO departments (code, name) VALUES (%s, %s) RETURNING *", (code, name)))
 
 
 def rename_department(conn: Conn, *, code: str, name: str) -> tuple[dict, dict]:
     """Change a department's display name; (before, after)."""
     before = get_department_or_raise(conn, code=code)
-    after = conn.execute(
-        "UPDATE departments SET name = %s WHERE code = %s RETURNING *", (name, code)
-    ).fetchone()
+    after = one(conn.execute("UPDATE departments SET name = %s WHERE code = %s RETURNING *", (name, code)))
     return before, after

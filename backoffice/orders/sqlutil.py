@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+# Re-exported for the order services; `one` lives in fleetcore.db so every domain can use it.
+from fleetcore.db import Conn, one
 
-import psycopg
-
-from fleetcore.db import Conn  # noqa: F401  (re-exported for the order services)
-
-
-def one(cur: psycopg.Cursor[Any]) -> dict:
-    """The row of a query that always returns exactly one (aggregate, RETURNING, now())."""
-    row = cur.fetchone()
-    if row is None:
-        raise RuntimeError("query returned no row")
-    return row
+__all__ = ["Conn", "one"]

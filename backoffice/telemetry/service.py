@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 
 STATE_FIELDS = (
     "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "odometer_km", "engine_hours", "rpm", "coolant_c",
@@ -60,17 +60,15 @@ def telemetry(
 
 def ingest_stats(conn: Conn) -> dict:
     counters = {r["name"]: r["value"] for r in conn.execute("SELECT name, value FROM ingest_counters")}
-    pending = conn.execute(
-        "SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"
-    ).fetchone()["n"]
+    pending = one(conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"))["n"]
     by_reason = {
         r["reason"]: r["n"]
         for r in conn.execute(
             "SELECT reason, count(*) AS n FROM ingest_rejections GROUP BY reason ORDER BY reason"
         )
     }
-    last = conn.execute("SELECT max(last_seen) AS t FROM vehicle_state").fetchone()["t"]
-    online = conn.execute("SELECT count(*) AS n FROM vehicle_state WHERE online").fetchone()["n"]
+    last = one(conn.execute("SELECT max(last_seen) AS t FROM vehicle_state"))["t"]
+    online = one(conn.execute("SELECT count(*) AS n FROM vehicle_state WHERE online"))["n"]
     return {
         "readings_stored": counters.get("readings_stored", 0),
         "events_stored": counters.get("events_stored", 0),
