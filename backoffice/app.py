@@ -6,7 +6,9 @@ import importlib
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from backoffice.deps import get_current_user, route_roles
 from backoffice.errors import install_error_handlers
 from fleetcore.db import make_pool
 from fleetcore.settings import Settings, get_settings
@@ -64,7 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if exc.name and name.startswith(exc.name):  # domain not built yet
                 continue
             raise
+        _document_roles(module.router.routes)
         app.include_router(module.router)
         if hasattr(module, "setup"):
             module.setup(app)
     return app
+
+
+def _document_roles(routes: list) -> None:
+    """State in each operation's OpenAPI description which roles may call it (from its require_roles dependency)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            roles = route_roles(route.dependant)
+            who = ", ".join(roles) if roles else "any signed-in staff user"
+            if roles is not None or any(d.call is get_current_user for d in route.dependant.dependencies):
+                route.description = f"{route.description or ''}\n\n**Roles:** {who}".strip()

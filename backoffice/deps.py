@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
@@ -88,3 +88,18 @@ def require_roles(*roles: str):
 
 CurrentUser = Annotated[dict, Depends(get_current_user)]
 AnyStaff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
+
+
+def route_roles(dependant: Any) -> tuple[str, ...] | None:
+    """Roles a route admits: the intersection of every `require_roles` dependency found in its tree (None if none)."""
+    found: list[frozenset[str]] = []
+
+    def walk(d: Any) -> None:
+        for sub in d.dependencies:
+            roles = getattr(sub.call, "allowed_roles", None)
+            if roles is not None:
+                found.append(frozenset(roles))
+            walk(sub)
+
+    walk(dependant)
+    return tuple(sorted(frozenset.intersection(*found))) if found else None

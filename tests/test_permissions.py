@@ -311,3 +311,17 @@ def test_garbage_input_never_500(app_client):
                 elif r.status_code >= 400 and "error" not in r.json():
                     failures.append(f"{method} {info.path}: {r.status_code} without the error envelope")
     assert failures == [], "\n".join(failures)
+
+
+def test_openapi_states_the_roles_of_every_protected_operation(settings):
+    from backoffice.app import create_app
+
+    schema = create_app(settings).openapi()
+    missing = []
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            if (method.upper(), path) in PUBLIC or ("*", path) in PUBLIC:
+                continue
+            if "**Roles:**" not in (op.get("description") or ""):
+                missing.append(f"{method.upper()} {path}")
+    assert not missing, missing
