@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from fleetcore.db import connect, migrate
 from fleetcore.settings import Settings
@@ -121,3 +122,12 @@ def settings(db_url: str, topic_root: str) -> Settings:
         ingest_client_id=f"ingest-{uuid.uuid4().hex[:8]}",
         monitor_client_id=f"monitor-{uuid.uuid4().hex[:8]}",
     )
+
+
+@pytest.fixture
+def staff(settings: Settings, conn: psycopg.Connection) -> Iterator[tuple[TestClient, dict, dict]]:
+    """The app's TestClient with customer-service and dispatcher headers (order tests)."""
+    from tests.test_orders_helpers import api, token
+
+    with api(settings) as client:
+        yield client, token(client, conn, "customer_service"), token(client, conn, "dispatcher")

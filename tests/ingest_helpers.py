@@ -14,8 +14,12 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from fleetcore.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -386,3 +390,9 @@ def count(url: str, query: str, *args: object) -> int:
 
     with psycopg.connect(url, autocommit=True) as c:
         return c.execute(query, args or None).fetchone()[0]
+
+
+def ingest_settings(url: str, broker: Mosquitto, root: str, **kw: Any) -> Settings:
+    """Settings for an ingest worker on `url` and the private `broker`, with a unique client id."""
+    kw.setdefault("ingest_client_id", f"ingest-{uuid.uuid4().hex[:8]}")
+    return Settings(environment="test", database_url=url, mqtt_url=broker.url, topic_root=root, **kw)

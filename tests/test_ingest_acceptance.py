@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from fleetcore.settings import Settings
 from ingest.writer import read_counters
 from tests.factories import station, vehicle
 from tests.ingest_helpers import (
     Mosquitto,
     count,
+    ingest_settings,
     ingest_worker,
     mosquitto,
     nmea_payload,
@@ -38,17 +38,6 @@ def broker() -> Iterator[Mosquitto]:
     """A private broker: the shared one caps each session's queue at 1,000 messages (Debian default)."""
     with mosquitto() as m:
         yield m
-
-
-def _settings(url: str, broker: Mosquitto, root: str, **kw) -> Settings:  # noqa: ANN003
-    return Settings(
-        environment="test",
-        database_url=url,
-        mqtt_url=broker.url,
-        topic_root=root,
-        ingest_client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-        **kw,
-    )
 
 
 def _bad_checksum(payload: bytes) -> bytes:
@@ -100,7 +89,7 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
     messages += bad
     rng.shuffle(messages)
 
-    settings = _settings(any_db_url, broker, root)
+    settings = ingest_settings(any_db_url, broker, root)
     with ingest_worker(settings):
         publish_raw(broker.port, messages)
         total = len(messages)
@@ -161,7 +150,7 @@ def test_mqtt_311_fallback_stores_everything_once(db_url: str, broker: Mosquitto
         devices = [(vehicle(conn, protocol=p)["device_id"], p) for p in ("json", "obd", "nmea")]
     base = recent_ms(-3600)
     messages = [sample_message(root, d, p, seq, base + seq * 1000) for seq in range(300) for d, p in devices]
-    settings = _settings(db_url, broker, root, mqtt_protocol="3.1.1")
+    settings = ingest_settings(db_url, broker, root, mqtt_protocol="3.1.1")
     with ingest_worker(settings):
         publish_raw(broker.port, messages + messages[:100])
         assert wait_until(

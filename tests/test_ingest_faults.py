@@ -25,6 +25,7 @@ from tests.factories import station, vehicle
 from tests.ingest_helpers import (
     Mosquitto,
     count,
+    ingest_settings,
     ingest_worker,
     mosquitto,
     private_postgres,
@@ -69,11 +70,6 @@ def _stream(root: str, devices: list[tuple[str, str]], total: int) -> list[tuple
         for d, (device_id, proto) in enumerate(devices):
             out.append(sample_message(root, device_id, proto, seq, base + seq * 1000 + d))
     return out
-
-
-def _settings(url: str, broker: Mosquitto, root: str, **kw) -> Settings:  # noqa: ANN003
-    kw.setdefault("ingest_client_id", f"ingest-{uuid.uuid4().hex[:8]}")
-    return Settings(environment="test", database_url=url, mqtt_url=broker.url, topic_root=root, **kw)
 
 
 def _readings(url: str) -> int:
@@ -152,7 +148,7 @@ def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosqui
         migrate(url, Settings(environment="test", timescale="on"))
         messages = _stream(root, _devices(url), STREAM)
         inflight = 5000
-        settings = _settings(url, broker, root, ingest_max_inflight=inflight)
+        settings = ingest_settings(url, broker, root, ingest_max_inflight=inflight)
         with ingest_worker(settings) as worker:
             pub = _publish_in_background(broker.port, messages)
             assert wait_until(lambda: _readings(url) >= STREAM // 5, timeout=40, interval=0.02)
@@ -175,8 +171,8 @@ def test_two_workers_on_a_shared_subscription_share_the_work(db_url: str, broker
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     total = 30_000
     messages = _stream(root, _devices(db_url), total)
-    a = _settings(db_url, broker, root, ingest_share_group="ingest")
-    b = _settings(db_url, broker, root, ingest_share_group="ingest")
+    a = ingest_settings(db_url, broker, root, ingest_share_group="ingest")
+    b = ingest_settings(db_url, broker, root, ingest_share_group="ingest")
     with ingest_worker(a) as wa, ingest_worker(b) as wb:
         publish_raw(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= total, timeout=45), _readings(db_url)
@@ -236,7 +232,7 @@ def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(
     bad = _malformed(root, devices, rng, 10_000)
     messages = valid + [m for m, _ in bad]
     rng.shuffle(messages)
-    with ingest_worker(_settings(db_url, broker, root)):
+    with ingest_worker(ingest_settings(db_url, broker, root)):
         publish_raw(broker.port, messages)
         assert wait_until(
             lambda: (
@@ -269,7 +265,7 @@ def test_broker_restart_mid_stream_resumes_without_loss(db_url: str) -> None:
     broker = Broker(d, persistence=True)
     broker.start()
     try:
-        with ingest_worker(_settings(db_url, broker, root)) as worker:
+        with ingest_worker(ingest_settings(db_url, broker, root)) as worker:
             publish_raw(broker.port, first)
             assert wait_until(lambda: _readings(db_url) >= 2_000, timeout=30, interval=0.02)
             broker.restart()  # same port, session and queued messages restored from persistence
@@ -289,7 +285,7 @@ def test_metrics_endpoint_reports_messages_rows_and_rejections(db_url: str, brok
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     devices = _devices(db_url, 10)
     messages = _stream(root, devices, 1000) + [(f"{root}/devices/{devices[0][0]}/telemetry", b"{oops")]
-    with ingest_worker(_settings(db_url, broker, root, ingest_metrics_port=0)) as worker:
+    with ingest_worker(ingest_settings(db_url, broker, root, ingest_metrics_port=0)) as worker:
         publish_raw(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= 1000, timeout=30)
         time.sleep(0.3)

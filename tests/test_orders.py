@@ -8,13 +8,7 @@ import psycopg
 import pytest
 
 from tests import factories
-from tests.test_orders_helpers import api, create_customer, create_order, future, next_weekday, token
-
-
-@pytest.fixture
-def staff(settings, conn):
-    with api(settings) as client:
-        yield client, token(client, conn, "customer_service"), token(client, conn, "dispatcher")
+from tests.test_orders_helpers import create_customer, create_order, future, next_weekday, token
 
 
 def test_intake_quote_and_validation(staff, conn):

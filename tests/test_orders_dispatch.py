@@ -6,13 +6,7 @@ import pytest
 
 from backoffice.orders.dispatch import haversine_km
 from tests import factories
-from tests.test_orders_helpers import api, create_customer, create_order, future, set_state, token
-
-
-@pytest.fixture
-def staff(settings, conn):
-    with api(settings) as client:
-        yield client, token(client, conn, "customer_service"), token(client, conn, "dispatcher")
+from tests.test_orders_helpers import create_customer, create_order, future, set_state
 
 
 def _car(conn, station: dict, *, odo: float | None, fuel: float | None, cls: str = "compact", **kw) -> dict:
