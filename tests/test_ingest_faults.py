@@ -288,12 +288,14 @@ def test_metrics_endpoint_reports_messages_rows_and_rejections(db_url: str, brok
     with ingest_worker(ingest_settings(db_url, broker, root, ingest_metrics_port=0)) as worker:
         publish_raw(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= 1000, timeout=30)
-        time.sleep(0.3)
-        text = (
-            urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics.port}/metrics", timeout=5)
-            .read()
-            .decode()
-        )
+
+        def scrape() -> str:
+            url = f"http://127.0.0.1:{worker.metrics.port}/metrics"
+            return urllib.request.urlopen(url, timeout=5).read().decode()
+
+        # Wait for the last message (the rejection) to be counted instead of sleeping a guessed interval.
+        assert wait_until(lambda: 'reason="bad_json"' in scrape(), timeout=10)
+        text = scrape()
     assert 'fleet_ingest_rows_written_total{table="readings"} 1000.0' in text
     assert 'fleet_ingest_rejections_total{reason="bad_json"} 1.0' in text
     assert 'fleet_ingest_messages_total{kind="telemetry"}' in text

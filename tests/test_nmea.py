@@ -190,8 +190,13 @@ def test_round_trip(ts: datetime, lat: float, lon: float, speed: float, heading:
 
 def test_encoded_sentences_verify_with_pynmea2() -> None:
     ts = datetime(2026, 11, 26, 10, 11, 12, tzinfo=UTC)
-    for sentence in (encode_rmc(ts, 48.1, 11.5, 50, 10), encode_gga(ts, 48.1, 11.5, 500, 1.0, 8)):
-        pynmea2.parse(sentence, check=True)  # raises on a bad checksum
+    rmc = pynmea2.parse(encode_rmc(ts, 48.1, 11.5, 50, 10), check=True)  # raises on a bad checksum
+    gga = pynmea2.parse(encode_gga(ts, 48.1, 11.5, 500, 1.0, 8), check=True)
+    # An independent decoder reads back what we encoded, not just a valid checksum.
+    assert rmc.datetime == ts and rmc.latitude == pytest.approx(48.1) and rmc.longitude == pytest.approx(11.5)
+    assert float(rmc.spd_over_grnd) * KNOT_KMH == pytest.approx(50, abs=0.01) and float(rmc.true_course) == 10
+    assert gga.latitude == pytest.approx(48.1) and gga.longitude == pytest.approx(11.5)
+    assert float(gga.altitude) == 500 and float(gga.horizontal_dil) == 1.0 and int(gga.num_sats) == 8
 
 
 def test_encode_without_speed_and_course() -> None:

@@ -104,6 +104,7 @@ def test_ten_concurrent_transactions_for_the_last_car(settings, any_db_url, capl
     assert sorted(outcomes) == ["conflict"] * (N - 1) + ["ok"], outcomes
     with connect(db_url, autocommit=True) as conn:
         _assert_one_hold_per_vehicle(conn)
-    # Losers that saw the car as free were stopped by the exclusion constraint itself, not by a Python check.
+    # How many losers the exclusion constraint stopped (not the Python availability check) depends on timing,
+    # so it is reported, not asserted; test_orders.py checks the constraint itself rejects a double booking.
     lost = [r for r in caplog.records if "lost vehicle" in r.getMessage()]
     print(f"{len(lost)} of {N - 1} losers were rejected by the exclusion constraint")
