@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -131,3 +132,13 @@ def migrate(url: str, settings: Settings) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied
+
+
+def update_columns(conn: Conn, *, table: str, key: str, key_value: object, values: dict[str, object]) -> dict:
+    """UPDATE one row's columns (identifiers quoted by psycopg.sql) and its updated_at; returns the new row."""
+    query = sql.SQL("UPDATE {} SET {}, updated_at = now() WHERE {} = %s RETURNING *").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values),
+        sql.Identifier(key),
+    )
+    return one(conn.execute(query, (*values.values(), key_value)))

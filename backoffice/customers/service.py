@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import sql
 
 from backoffice.orders.sqlutil import Conn, one
+from fleetcore.db import update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 FIELDS = (
@@ -110,15 +111,7 @@ def update(conn: Conn, *, customer_id: int, changes: dict[str, Any]) -> tuple[di
         )
     if not changes:
         return before, before
-    cols = list(changes)
-    after = one(
-        conn.execute(
-            sql.SQL("UPDATE customers SET {}, updated_at = now() WHERE id = %s RETURNING *").format(
-                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
-            ),
-            [changes[c] for c in cols] + [customer_id],
-        )
-    )
+    after = update_columns(conn, table="customers", key="id", key_value=customer_id, values=changes)
     return before, after
 
 

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from backoffice.fleet.vin import vin_problem
 from fleetcore.contract import DEVICE_ID_RE
-from fleetcore.db import Conn, one
+from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 VEHICLE_CLASSES = ("economy", "compact", "midsize", "fullsize", "suv", "van", "premium", "ev")
@@ -527,14 +527,7 @@ def update_vehicle(conn: Conn, *, vin: str, changes: dict[str, Any]) -> tuple[di
         if changes.get(f) is not None:
             cols[f] = changes[f]
     if cols:
-        conn.execute(
-            psycopg.sql.SQL("UPDATE vehicles SET {}, updated_at = now() WHERE id = %s").format(
-                psycopg.sql.SQL(", ").join(
-                    psycopg.sql.SQL("{} = %s").format(psycopg.sql.Identifier(c)) for c in cols
-                )
-            ),
-            (*cols.values(), before["id"]),
-        )
+        update_columns(conn, table="vehicles", key="id", key_value=before["id"], values=cols)
     return before, get_vehicle_by_id_or_raise(conn, vehicle_id=before["id"])
 
 
@@ -758,14 +751,7 @@ def update_procurement(conn: Conn, *, procurement_id: int, changes: dict[str, An
     if cols.get("price", 0) < 0:
         raise Invalid("price may not be negative")
     if cols:
-        conn.execute(
-            psycopg.sql.SQL("UPDATE procurements SET {}, updated_at = now() WHERE id = %s").format(
-                psycopg.sql.SQL(", ").join(
-                    psycopg.sql.SQL("{} = %s").format(psycopg.sql.Identifier(c)) for c in cols
-                )
-            ),
-            (*cols.values(), procurement_id),
-        )
+        update_columns(conn, table="procurements", key="id", key_value=procurement_id, values=cols)
     return before, get_procurement_or_raise(conn, procurement_id=procurement_id)
 
 
@@ -950,14 +936,7 @@ def update_maintenance(conn: Conn, *, record_id: int, changes: dict[str, Any]) -
         if changes.get("parts_cost") is None:
             cols["parts_cost"] = _parts_cost(changes["parts"])
     if cols:
-        conn.execute(
-            psycopg.sql.SQL("UPDATE maintenance_records SET {}, updated_at = now() WHERE id = %s").format(
-                psycopg.sql.SQL(", ").join(
-                    psycopg.sql.SQL("{} = %s").format(psycopg.sql.Identifier(c)) for c in cols
-                )
-            ),
-            (*cols.values(), record_id),
-        )
+        update_columns(conn, table="maintenance_records", key="id", key_value=record_id, values=cols)
     return before, get_maintenance_or_raise(conn, record_id=record_id)
 
 

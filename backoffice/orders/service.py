@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from backoffice.customers import service as customers
@@ -16,6 +15,7 @@ from backoffice.finance import service as finance
 from backoffice.orders import pricing
 from backoffice.orders.pricing import to_json
 from backoffice.orders.sqlutil import Conn, one
+from fleetcore.db import update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -127,15 +127,7 @@ def list_rates(conn: Conn) -> list[dict]:
 def update_rate(conn: Conn, *, vehicle_class: str, values: dict) -> tuple[dict, dict]:
     """Replace a class's rate row; new quotes use it, existing orders keep the rate they were quoted."""
     before = get_rate(conn, vehicle_class=vehicle_class)
-    cols = list(values)
-    after = one(
-        conn.execute(
-            sql.SQL("UPDATE rates SET {}, updated_at = now() WHERE vehicle_class = %s RETURNING *").format(
-                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
-            ),
-            [values[c] for c in cols] + [vehicle_class],
-        )
-    )
+    after = update_columns(conn, table="rates", key="vehicle_class", key_value=vehicle_class, values=values)
     return before, after
 
 
