@@ -18,6 +18,7 @@ reading the socket (TCP back-pressure) until the writer takes the next batch.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import struct
 import threading
@@ -45,6 +46,8 @@ STATS_EVERY_S = 10.0
 READ_CHUNK = 256 * 1024
 # Packets handled per network-loop pass while the read buffer still holds data (keeps pings and acks flowing).
 MAX_PACKETS_PER_PASS = 2000
+# Allocations between young-generation GC passes in a worker (CPython's default is 700).
+GC_THRESHOLD_GEN0 = 50_000
 
 
 class _BufferedSocket:
@@ -412,6 +415,12 @@ class Consumer:
 
     def run(self) -> None:
         """Consume until stopped."""
+        # The queue holds up to max_inflight messages of many small objects each; with the default thresholds
+        # the cyclic GC re-scans them over and over (measured: +5 µs per message). The hot path creates no
+        # reference cycles, so collections are made rare and what start-up built is left out of them.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD_GEN0, 50, 100)
         metrics_port = self.settings.ingest_metrics_port
         if metrics_port is not None:
             self.metrics.serve(metrics_port)

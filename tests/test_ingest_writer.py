@@ -222,3 +222,36 @@ def test_retention_drops_old_readings_and_keeps_recent(any_db_url: str) -> None:
         assert removed.get("readings_chunks", 0) >= 1 or removed.get("readings_rows") == 2
         seqs = [r["seq"] for r in conn.execute("SELECT seq FROM readings ORDER BY seq").fetchall()]
         assert seqs == [3]
+
+
+def test_duplicate_in_a_plain_insert_batch_is_redone_with_dedupe_and_counted(any_db_url: str) -> None:
+    """The fast path (plain INSERT) meets a resent sample: the batch is redone with ON CONFLICT, nothing twice."""
+    from ingest import writer as writer_module
+
+    with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
+        v = vehicle(conn)
+        other = vehicle(conn)
+        w = BatchWriter(any_db_url)
+        t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        first = w.write([_tel(v["device_id"], 1, t, speed_kmh=10.0)])
+        assert (first.readings_stored, first.duplicates) == (1, 0)
+        assert w._dedupe_batches == 0  # still on the plain path
+        st = w.write(
+            [
+                _tel(v["device_id"], 1, t, speed_kmh=10.0),  # resent
+                _tel(v["device_id"], 2, t + timedelta(seconds=1), speed_kmh=20.0),
+                _tel(other["device_id"], 1, t, speed_kmh=30.0),
+            ]
+        )
+        assert (st.readings_stored, st.duplicates) == (2, 1)
+        assert w._dedupe_batches == writer_module.DEDUPE_BATCHES
+        assert conn.execute("SELECT count(*) AS n FROM readings").fetchone()["n"] == 3
+        counters = read_counters(conn)
+        assert counters["readings_stored"] == 3 and counters["duplicates_skipped"] == 1
+        # each message was counted once, although its batch ran twice
+        assert counters["messages_received"] == 4
+        assert _state(conn, v["id"])["speed_kmh"] == 20.0
+        # the following batches stay on the ON CONFLICT path for a while, then try the plain INSERT again
+        w.write([_tel(v["device_id"], 3, t + timedelta(seconds=2), speed_kmh=25.0)])
+        assert w._dedupe_batches == writer_module.DEDUPE_BATCHES - 1
+        w.close()
