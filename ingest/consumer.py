@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK, PUBLISH, MQTTErrorCode, MQTTMessage
+from paho.mqtt.client import PUBACK, MQTTErrorCode, MQTTMessage
 from paho.mqtt.exception import MalformedPacket
 
 from fleetcore.contract import TOPIC_KINDS
@@ -44,10 +44,11 @@ MAX_RECEIVE_MAXIMUM = 65535
 STATS_EVERY_S = 10.0
 # Socket read size for the buffered reader below: many small PUBLISH packets per system call.
 READ_CHUNK = 256 * 1024
-# Packets handled per network-loop pass while the read buffer still holds data (keeps pings and acks flowing).
-MAX_PACKETS_PER_PASS = 2000
 # Allocations between young-generation GC passes in a worker (CPython's default is 700).
 GC_THRESHOLD_GEN0 = 50_000
+
+# One received QoS 1 PUBLISH on the fast path: (packet id, topic, payload).
+Publish = tuple[int, str, bytes]
 
 
 class _BufferedSocket:
@@ -74,6 +75,17 @@ class _BufferedSocket:
         out = buf[pos : pos + n]
         self._pos = pos + len(out)
         return out
+
+    def fill(self) -> int:
+        """One recv() appended to what is buffered (a partial packet); its length, 0 at end of stream."""
+        data = self._sock.recv(READ_CHUNK)  # type: ignore[attr-defined]
+        if data:
+            if self._pos < len(self._buf):
+                self._buf = self._buf[self._pos :] + data
+            else:
+                self._buf = data
+            self._pos = 0
+        return len(data)
 
     def pending(self) -> int:
         return len(self._buf) - self._pos
@@ -104,28 +116,38 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
-class _Publish:
-    """The fields of a received QoS 1 PUBLISH that the direct callback uses (a light stand-in for MQTTMessage)."""
-
-    __slots__ = ("mid", "topic", "payload", "dup", "retain")
-    qos = 1
-
-    def __init__(self, mid: int, topic: str, payload: bytes | bytearray, dup: bool, retain: bool) -> None:
-        self.mid = mid
-        self.topic = topic
-        self.payload = payload
-        self.dup = dup
-        self.retain = retain
+def _decode_publish(packet: bytes) -> Publish | None:
+    """(packet id, topic, payload) of a QoS 1 PUBLISH body without properties; None when paho must decode it."""
+    # PUBLISH variable header (MQTT 5 §3.3.2): topic (2-byte length + UTF-8), packet id, properties.
+    if len(packet) < 2:
+        return None
+    tlen = (packet[0] << 8) | packet[1]
+    pos = 2 + tlen
+    if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties
+        return None
+    try:
+        topic = packet[2:pos].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return (packet[pos] << 8) | packet[pos + 1], topic, packet[pos + 3 :]
 
 
 class IngestClient(mqtt.Client):
     """paho Client tuned for a high-rate QoS 1 consumer with manual acks.
 
     Measured on the 2-core dev box with 150-byte messages: stock paho 2.2 receives ~8,600 msg/s (one select()
-    and ~4 recv() per packet, and MQTT 5 Properties objects built per PUBLISH); with the buffered socket,
-    the property-less PUBLISH fast path and batched PUBACKs below, ~47,000 msg/s.
-    Anything unusual (QoS 0/2, PUBLISH with properties, MQTT 3.1.1, automatic acks) takes paho's own path.
+    and ~4 recv() per packet, an MQTT 5 Properties object and an MQTTMessageInfo with its own Condition per
+    PUBLISH, per-topic callback matching). Here, when `direct_on_batch` is set (MQTT 5, manual acks, plain
+    TCP), each network-loop pass makes one recv() of up to READ_CHUNK bytes and hands every whole QoS 1 PUBLISH
+    without properties in it to that callback as one list; PUBACKs go out batched (`ack_many`). Every other
+    packet (CONNACK, SUBACK, PINGRESP, PUBLISH with properties or QoS 0/2) is handled by paho as usual.
     """
+
+    # When set, QoS 1 PUBLISH packets go to this callback in lists of (mid, topic, payload), skipping paho's
+    # per-message objects and callback matching.
+    direct_on_batch: Callable[[list[Publish]], None] | None = None
+    # When set, every message paho itself decodes goes straight to this callback (no per-topic matching).
+    direct_on_message: Callable[[mqtt.Client, object, MQTTMessage], None] | None = None
 
     def _create_socket(self):  # noqa: ANN202
         sock = super()._create_socket()
@@ -134,41 +156,64 @@ class IngestClient(mqtt.Client):
         return sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        n = 0
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and n < MAX_PACKETS_PER_PASS:
-            sock = self._sock
-            if sock is None or not isinstance(sock, _BufferedSocket) or not sock.pending():
+        sock = self._sock
+        fn = self.direct_on_batch
+        if (
+            type(sock) is not _BufferedSocket
+            or fn is None
+            or self._protocol != mqtt.MQTTv5
+            or not self._manual_ack
+            or self._in_packet["command"] != 0
+        ):
+            return self._loop_read_paho(max_packets)
+        try:
+            if sock.fill() == 0:
+                return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        except BlockingIOError:
+            if not sock.pending():
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        publishes: list[Publish] = []
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while True:
+            whole = sock.take_packet()
+            if whole is None:
                 break
-            rc = super().loop_read(1)
-            n += 1
+            cmd, body = whole
+            if (cmd & 0xF6) == 0x32:  # PUBLISH with QoS 1 (any DUP / RETAIN flag)
+                p = _decode_publish(body)
+                if p is not None:
+                    publishes.append(p)
+                    continue
+            if publishes:  # keep the order of what arrived
+                self._deliver(fn, publishes)
+                publishes = []
+            rc = self._handle_whole(cmd, body)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        if publishes:
+            self._deliver(fn, publishes)
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return self._loop_rc_handle(rc)
         return rc
 
-    def _packet_read(self) -> MQTTErrorCode:
-        # Whole packets straight from the read buffer; paho's own reader (one recv() per header byte) handles
-        # packets split across reads.
-        sock = self._sock
-        if type(sock) is not _BufferedSocket or self._in_packet["command"] != 0:
-            return super()._packet_read()
-        whole = sock.take_packet()
-        if whole is None:
-            return super()._packet_read()
-        cmd, body = whole
-        if (cmd & 0xF6) == 0x32 and self.direct_on_message is not None:
-            # QoS 1 PUBLISH: straight to the callback, without paho's per-packet state dicts and dispatch
-            rc = self._direct_publish(cmd, body)
-            if rc is not None:
-                self._last_bytes_received = (
-                    mqtt.time_func()
-                )  # paho's keepalive clock (a float store is atomic)
-                return rc
+    def _deliver(self, fn: Callable[[list[Publish]], None], publishes: list[Publish]) -> None:
+        with self._in_callback_mutex:
+            fn(publishes)
+
+    def _handle_whole(self, cmd: int, body: bytes) -> MQTTErrorCode:
+        """Let paho handle one whole packet taken from the buffer."""
         self._in_packet = {
             "command": cmd,
             "have_remaining": 1,
             "remaining_count": [],
             "remaining_mult": 1,
             "remaining_length": len(body),
-            "packet": body if (cmd & 0xF0) == PUBLISH else bytearray(body),
+            "packet": bytearray(body),
             "to_process": 0,
             "pos": 0,
         }
@@ -186,59 +231,17 @@ class IngestClient(mqtt.Client):
             "to_process": 0,
             "pos": 0,
         }
-        with self._msgtime_mutex:
-            self._last_bytes_received = mqtt.time_func()  # paho's keepalive clock
         return rc
 
-    def _direct_publish(self, cmd: int, packet: bytes | bytearray) -> MQTTErrorCode | None:
-        """A QoS 1 PUBLISH without properties handed to `direct_on_message`; None when paho must decode it."""
-        fn = self.direct_on_message
-        if fn is None or self._protocol != mqtt.MQTTv5 or not self._manual_ack or len(packet) < 2:
-            return None
-        # PUBLISH variable header (MQTT 5 §3.3.2): topic (2-byte length + UTF-8), packet id, properties.
-        tlen = (packet[0] << 8) | packet[1]
-        pos = 2 + tlen
-        if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties: let paho decode them
-            return None
-        # paho's MQTTMessage builds an MQTTMessageInfo with its own Condition per message (~3 µs, ~8 % of
-        # the network thread in a drain profile); the direct callback only needs these fields.
-        try:
-            topic = packet[2 : 2 + tlen].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        light = _Publish(
-            (packet[pos] << 8) | packet[pos + 1], topic, packet[pos + 3 :], bool(cmd & 0x08), bool(cmd & 0x01)
-        )
-        with self._in_callback_mutex:
-            fn(self, self._userdata, light)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        cmd = self._in_packet["command"]
-        packet = self._in_packet["packet"]
-        if (cmd & 0x06) != 0x02 or self._protocol != mqtt.MQTTv5 or not self._manual_ack:
-            return super()._handle_publish()
-        rc = self._direct_publish(cmd, packet)
-        if rc is not None:
-            return rc
-        # PUBLISH variable header (MQTT 5 §3.3.2): topic (2-byte length + UTF-8), packet id, properties.
-        tlen = (packet[0] << 8) | packet[1]
-        pos = 2 + tlen
-        if len(packet) < pos + 3 or packet[pos + 2] != 0:  # has properties: let paho decode them
-            return super()._handle_publish()
-        mid = (packet[pos] << 8) | packet[pos + 1]
-        msg = MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + tlen]))
-        msg.dup = bool(cmd & 0x08)
-        msg.qos = 1
-        msg.retain = bool(cmd & 0x01)
-        msg.payload = bytes(packet[pos + 3 :])
-        msg.timestamp = time.monotonic()
-        self._handle_on_message(msg)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    # When set, every message goes straight to this callback (paho's per-topic callback matching, which
-    # decodes the topic twice per message, is skipped; `message_callback_add` is then not used).
-    direct_on_message: Callable[[mqtt.Client, object, MQTTMessage | _Publish], None] | None = None
+    def _loop_read_paho(self, max_packets: int) -> MQTTErrorCode:
+        """paho's loop_read, draining what the buffered socket already holds in the same pass."""
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            sock = self._sock
+            if sock is None or not isinstance(sock, _BufferedSocket) or not sock.pending():
+                break
+            rc = super().loop_read(1)
+        return rc
 
     def _handle_on_message(self, message: MQTTMessage) -> None:
         fn = self.direct_on_message
@@ -255,8 +258,11 @@ class IngestClient(mqtt.Client):
             for mid in mids:
                 self.ack(mid, 1)
             return
-        blob = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+        blob = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
         self._packet_queue(PUBACK, blob, 0, 0)
+
+
+_PUBACK = struct.Struct("!BBH")
 
 
 class _Connection(MqttConnection):
@@ -327,6 +333,7 @@ class Consumer:
             on_down=self._connection_down,
         )
         self.mqtt.client.direct_on_message = self.mqtt.client.on_message  # type: ignore[attr-defined]
+        self.mqtt.client.direct_on_batch = self._on_batch  # type: ignore[attr-defined]
         # Set once the broker has acknowledged every subscription of the current connection.
         self.subscribed = threading.Event()
         self._subacks = 0
@@ -359,7 +366,7 @@ class Consumer:
         except Exception:  # never let an exception escape a callback
             log.exception("error in on_subscribe")
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage | _Publish) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage) -> None:
         if self.closing:
             return  # not acknowledged: the broker delivers it again to the next session
         now = datetime.now(UTC)
@@ -382,6 +389,45 @@ class Consumer:
             while n >= self.hard_cap and not self.stop.is_set() and not self.closing:
                 self.cond.wait(0.5)
                 n = len(q)
+
+    def _on_batch(self, publishes: list[Publish]) -> None:
+        """The QoS 1 PUBLISH packets of one socket read: parsed, then queued under one lock acquisition."""
+        if self.closing:
+            return  # not acknowledged: the broker delivers them again to the next session
+        try:
+            now = datetime.now(UTC)  # one arrival time per socket read (they arrived within microseconds)
+            mono = time.monotonic()
+            epoch = self.epoch
+            root = self.root
+            parse = self.parse
+            items = []
+            for mid, topic, payload in publishes:
+                try:
+                    result = parse(root, topic, payload, now=now)
+                except Exception as exc:  # a parser bug must not stop the stream: keep it as a rejection
+                    log.exception("parser failed on %s", topic)
+                    from ingest.writer import _Rejection
+
+                    result = _Rejection(None, "parse_error", f"{type(exc).__name__}: {exc}"[:300])
+                items.append((mid, 1, epoch, Message(topic, payload, now, result), mono))
+        except Exception:  # never let an exception escape into paho's loop; unacked messages come back
+            log.exception("error handling %d messages", len(publishes))
+            return
+        q = self.queue
+        cap = self.hard_cap
+        with self.cond:
+            while items:
+                # never more than the hard cap held: what does not fit waits (and the socket is not read)
+                while len(q) >= cap and not self.stop.is_set() and not self.closing:
+                    self.cond.wait(0.5)
+                if self.closing or self.stop.is_set():
+                    return  # not queued, not acknowledged: the broker delivers them again
+                room = cap - len(q)
+                was_empty = not q
+                q.extend(items[:room])
+                del items[:room]
+                if was_empty or len(q) >= self.batch_size:
+                    self.cond.notify()
 
     # -- writer (calling thread) --------------------------------------------------------------------------
 
