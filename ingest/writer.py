@@ -2,7 +2,8 @@
 
 Everything one batch produces is written in ONE transaction, so a batch is either fully stored (and then
 acknowledged to the broker) or not at all (and then redelivered). Samples are deduplicated by the unique
-index readings_sample_key, so redelivery never stores a sample twice.
+index readings_sample_key (vehicle, time, device, kind, seq), so redelivery never stores a sample twice: a plain
+INSERT first, redone with ON CONFLICT DO NOTHING when it meets a duplicate (see docs/ingest.md).
 """
 
 from __future__ import annotations
