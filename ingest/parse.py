@@ -59,6 +59,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TS = datetime(1980, 1, 6, tzinfo=UTC)
 MIN_TS_MS = (MIN_TS - EPOCH) // timedelta(milliseconds=1)
 MAX_TS_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
+# Up to 2100, datetime.fromtimestamp(ms / 1000) is exact to the microsecond (a double's error there is < 0.5 µs;
+# checked against EPOCH + timedelta on 10^6 random values) and half the cost; later times take the exact path.
+_FAST_TS_MAX_MS = (datetime(2100, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
 MAX_SEQ = 2**63 - 1  # readings.seq is a PostgreSQL bigint
 FUTURE_SKEW = timedelta(seconds=MAX_FUTURE_SKEW_S)
 # RFC 3339 date-time (section 5.6); the offset is mandatory. RFC 3339 allows a space instead of "T" (5.6 note).
@@ -169,7 +172,10 @@ def _timestamp(value: Any, limit: datetime) -> datetime:
     elif t is int:
         if not MIN_TS_MS <= value <= MAX_TS_MS:
             raise _Bad("out_of_range", f"ts={_show(value)} epoch ms is before {MIN_TS.date()} or absurd")
-        ts = EPOCH + timedelta(milliseconds=value)
+        if value <= _FAST_TS_MAX_MS:
+            ts = datetime.fromtimestamp(value / 1000, UTC)
+        else:
+            ts = EPOCH + timedelta(milliseconds=value)
     elif value is None:
         raise _Bad("missing_field", "ts is required")
     else:
@@ -482,6 +488,19 @@ def _loads(text: str) -> Any:
     return _DECODER.decode(text)
 
 
+_MISS = object()
+
+
+def _loads_bytes(raw: bytes) -> Any:
+    """orjson straight on the payload bytes (valid UTF-8, checked above); _MISS where _loads must decide."""
+    if _LONG_RUN in raw.translate(_DIGITS_AS_ZERO):
+        return _MISS
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _MISS
+
+
 # Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
 _topic_cached = functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)(parse_topic)
 
@@ -517,7 +536,9 @@ def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> 
     if kind == NMEA:
         return _nmea(text, device_id, limit)
     try:
-        body = _loads(text)
+        body = _loads_bytes(payload) if type(payload) is bytes else _MISS
+        if body is _MISS:
+            body = _loads(text)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:

@@ -699,3 +699,16 @@ def test_details_quote_values_briefly() -> None:
     assert len(result.detail) < 200
     result = rejected("obd", {"ts": NOW_MS, "seq": 1, "frames": ["4" * 10_001]}, "bad_obd_frame")
     assert len(result.detail) < 200
+
+
+def test_epoch_ms_timestamps_are_exact_on_both_conversion_paths() -> None:
+    """ms → datetime takes a float shortcut up to 2100 and exact timedelta arithmetic after; both are exact."""
+    from ingest import parse
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    far = datetime.max.replace(tzinfo=UTC)
+    rng = random.Random(7)
+    values = [parse.MIN_TS_MS, parse._FAST_TS_MAX_MS - 1, parse._FAST_TS_MAX_MS, parse._FAST_TS_MAX_MS + 1]
+    values += [rng.randint(parse.MIN_TS_MS, parse.MAX_TS_MS) for _ in range(20_000)]
+    for v in values:
+        assert parse._timestamp(v, far) == epoch + timedelta(milliseconds=v), v
