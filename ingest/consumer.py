@@ -34,7 +34,7 @@ from fleetcore.contract import TOPIC_KINDS
 from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
 from ingest.metrics import IngestMetrics, kv
-from ingest.writer import BatchWriter, Message
+from ingest.writer import BatchWriter, Message, _Rejection
 
 log = logging.getLogger(__name__)
 
@@ -367,31 +367,11 @@ class Consumer:
             log.exception("error in on_subscribe")
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage) -> None:
-        if self.closing:
-            return  # not acknowledged: the broker delivers it again to the next session
-        now = datetime.now(UTC)
-        topic = msg.topic
-        payload = msg.payload
-        try:
-            result = self.parse(self.root, topic, payload, now=now)
-        except Exception as exc:  # a parser bug must not stop the stream: keep the message as a rejection
-            log.exception("parser failed on %s", topic)
-            from ingest.writer import _Rejection
+        """A message paho decoded itself (PUBLISH with properties, QoS 0/2): the same path as a batch of one."""
+        self._on_batch([(msg.mid, msg.topic, bytes(msg.payload))], qos=msg.qos)
 
-            result = _Rejection(None, "parse_error", f"{type(exc).__name__}: {exc}"[:300])
-        item = (msg.mid, msg.qos, self.epoch, Message(topic, bytes(payload), now, result), time.monotonic())
-        q = self.queue
-        with self.cond:
-            q.append(item)
-            n = len(q)
-            if n == 1 or n >= self.batch_size:
-                self.cond.notify()
-            while n >= self.hard_cap and not self.stop.is_set() and not self.closing:
-                self.cond.wait(0.5)
-                n = len(q)
-
-    def _on_batch(self, publishes: list[Publish]) -> None:
-        """The QoS 1 PUBLISH packets of one socket read: parsed, then queued under one lock acquisition."""
+    def _on_batch(self, publishes: list[Publish], qos: int = 1) -> None:
+        """The PUBLISH packets of one socket read: parsed, then queued under one lock acquisition."""
         if self.closing:
             return  # not acknowledged: the broker delivers them again to the next session
         try:
@@ -406,10 +386,8 @@ class Consumer:
                     result = parse(root, topic, payload, now=now)
                 except Exception as exc:  # a parser bug must not stop the stream: keep it as a rejection
                     log.exception("parser failed on %s", topic)
-                    from ingest.writer import _Rejection
-
                     result = _Rejection(None, "parse_error", f"{type(exc).__name__}: {exc}"[:300])
-                items.append((mid, 1, epoch, Message(topic, payload, now, result), mono))
+                items.append((mid, qos, epoch, Message(topic, payload, now, result), mono))
         except Exception:  # never let an exception escape into paho's loop; unacked messages come back
             log.exception("error handling %d messages", len(publishes))
             return
