@@ -574,10 +574,11 @@ def _round(v: float | None) -> float | None:
 def write_report(res: dict) -> None:
     (HERE / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     d, b, n, s = res["drain"], res["broker_limit"], res["naive"], res["steady"]
-    dm, sm, mil = res.get("drain_multi"), res.get("steady_multi"), res.get("drain_million")
-    if mil is None and res["runs"]["drain"] and "rss_mb_max_per_worker" in res["runs"]["drain"][0]:
-        # the memory bound from the one-worker drains themselves: their largest RSS
-        mil = max(res["runs"]["drain"], key=lambda x: x["rss_mb_max_per_worker"])
+    dm, sm = res.get("drain_multi"), res.get("steady_multi")
+    # the memory bound: the largest RSS of the one-worker drains (files from before it was recorded have none)
+    mil = max(res["runs"]["drain"], key=lambda x: x.get("rss_mb_max_per_worker", 0), default=None)
+    if mil is not None and "rss_mb_max_per_worker" not in mil:
+        mil = None
     r = res["ratios"]
     ing = res["params"]["ingest"]
 
@@ -684,12 +685,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workers", type=int, default=2, help="also drain with this many workers on a shared subscription"
     )
-    ap.add_argument(
-        "--million",
-        type=int,
-        default=0,
-        help="one more drain of this many messages (1 worker) for the memory bound; 0 (default) skips it",
-    )
     ap.add_argument("--note", default="", help="free text for the report (e.g. 'reduced run, noisy machine')")
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args(argv)
@@ -723,13 +718,6 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"run {i + 1}: ingest drain with {args.workers} workers (shared subscription)")
                     multi.append(measure_drain(url, broker, data, tmp, workers=args.workers))
                     log(f"  {multi[-1]}")
-            million = None
-            if args.million:
-                data = backlog(f"bench-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.million)
-                log(f"memory bound: ingest drain of {len(data):,} messages (1 worker)")
-                million = measure_drain(url, broker, data, tmp)
-                log(f"  {million}")
-                del data
             naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
             log(f"naive baseline on {len(naive_data):,} messages")
             naive = measure_naive(url, broker, naive_data)
@@ -779,7 +767,6 @@ def main(argv: list[str] | None = None) -> int:
             "steady_s": args.steady_s,
             "repeat": args.repeat,
             "note": args.note,
-            "million": args.million,
             "ingest": {
                 "batch_size": Settings().ingest_batch_size,
                 "batch_ms": Settings().ingest_batch_ms,
@@ -801,7 +788,6 @@ def main(argv: list[str] | None = None) -> int:
             if multi
             else None
         ),
-        "drain_million": million,
         "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
         "ratios": {
             "ingest_over_broker": per_run_ratio(drains),

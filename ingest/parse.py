@@ -478,27 +478,18 @@ _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _LONG_RUN = b"0" * 19
 
 
-def _loads(text: str) -> Any:
-    raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate gives bytes orjson refuses: stdlib decides
+def _loads(text: str, raw: bytes | None = None) -> Any:
+    """JSON text → object. `raw`: the same text as UTF-8 bytes when the caller has them (saves an encode)."""
+    if raw is None:
+        raw = text.encode(
+            "utf-8", "surrogatepass"
+        )  # a lone surrogate gives bytes orjson refuses: stdlib decides
     if _LONG_RUN not in raw.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     return _DECODER.decode(text)
-
-
-_MISS = object()
-
-
-def _loads_bytes(raw: bytes) -> Any:
-    """orjson straight on the payload bytes (valid UTF-8, checked above); _MISS where _loads must decide."""
-    if _LONG_RUN in raw.translate(_DIGITS_AS_ZERO):
-        return _MISS
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _MISS
 
 
 # Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
@@ -536,9 +527,7 @@ def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> 
     if kind == NMEA:
         return _nmea(text, device_id, limit)
     try:
-        body = _loads_bytes(payload) if type(payload) is bytes else _MISS
-        if body is _MISS:
-            body = _loads(text)
+        body = _loads(text, payload if type(payload) is bytes else None)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:
