@@ -29,3 +29,20 @@ def test_migrate_is_idempotent_and_recorded(db_url):
 def test_bad_database_url_rejected(bad):
     with pytest.raises(ValueError, match="libpq URL"):
         Settings(database_url=bad)
+
+
+def test_readings_carry_one_index(any_db_url):
+    """Every insert pays for each index on readings; only the per-vehicle one is read, so it is the only one."""
+    with psycopg.connect(any_db_url) as conn:
+        names = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'readings'")]
+    assert names == ["readings_sample_key"]
+
+
+def test_timescale_default_time_index_dropped_on_migrate(db_url):
+    """A database whose hypertable was created with TimescaleDB's default (ts DESC) index loses it on migrate."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX readings_ts_idx ON readings (ts DESC)")
+    migrate(db_url, Settings(environment="test", timescale="on"))
+    with psycopg.connect(db_url) as conn:
+        n = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_ts_idx'").fetchone()[0]
+    assert n == 0
