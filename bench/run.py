@@ -209,6 +209,7 @@ def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> 
         first = up = None
         n = len(data)
         rss_max = 0.0
+        cpu_up: dict | None = None
         while True:
             c = poll.execute("SELECT value FROM ingest_counters WHERE name = 'readings_stored'").fetchone()[0]
             with contextlib.suppress(OSError):
@@ -216,9 +217,11 @@ def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> 
             now = time.perf_counter()
             if up is None and all(b"event=mqtt_up" in f.read_bytes() for f in logs):
                 up = now  # every worker has imported its code and connected: draining starts here
+                cpu_up = cpu_snapshot(procs, broker)
             if c and first is None:
                 first = now
             if c >= n:
+                cpu_end = cpu_snapshot(procs, broker)
                 break
             if now - t0 > 1800:
                 raise TimeoutError(f"drain stuck at {c}/{n}")
@@ -242,6 +245,8 @@ def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> 
         "rate_from_connect_msgs_s": round(n / connected, 1),
         "rss_mb_max_per_worker": round(rss_max, 1),
         "stored": stored,
+        # from the MQTT connect to the last commit; the workers' start-up is outside this window
+        "cpu_us_per_msg": cpu_budget(cpu_up, cpu_end, n, connected) if cpu_up else None,
     }
 
 
@@ -476,6 +481,50 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pg_cpu_s() -> float | None:
+    """CPU seconds of every PostgreSQL server process on this machine, finished backends included (the
+    postmaster's children times hold them once it has reaped them); None when /proc does not show them."""
+    total, found = 0.0, False
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if comm != "postgres":
+            continue
+        f = stat.rsplit(")", 1)[1].split()
+        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])  # utime stime cutime cstime
+        found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def cpu_snapshot(workers: list[subprocess.Popen], broker) -> dict[str, float | None]:  # noqa: ANN001
+    """CPU seconds so far of the ingest workers, the PostgreSQL server and the broker."""
+    return {
+        "workers": sum(proc_cpu_s(p.pid) for p in workers),
+        "postgres": pg_cpu_s(),
+        "broker": proc_cpu_s(broker.proc.pid) if getattr(broker, "proc", None) else None,
+    }
+
+
+def cpu_budget(before: dict, after: dict, messages: int, seconds: float) -> dict:
+    """µs of CPU per message by component between two snapshots, and how busy that kept the machine."""
+    out: dict[str, float | None] = {}
+    for k in before:
+        a, b = before[k], after[k]
+        out[k] = None if a is None or b is None else round((b - a) / messages * 1e6, 1)
+    parts = [v for v in out.values() if v is not None]
+    out["total"] = round(sum(parts), 1) if len(parts) == len(before) else None
+    if out["total"] is not None:
+        out["machine_busy_pct"] = round(
+            out["total"] * messages / 1e6 / (seconds * (os.cpu_count() or 1)) * 100, 1
+        )
+    return out
+
+
 def proc_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -649,6 +698,7 @@ def write_report(res: dict) -> None:
             if mil
             else []
         ),
+        *_budget_lines(res, b["rate_msgs_s"]),
         f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
         "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
         "interpolated within buckets).",
@@ -659,6 +709,57 @@ def write_report(res: dict) -> None:
         "Raw runs: see `bench/results.json`.",
     ]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _budget(runs: list[dict] | None) -> dict | None:
+    """Median over runs of each component of the drains' CPU budget."""
+    budgets = [r["cpu_us_per_msg"] for r in runs or [] if r.get("cpu_us_per_msg")]
+    if not budgets:
+        return None
+    out = {}
+    for k in budgets[0]:
+        vals = [b[k] for b in budgets if b.get(k) is not None]
+        out[k] = round(statistics.median(vals), 1) if vals else None
+    return out
+
+
+def _budget_lines(res: dict, broker_limit: float) -> list[str]:
+    """The CPU budget table: where each drained message's CPU goes, and the ceiling that puts on the drain rate."""
+    one, multi = _budget(res["runs"]["drain"]), _budget(res["runs"].get("drain_multi"))
+    if one is None:
+        return []
+    cores = res["machine"]["nproc"]
+    cols = [one] + ([multi] if multi else [])
+    head = "| µs of CPU per message | 1 worker |" + (
+        f" {res['drain_multi']['workers']} workers |" if multi else ""
+    )
+
+    def row(label: str, key: str, fmt: str = "{}") -> str:
+        return f"| {label} |" + "".join(
+            f" {'n/a' if c.get(key) is None else fmt.format(c[key])} |" for c in cols
+        )
+
+    ceiling = f"| CPU ceiling: {cores} cores × 10⁶ ÷ total |" + "".join(
+        f" {cores * 1e6 / c['total']:,.0f} msg/s |" if c.get("total") else " n/a |" for c in cols
+    )
+    half = broker_limit / 2
+    return [
+        "Where the CPU goes in the drains (from the MQTT connect to the last commit, medians of the runs; "
+        "PostgreSQL is every server process, WAL writer and checkpointer included; read from /proc):",
+        "",
+        head,
+        "|---|---|" + ("---|" if multi else ""),
+        row("ingest workers (Python: MQTT read, parse, COPY)", "workers"),
+        row("PostgreSQL", "postgres"),
+        row("Mosquitto (delivery and acks)", "broker"),
+        row("**total**", "total", "**{}**"),
+        row(f"machine busy (% of {cores} cores)", "machine_busy_pct", "{} %"),
+        ceiling,
+        "",
+        f"Half the broker limit ({half:,.0f} msg/s) on {cores} cores leaves at most "
+        f"**{cores * 1e6 / half:.1f} µs** of CPU per message for the three together.",
+        "",
+    ]
 
 
 def _ms(v: float | None) -> str:
