@@ -240,6 +240,8 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
     "(vs.online_changed_at IS NULL OR EXCLUDED.online_changed_at >= vs.online_changed_at))",
 )
 
+_LOCK_STATE = "SELECT 1 FROM vehicle_state WHERE vehicle_id = ANY(%s) ORDER BY vehicle_id FOR UPDATE"
+
 _COUNTERS_UPSERT = (
     "INSERT INTO ingest_counters (name, value) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
     "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + EXCLUDED.value"
@@ -401,6 +403,11 @@ class BatchWriter:
                     p[2] = m.received_at
 
         with conn.cursor() as cur:
+            if stage_rows and presence:
+                # Both the sample upsert and the presence upsert below lock vehicle_state rows, each in vehicle
+                # order; a batch committing concurrently (another writer or worker) could meet the same rows in
+                # the other order and deadlock, so the rows of both are locked here first, in one order.
+                cur.execute(_LOCK_STATE, (sorted(samples_per_vehicle.keys() | presence.keys()),))
             if stage_rows:
                 st.readings_staged = len(stage_rows)
                 with cur.copy(_COPY_STAGE) as copy:

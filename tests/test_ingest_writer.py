@@ -255,3 +255,56 @@ def test_duplicate_in_a_plain_insert_batch_is_redone_with_dedupe_and_counted(any
         w.write([_tel(v["device_id"], 3, t + timedelta(seconds=2), speed_kmh=25.0)])
         assert w._dedupe_batches == writer_module.DEDUPE_BATCHES - 1
         w.close()
+
+
+def test_concurrent_batches_lock_vehicle_state_in_one_order(db_url: str) -> None:
+    """A batch with samples of vehicles 1 and 3 and an event of vehicle 2 must not deadlock with a concurrent
+    transaction that holds vehicle 2 and then wants vehicle 3 (what a second writer's batch does)."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        v1, v2, v3 = sorted((vehicle(conn) for _ in range(3)), key=lambda v: v["id"])
+        w = BatchWriter(db_url)
+        t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        w.write([_tel(v["device_id"], 1, t, speed_kmh=1.0) for v in (v1, v2, v3)])  # state rows exist
+        event = json.dumps(
+            {"ts": int((t + timedelta(seconds=5)).timestamp() * 1000), "seq": 9, "type": "crash"}
+        )
+        batch = [
+            _tel(v1["device_id"], 2, t + timedelta(seconds=1), speed_kmh=2.0),
+            _tel(v3["device_id"], 2, t + timedelta(seconds=1), speed_kmh=2.0),
+            _msg(v2["device_id"], "event", event.encode()),
+        ]
+        other = psycopg.connect(db_url, autocommit=False)
+        other.execute("SET lock_timeout = '10s'")
+        other.execute("UPDATE vehicle_state SET health = 'ok' WHERE vehicle_id = %s", (v2["id"],))
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                w.write(batch)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        th = threading.Thread(target=write)
+        th.start()
+        # wait until the batch is blocked on vehicle 2's row lock
+        pid = w.conn.info.backend_pid if w.conn else None
+        for _ in range(200):
+            waiting = conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if waiting and waiting["wait_event_type"] == "Lock":
+                break
+            threading.Event().wait(0.02)
+        else:
+            raise AssertionError("the batch never waited for vehicle 2")
+        try:
+            # without one lock order the batch holds vehicle 3 here, and PostgreSQL aborts one side as a deadlock
+            other.execute("UPDATE vehicle_state SET health = 'ok' WHERE vehicle_id = %s", (v3["id"],))
+            other.commit()
+        finally:
+            other.close()
+        th.join(30)
+        assert not errors, errors
+        assert [_state(conn, v["id"])["speed_kmh"] for v in (v1, v2, v3)] == [2.0, 1.0, 2.0]
+        assert conn.execute("SELECT count(*) AS n FROM device_events").fetchone()["n"] == 1
+        w.close()
