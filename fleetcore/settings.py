@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=200, ge=1)
     # Upper bound on un-acknowledged messages held in memory (back-pressure).
     ingest_max_inflight: int = Field(default=20000, ge=1)
+    # Database connections per ingest worker, each committing its own batch; acks still go out in order.
+    ingest_writers: int = Field(default=2, ge=1, le=16)
     ingest_client_id: str = "fleet-ingest"
     ingest_share_group: str | None = None
     ingest_session_expiry_s: int = Field(default=86400, ge=0)

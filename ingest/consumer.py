@@ -4,15 +4,17 @@ Delivery: a message is acknowledged to the broker only after the transaction hol
 at-least-once from broker to database; storage dedupes, so exactly-once in storage.
 
 Threads: paho's network thread receives and parses (pure, no I/O) and appends to a queue; the calling
-thread takes batches (by size or age), writes them in one transaction each and then acknowledges them.
-While one batch commits (the GIL is released during I/O) the next one is being received and parsed.
+thread takes batches (by size or age) and hands them to `FLEET_INGEST_WRITERS` writer threads (default 2), each
+committing on its own database connection, so one batch's COPY and statements run while another commits and while
+the next is received (the GIL is released during I/O). Committed batches are acknowledged in the order they were
+taken (`_AckSequencer`), so PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
 
 Memory bound: at most `FLEET_INGEST_MAX_INFLIGHT` messages (default 20,000; each its raw payload plus parsed
-rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the one batch being written, however large the backlog in
-the broker. Two mechanisms: the worker announces that number as MQTT 5 Receive Maximum (flow control, at most
-65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live traffic once acks
-flow (and QoS 0 is never flow-controlled), the network thread blocks when the queue is full, which stops
-reading the socket (TCP back-pressure) until the writer takes the next batch.
+rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), however
+large the backlog in the broker. Two mechanisms: the worker announces that number as MQTT 5 Receive Maximum (flow
+control, at most 65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live
+traffic once acks flow (and QoS 0 is never flow-controlled), the network thread blocks when the queue is full,
+which stops reading the socket (TCP back-pressure) until the writer takes the next batch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import collections
 import gc
 import logging
+import queue
 import struct
 import threading
 import time
@@ -34,7 +37,7 @@ from fleetcore.contract import TOPIC_KINDS
 from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
 from ingest.metrics import IngestMetrics, kv
-from ingest.writer import BatchWriter, Message, _Rejection
+from ingest.writer import BatchStats, BatchWriter, Message, _Rejection
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +320,14 @@ class Consumer:
         self.cond = threading.Condition()
         self.epoch = 0
         self.closing = False
-        self.writer = BatchWriter(settings.require_database_url(), metrics=self.metrics)
+        url = settings.require_database_url()
+        self.writers = [BatchWriter(url, metrics=self.metrics) for _ in range(settings.ingest_writers)]
+        # at most this many batches are out of the queue (being written) at a time: part of the memory bound
+        self._slots = threading.Semaphore(len(self.writers))
+        self._writer_error: BaseException | None = None
         self.totals: collections.Counter[str] = collections.Counter()
+        self._window: collections.Counter[str] = collections.Counter()
+        self._last_stats = time.monotonic()
         self.mqtt = _Connection(
             settings.mqtt,
             settings.ingest_client_id,
@@ -437,6 +446,38 @@ class Consumer:
         self.mqtt.client.ack_many(mids)  # type: ignore[attr-defined]
         return len(mids)
 
+    def _release(self, batch: list, st: BatchStats) -> None:
+        """A committed batch whose turn has come (the sequencer calls this in take order): ack it, count it."""
+        acked = self._ack(batch)
+        window = self._window
+        for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
+            window[k] += getattr(st, k)
+        window["acked"] += acked
+        now = time.monotonic()
+        if now - self._last_stats >= STATS_EVERY_S:
+            self._log_stats(window, now - self._last_stats)
+            self.totals.update(window)
+            window.clear()
+            self._last_stats = now
+
+    def _write_loop(self, writer: BatchWriter, jobs: queue.SimpleQueue, seq: _AckSequencer) -> None:
+        """One writer thread: commit the batches it is handed on its own connection, in any order."""
+        try:
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                n, batch = job
+                try:
+                    st = writer.commit([b[3] for b in batch], self.stop)
+                    seq.finished(n, batch, st)
+                finally:
+                    self._slots.release()
+        except BaseException as exc:  # a bug, not a database problem (commit retries those): the worker stops
+            self._writer_error = exc
+            with self.cond:
+                self.cond.notify_all()
+
     def run(self) -> None:
         """Consume until stopped."""
         # The queue holds up to max_inflight messages of many small objects each; with the default thresholds
@@ -461,47 +502,62 @@ class Consumer:
             batch_size=self.batch_size,
             batch_ms=self.settings.ingest_batch_ms,
             receive_maximum=self.receive_maximum,
+            writers=len(self.writers),
         )
-        last_stats = time.monotonic()
-        window: collections.Counter[str] = collections.Counter()
+        # Batches go to the writers in take order; each commits on its own connection, so one batch's COPY and
+        # statements run while another commits. At most len(writers) batches are out of the queue at a time.
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        sequencer = _AckSequencer(self._release)
+        threads = [
+            threading.Thread(
+                target=self._write_loop, args=(w, jobs, sequencer), name=f"ingest-writer-{i}", daemon=True
+            )
+            for i, w in enumerate(self.writers)
+        ]
+        for t in threads:
+            t.start()
+        self._last_stats = time.monotonic()
+        n = 0
         try:
             while True:
+                if self._writer_error is not None:
+                    raise self._writer_error
                 if self.mqtt.fatal_error:
                     raise ConnectionError(f"MQTT broker refused the connection: {self.mqtt.fatal_error}")
                 if self.stop.is_set() and not self.closing:
                     self.closing = True  # from here on nothing new is taken in; what is held is flushed
-                batch = self._take()
-                self.metrics.queue_depth.set(len(self.queue) + len(batch))
-                if not batch:
-                    if self.stop.is_set():
-                        break
-                    continue
-                st = self.writer.commit([b[3] for b in batch], self.stop)
-                if st is None:
+                if sequencer.blocked:  # a batch was left uncommitted: nothing after it may be acknowledged
                     kv(
                         log,
                         logging.WARNING,
                         "stopped_during_db_outage",
-                        unacknowledged=len(batch) + len(self.queue),
+                        unacknowledged=len(self.queue) + sequencer.held(),
                     )
                     break
-                acked = self._ack(batch)
-                for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
-                    window[k] += getattr(st, k)
-                window["acked"] += acked
-                now = time.monotonic()
-                if now - last_stats >= STATS_EVERY_S:
-                    self._log_stats(window, now - last_stats)
-                    self.totals.update(window)
-                    window.clear()
-                    last_stats = now
+                if not self._slots.acquire(timeout=0.25):
+                    continue  # every writer is busy (or waiting for the database)
+                batch = self._take()
+                if not batch:
+                    self._slots.release()
+                    if self.stop.is_set():
+                        break
+                    continue
+                self.metrics.queue_depth.set(len(self.queue) + len(batch))
+                jobs.put((n, batch))
+                n += 1
         finally:
-            self.totals.update(window)
             self.closing = True
             with self.cond:
                 self.cond.notify_all()
+            for _ in threads:
+                jobs.put(None)
+            for t in threads:  # the batches handed out are committed (or given up when stopped) first
+                t.join(None if self._writer_error is None else 5)
+            self.totals.update(self._window)
+            self._window.clear()
             self.mqtt.stop()
-            self.writer.close()
+            for w in self.writers:
+                w.close()
             self.metrics.close()
             kv(log, logging.INFO, "ingest_stopped", **{k: v for k, v in self.totals.items()})
 
@@ -518,6 +574,40 @@ class Consumer:
             held=len(self.queue),
             connected=int(self.mqtt.connected.is_set()),
         )
+
+
+class _AckSequencer:
+    """Releases committed batches in the order they were taken from the queue.
+
+    Writers may commit out of order, but PUBACKs go out in the order the PUBLISHes arrived (MQTT 5 §4.6), so a
+    batch waits here until every earlier one is released. A batch that was not committed (the worker was stopped
+    while the database was down) blocks every later one for good: they are not acknowledged, the broker delivers
+    them again, and storage dedupes what was committed.
+    """
+
+    def __init__(self, release: Callable[[list, BatchStats], None]) -> None:
+        self._release = release
+        self._lock = threading.Lock()
+        self._next = 0
+        self._done: dict[int, tuple[list, BatchStats | None]] = {}
+        self.blocked = False
+
+    def finished(self, n: int, batch: list, st: BatchStats | None) -> None:
+        """Batch number `n` is done: `st` when committed, None when given up."""
+        with self._lock:
+            self._done[n] = (batch, st)
+            while not self.blocked and self._next in self._done:
+                if self._done[self._next][1] is None:
+                    self.blocked = True
+                    break
+                b, s = self._done.pop(self._next)
+                self._next += 1
+                self._release(b, s)  # type: ignore[arg-type]
+
+    def held(self) -> int:
+        """Messages in finished batches that are waiting (or blocked) here."""
+        with self._lock:
+            return sum(len(b) for b, _ in self._done.values())
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
