@@ -149,7 +149,12 @@ def counter(url: str, name: str = "readings_stored") -> int:
 
 
 def ingest_env(
-    url: str, broker_url: str, root: str, client_id: str, metrics_port: int | None = None
+    url: str,
+    broker_url: str,
+    root: str,
+    client_id: str,
+    metrics_port: int | None = None,
+    writers: int | None = None,
 ) -> dict[str, str]:
     env = {
         **os.environ,
@@ -161,6 +166,8 @@ def ingest_env(
     }
     if metrics_port:
         env["FLEET_INGEST_METRICS_PORT"] = str(metrics_port)
+    if writers:
+        env["FLEET_INGEST_WRITERS"] = str(writers)
     return env
 
 
@@ -180,7 +187,9 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> dict:  # noqa: ANN001
+def measure_drain(
+    url: str, broker, data: list, tmp: Path, workers: int = 1, writers: int | None = None
+) -> dict:  # noqa: ANN001
     """Queue `data` for ingest's persistent session(s) while ingest is down, then time `fleet ingest` draining it.
 
     With workers > 1, that many `fleet ingest` processes share the stream through `$share/bench/...`; their
@@ -200,7 +209,7 @@ def measure_drain(url: str, broker, data: list, tmp: Path, workers: int = 1) -> 
     # 20 times a second on the 2 cores the drain itself needs.
     poll = psycopg.connect(url, autocommit=True)
     for cid, logfile in zip(cids, logs, strict=True):
-        env = ingest_env(url, broker.url, root, cid)
+        env = ingest_env(url, broker.url, root, cid, writers=writers)
         if share:
             env["FLEET_INGEST_SHARE_GROUP"] = share
         procs.append(start_ingest(env, logfile))
@@ -532,7 +541,9 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path, workers: int = 1) -> dict:  # noqa: ANN001
+def measure_steady(  # noqa: ANN001
+    url: str, broker, devs: list, seconds: float, tmp: Path, workers: int = 1, writers: int | None = None
+) -> dict:
     """N devices × 1 Hz into `workers` ingest processes (a shared subscription when > 1)."""
     reset_tables(url)
     root = f"bench-steady-{uuid.uuid4().hex[:6]}/fleet/v1"
@@ -540,7 +551,7 @@ def measure_steady(url: str, broker, devs: list, seconds: float, tmp: Path, work
     procs, ports, logs = [], [], []
     for i in range(workers):
         port = free_port()
-        env = ingest_env(url, broker.url, root, f"bench-steady-{tag}-{i}", port)
+        env = ingest_env(url, broker.url, root, f"bench-steady-{tag}-{i}", port, writers=writers)
         if workers > 1:
             env["FLEET_INGEST_SHARE_GROUP"] = "bench"
         logfile = tmp / f"steady-{tag}-{i}.log"
@@ -634,7 +645,11 @@ def write_report(res: dict) -> None:
     def verdict(value: float | None, target: float) -> str:
         return "n/a" if value is None else f"**{value}** ({'met' if value >= target else 'missed'})"
 
-    two = f"{dm['workers']} workers, shared subscription" if dm else None
+    def writers(n: int | None) -> str:
+        return "" if n is None else f" × {n} writer{'s' if n != 1 else ''}"
+
+    one = f"1 worker{writers(ing.get('writers'))}"
+    two = f"{dm['workers']} workers{writers(ing.get('multi_writers'))}, shared subscription" if dm else None
     limit_runs = ", ".join(f"{x['rate_msgs_s']:,.0f}" for x in res["runs"]["broker_limit"])
     row = lambda label, one, multi: f"| {label} | {one} |" + (f" {multi} |" if dm else "")  # noqa: E731
     lines = [
@@ -648,7 +663,7 @@ def write_report(res: dict) -> None:
         f"Ingest settings: batch {ing['batch_size']:,} messages / {ing['batch_ms']} ms, "
         f"max in flight {ing['max_inflight']:,}. {res['params']['note']}",
         "",
-        "| measure | 1 worker |" + (f" {two} |" if dm else ""),
+        f"| measure | {one} |" + (f" {two} |" if dm else ""),
         "|---|---|" + ("---|" if dm else ""),
         row(
             "1. drain rate: backlog → committed rows, counted from process start",
@@ -692,7 +707,7 @@ def write_report(res: dict) -> None:
                 f"Memory bound: a backlog of {mil['messages']:,} messages drained by one worker "
                 f"({mil['stored']:,} stored); the worker's RSS peaked at "
                 f"**{mil['rss_mb_max_per_worker']} MB** (it holds at most {ing['max_inflight']:,} messages, "
-                "`FLEET_INGEST_MAX_INFLIGHT`, plus the batch being written).",
+                "`FLEET_INGEST_MAX_INFLIGHT`, plus the batches being written, one per writer).",
                 "",
             ]
             if mil
@@ -786,6 +801,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workers", type=int, default=2, help="also drain with this many workers on a shared subscription"
     )
+    ap.add_argument(
+        "--multi-writers",
+        type=int,
+        default=1,
+        help="FLEET_INGEST_WRITERS of each worker in the multi-worker runs (one worker runs with the default); "
+        "with as many workers as cores, more connections per worker only add lock contention",
+    )
     ap.add_argument("--note", default="", help="free text for the report (e.g. 'reduced run, noisy machine')")
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args(argv)
@@ -817,7 +839,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  {drains[-1]}")
                 if args.workers > 1:
                     log(f"run {i + 1}: ingest drain with {args.workers} workers (shared subscription)")
-                    multi.append(measure_drain(url, broker, data, tmp, workers=args.workers))
+                    multi.append(
+                        measure_drain(
+                            url, broker, data, tmp, workers=args.workers, writers=args.multi_writers
+                        )
+                    )
                     log(f"  {multi[-1]}")
             naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
             log(f"naive baseline on {len(naive_data):,} messages")
@@ -829,7 +855,9 @@ def main(argv: list[str] | None = None) -> int:
             steady_multi = None
             if args.workers > 1:
                 log(f"steady state with {args.workers} workers (shared subscription)")
-                steady_multi = measure_steady(url, broker, devs, args.steady_s, tmp, workers=args.workers)
+                steady_multi = measure_steady(
+                    url, broker, devs, args.steady_s, tmp, workers=args.workers, writers=args.multi_writers
+                )
                 log(f"  {steady_multi}")
     finally:
         drop_database(url)
@@ -872,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_size": Settings().ingest_batch_size,
                 "batch_ms": Settings().ingest_batch_ms,
                 "max_inflight": Settings().ingest_max_inflight,
+                "writers": Settings().ingest_writers,
+                "multi_writers": args.multi_writers,
             },
         },
         "drain": drain,

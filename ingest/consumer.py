@@ -423,7 +423,7 @@ class Consumer:
         q = self.queue
         with self.cond:
             while not q:
-                if self.stop.is_set():
+                if self.stop.is_set() or self._writer_error is not None:
                     return []
                 self.cond.wait(0.25)
             deadline = q[0][4] + self.batch_s
@@ -537,12 +537,12 @@ class Consumer:
                 if not self._slots.acquire(timeout=0.25):
                     continue  # every writer is busy (or waiting for the database)
                 batch = self._take()
+                self.metrics.queue_depth.set(len(self.queue) + len(batch))
                 if not batch:
                     self._slots.release()
                     if self.stop.is_set():
                         break
                     continue
-                self.metrics.queue_depth.set(len(self.queue) + len(batch))
                 jobs.put((n, batch))
                 n += 1
         finally:
