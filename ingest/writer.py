@@ -197,12 +197,12 @@ def _state_upsert(*, multi: bool) -> sql.Composed:
     if multi:
         source = sql.SQL(
             "SELECT * FROM ("
-            "{single} WHERE NOT (s.vehicle_id = ANY(%(multi)s)) "
+            "{single} WHERE NOT EXISTS (SELECT FROM unnest(%(multi)s::int8[]) AS m(id) WHERE m.id = s.vehicle_id) "
             "UNION ALL "
             "SELECT s.vehicle_id, (array_agg(s.device_id ORDER BY s.received_at DESC))[1], "
             "max(s.ts) FILTER (WHERE {newer}), {picks}, {dtc}, max(s.received_at), now() "
             "FROM ingest_stage_readings s LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id "
-            "WHERE s.vehicle_id = ANY(%(multi)s) "
+            "WHERE EXISTS (SELECT FROM unnest(%(multi)s::int8[]) AS m(id) WHERE m.id = s.vehicle_id) "
             "GROUP BY s.vehicle_id"
             ") AS u ORDER BY 1"
         ).format(single=single, newer=newer, picks=sql.SQL(", ").join(picks), dtc=dtc_pick)
