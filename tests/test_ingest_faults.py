@@ -167,6 +167,35 @@ def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosqui
         _assert_exactly_once(url, STREAM)
 
 
+def test_stop_while_postgres_is_down_acks_nothing_uncommitted(broker: Mosquitto) -> None:
+    """A worker stopped during a database outage exits without acknowledging what it could not commit (with two
+    writers, not even batches committed after the one given up); the next worker on the same session stores
+    every message exactly once."""
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    total = 20_000
+    with private_postgres() as pg:
+        with psycopg.connect(pg.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE fleet")
+        url = pg.url("fleet")
+        migrate(url, Settings(environment="test", timescale="on"))
+        messages = _stream(root, _devices(url), total)
+        settings = ingest_settings(url, broker, root, ingest_writers=2)
+        with ingest_worker(settings) as worker:
+            pub = _publish_in_background(broker.port, messages)
+            assert wait_until(lambda: _readings(url) >= total // 4, timeout=40, interval=0.02)
+            pg.stop("fast")
+            assert wait_until(lambda: worker.metrics.db_errors._value.get() >= 1, timeout=10)
+            t0 = time.monotonic()
+        # leaving the block stopped the worker: it gave up its batches instead of waiting for the database
+        assert time.monotonic() - t0 < 15
+        assert worker.totals["messages"] < total  # the outage really cut the stream short
+        pg.start()
+        pub.join(60)
+        with ingest_worker(settings):  # the same client id: the same persistent session
+            assert wait_until(lambda: _readings(url) >= total, timeout=60), _readings(url)
+        _assert_exactly_once(url, total)
+
+
 def test_two_workers_on_a_shared_subscription_share_the_work(db_url: str, broker: Mosquitto) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     total = 30_000
