@@ -88,6 +88,15 @@ def _assert_exactly_once(url: str, expected: int) -> None:
     assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
 
 
+def _fleet_database(pg) -> str:  # noqa: ANN001
+    """A migrated database `fleet` on a private PostgreSQL; its URL."""
+    with psycopg.connect(pg.url(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE fleet")
+    url = pg.url("fleet")
+    migrate(url, Settings(environment="test", timescale="on"))
+    return url
+
+
 def _publish_in_background(port: int, messages: list[tuple[str, bytes]]) -> threading.Thread:
     t = threading.Thread(target=publish_raw, args=(port, messages), daemon=True)
     t.start()
@@ -142,10 +151,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
 def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosquitto) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     with private_postgres() as pg:
-        with psycopg.connect(pg.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE fleet")
-        url = pg.url("fleet")
-        migrate(url, Settings(environment="test", timescale="on"))
+        url = _fleet_database(pg)
         messages = _stream(root, _devices(url), STREAM)
         inflight = 5000
         settings = ingest_settings(url, broker, root, ingest_max_inflight=inflight)
@@ -174,10 +180,7 @@ def test_stop_while_postgres_is_down_acks_nothing_uncommitted(broker: Mosquitto)
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     total = 20_000
     with private_postgres() as pg:
-        with psycopg.connect(pg.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE fleet")
-        url = pg.url("fleet")
-        migrate(url, Settings(environment="test", timescale="on"))
+        url = _fleet_database(pg)
         messages = _stream(root, _devices(url), total)
         settings = ingest_settings(url, broker, root, ingest_writers=2)
         with ingest_worker(settings) as worker:
