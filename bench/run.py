@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import pickle
 import platform
 import random
 import socket
@@ -172,10 +173,11 @@ def ingest_env(
 
 
 def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
+    # the parse-free bound runs the same worker with a memoised parser (bench/parse_free_worker.py)
+    module = "bench.parse_free_worker" if "BENCH_PARSE_FREE_DATA" in env else "fleetcore.cli"
+    args = [sys.executable, "-m", module] + ([] if "BENCH_PARSE_FREE_DATA" in env else ["ingest"])
     with logfile.open("ab") as f:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f
-        )
+        return subprocess.Popen(args, env=env, stdout=f, stderr=f, cwd=HERE.parent)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -188,18 +190,32 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def measure_drain(
-    url: str, broker, data: list, tmp: Path, workers: int = 1, writers: int | None = None
-) -> dict:  # noqa: ANN001
+    url: str,
+    broker,  # noqa: ANN001
+    data: list,
+    tmp: Path,
+    workers: int = 1,
+    writers: int | None = None,
+    parse_free: bool = False,
+) -> dict:
     """Queue `data` for ingest's persistent session(s) while ingest is down, then time `fleet ingest` draining it.
 
     With workers > 1, that many `fleet ingest` processes share the stream through `$share/bench/...`; their
-    sessions exist before the backlog is published, so Mosquitto spreads the backlog over them.
+    sessions exist before the backlog is published, so Mosquitto spreads the backlog over them. With parse_free,
+    the workers parse the backlog before they connect and then look results up (bench/parse_free_worker.py).
     """
+    parsed_file = None
+    if parse_free:
+        parsed_file = tmp / f"parse-free-{uuid.uuid4().hex[:6]}.pickle"
+        with parsed_file.open("wb") as f:
+            pickle.dump(data, f)
     reset_tables(url)
     root = data[0][0].split("/devices/")[0]
     tag = uuid.uuid4().hex[:6]
     cids = [f"bench-ingest-{tag}-{i}" for i in range(workers)]
-    share = "bench" if workers > 1 else None
+    # a share group of its own: sessions of an earlier drain of the same backlog (offline, not expired) would
+    # otherwise be members too, and Mosquitto would queue part of this backlog for them
+    share = f"bench{tag}" if workers > 1 else None
     for cid in cids:
         create_session(broker.port, cid, [f"$share/{share}/{t}" if share else t for t in topics(root)])
     publish_raw(broker.port, data)
@@ -212,6 +228,8 @@ def measure_drain(
         env = ingest_env(url, broker.url, root, cid, writers=writers)
         if share:
             env["FLEET_INGEST_SHARE_GROUP"] = share
+        if parsed_file:
+            env["BENCH_PARSE_FREE_DATA"] = str(parsed_file)
         procs.append(start_ingest(env, logfile))
     try:
         t0 = time.perf_counter()
@@ -714,6 +732,7 @@ def write_report(res: dict) -> None:
             else []
         ),
         *_budget_lines(res, b["rate_msgs_s"]),
+        *_parse_free_lines(res),
         f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
         "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
         "interpolated within buckets).",
@@ -777,6 +796,25 @@ def _budget_lines(res: dict, broker_limit: float) -> list[str]:
     ]
 
 
+def _parse_free_lines(res: dict) -> list[str]:
+    """The upper bound: the multi-worker drain again, with the parser replaced by a lookup of its results."""
+    free = res["runs"].get("drain_parse_free")
+    if not free:
+        return []
+    budget = _budget(free) or {}
+    rate = statistics.median(d["rate_from_connect_msgs_s"] for d in free)
+    return [
+        f"Upper bound, parsing free: the {free[0]['workers']}-worker drain again on the same backlog, each worker "
+        "having parsed it with the real parser before connecting and looking the results up while draining "
+        "(`bench/parse_free_worker.py`; MQTT read, queue, writers, COPY, state and acks are the product's code): "
+        f"**{rate:,.0f} msg/s** from the MQTT connect, **{res['ratios']['parse_free_over_broker']}** of the broker "
+        f"limit; CPU per message {budget.get('workers')} µs workers + {budget.get('postgres')} PostgreSQL + "
+        f"{budget.get('broker')} Mosquitto = {budget.get('total')} µs. The difference to the drain above is what "
+        "parsing costs inside the workers.",
+        "",
+    ]
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 1000:.0f} ms"
 
@@ -827,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0]
             )
         with mosquitto() as broker:
-            drains, limits, multi = [], [], []
+            drains, limits, multi, free = [], [], [], []
             for i in range(args.repeat):
                 root = f"bench-{uuid.uuid4().hex[:6]}/fleet/v1"
                 data = backlog(root, devs, args.backlog)
@@ -845,6 +883,21 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     log(f"  {multi[-1]}")
+                    log(
+                        f"run {i + 1}: the same drain with parsing free (upper bound, bench/parse_free_worker.py)"
+                    )
+                    free.append(
+                        measure_drain(
+                            url,
+                            broker,
+                            data,
+                            tmp,
+                            workers=args.workers,
+                            writers=args.multi_writers,
+                            parse_free=True,
+                        )
+                    )
+                    log(f"  {free[-1]}")
             naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
             log(f"naive baseline on {len(naive_data):,} messages")
             naive = measure_naive(url, broker, naive_data)
@@ -919,12 +972,24 @@ def main(argv: list[str] | None = None) -> int:
             if multi
             else None
         ),
-        "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi},
+        "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi, "drain_parse_free": free},
         "ratios": {
             "ingest_over_broker": per_run_ratio(drains),
             "ingest_over_naive": round(drain["rate_msgs_s"] / naive["rate_msgs_s"], 1),
             "multi_over_broker": per_run_ratio(multi) if multi else None,
             "multi_over_naive": round(med(multi, "rate_msgs_s") / naive["rate_msgs_s"], 1) if multi else None,
+            # from the MQTT connect: these workers parse the backlog before connecting
+            "parse_free_over_broker": (
+                round(
+                    statistics.median(
+                        d["rate_from_connect_msgs_s"] / b["rate_msgs_s"]
+                        for d, b in zip(free, limits, strict=True)
+                    ),
+                    3,
+                )
+                if free
+                else None
+            ),
         },
         "targets": {
             "ingest_over_broker": TARGET_BROKER_RATIO,
