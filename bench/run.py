@@ -232,6 +232,13 @@ def measure_drain(
             env["BENCH_PARSE_FREE_DATA"] = str(parsed_file)
         procs.append(start_ingest(env, logfile))
     try:
+        if parsed_file:  # parse-free workers pre-parse, then wait for this go file to connect all together
+            deadline = time.monotonic() + 600
+            while len(list(tmp.glob(f"{parsed_file.name}.ready.*"))) < workers:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError("parse-free workers did not get ready")
+                time.sleep(0.05)
+            Path(f"{parsed_file}.go").touch()
         t0 = time.perf_counter()
         first = up = None
         n = len(data)
