@@ -32,11 +32,14 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import PUBACK, MQTTErrorCode, MQTTMessage
 from paho.mqtt.exception import MalformedPacket
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fleetcore.contract import TOPIC_KINDS
 from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
 from ingest.metrics import IngestMetrics, kv
+from ingest.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from ingest.writer import BatchStats, BatchWriter, Message, _Rejection
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ MAX_RECEIVE_MAXIMUM = 65535
 STATS_EVERY_S = 10.0
 # Socket read size for the buffered reader below: many small PUBLISH packets per system call.
 READ_CHUNK = 256 * 1024
+# Retiring worker: the broker's queue for its session counts as drained after this long without a message.
+RETIRE_IDLE_S = 2.0
 # Allocations between young-generation GC passes in a worker (CPython's default is 700).
 GC_THRESHOLD_GEN0 = 50_000
 
@@ -302,6 +307,7 @@ class Consumer:
         *,
         parse: Callable | None = None,
         metrics: IngestMetrics | None = None,
+        retire: bool = False,
     ) -> None:
         if parse is None:
             from ingest.parse import process_message
@@ -324,14 +330,19 @@ class Consumer:
         self.writers = [BatchWriter(url, metrics=self.metrics) for _ in range(settings.ingest_writers)]
         # at most this many batches are out of the queue (being written) at a time: part of the memory bound
         self._slots = threading.Semaphore(len(self.writers))
+        self._writing = 0  # batches handed to writers and not yet finished (under self.cond)
         self._writer_error: BaseException | None = None
         self.totals: collections.Counter[str] = collections.Counter()
         self._window: collections.Counter[str] = collections.Counter()
         self._last_stats = time.monotonic()
+        # retire: take this session out of the share group (UNSUBSCRIBE), drain what the broker queued for it,
+        # then end it (DISCONNECT with session expiry 0) — for a worker that is removed for good
+        self.retire = retire
+        self._last_rx = time.monotonic()
         self.mqtt = _Connection(
             settings.mqtt,
             settings.ingest_client_id,
-            subscriptions=subscriptions(settings),
+            subscriptions=[] if retire else subscriptions(settings),
             clean_start=False,
             session_expiry_s=settings.ingest_session_expiry_s,
             manual_ack=True,
@@ -347,6 +358,7 @@ class Consumer:
         self.subscribed = threading.Event()
         self._subacks = 0
         self.mqtt.client.on_subscribe = self._on_subscribe
+        self.mqtt.client.on_unsubscribe = self._on_unsubscribe
 
     # -- paho network thread ------------------------------------------------------------------------------
 
@@ -357,6 +369,8 @@ class Consumer:
         self.subscribed.clear()
         self.metrics.mqtt_connected.set(1)
         kv(log, logging.INFO, "mqtt_up", epoch=self.epoch, client_id=self.settings.ingest_client_id)
+        if self.retire:
+            self.mqtt.client.unsubscribe([topic for topic, _ in subscriptions(self.settings)])
 
     def _connection_down(self) -> None:
         self.metrics.mqtt_connected.set(0)
@@ -375,6 +389,12 @@ class Consumer:
         except Exception:  # never let an exception escape a callback
             log.exception("error in on_subscribe")
 
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        """Retiring: the session has left the share group; from here on only what was queued for it arrives."""
+        self._last_rx = time.monotonic()
+        self.subscribed.set()
+        kv(log, logging.INFO, "unsubscribed", client_id=self.settings.ingest_client_id)
+
     def _on_message(self, client: mqtt.Client, userdata: object, msg: MQTTMessage) -> None:
         """A message paho decoded itself (PUBLISH with properties, QoS 0/2): the same path as a batch of one."""
         self._on_batch([(msg.mid, msg.topic, bytes(msg.payload))], qos=msg.qos)
@@ -383,6 +403,7 @@ class Consumer:
         """The PUBLISH packets of one socket read: parsed, then queued under one lock acquisition."""
         if self.closing:
             return  # not acknowledged: the broker delivers them again to the next session
+        self._last_rx = time.monotonic()
         try:
             now = datetime.now(UTC)  # one arrival time per socket read (they arrived within microseconds)
             mono = time.monotonic()
@@ -425,6 +446,10 @@ class Consumer:
             while not q:
                 if self.stop.is_set() or self._writer_error is not None:
                     return []
+                if self.retire and self._drained():
+                    kv(log, logging.INFO, "retire_drained", client_id=self.settings.ingest_client_id)
+                    self.stop.set()
+                    return []
                 self.cond.wait(0.25)
             deadline = q[0][4] + self.batch_s
             while len(q) < self.batch_size and not self.stop.is_set():
@@ -436,6 +461,14 @@ class Consumer:
             batch = [q.popleft() for _ in range(n)]
             self.cond.notify_all()  # wakes a network thread blocked on the hard cap
             return batch
+
+    def _drained(self) -> bool:
+        """Retiring: out of the group, nothing received for RETIRE_IDLE_S and nothing left to commit."""
+        return (
+            self.subscribed.is_set()
+            and time.monotonic() - self._last_rx >= RETIRE_IDLE_S
+            and self._writing == 0  # no batch being written (read under self.cond, like its updates)
+        )
 
     def _ack(self, batch: list) -> int:
         """Acknowledge the committed messages that arrived on the current connection; returns how many."""
@@ -472,6 +505,8 @@ class Consumer:
                     st = writer.commit([b[3] for b in batch], self.stop)
                     seq.finished(n, batch, st)
                 finally:
+                    with self.cond:
+                        self._writing -= 1
                     self._slots.release()
         except BaseException as exc:  # a bug, not a database problem (commit retries those): the worker stops
             self._writer_error = exc
@@ -543,6 +578,8 @@ class Consumer:
                     if self.stop.is_set():
                         break
                     continue
+                with self.cond:
+                    self._writing += 1
                 jobs.put((n, batch))
                 n += 1
         finally:
@@ -555,6 +592,17 @@ class Consumer:
                 t.join(None if self._writer_error is None else 5)
             self.totals.update(self._window)
             self._window.clear()
+            if (
+                self.retire
+                and self._writer_error is None
+                and not sequencer.blocked
+                and self.mqtt.connected.is_set()
+            ):
+                # everything received was committed and acknowledged: end the session with the connection
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+                self.mqtt.client.disconnect(properties=props)
+                kv(log, logging.INFO, "session_ended", client_id=self.settings.ingest_client_id)
             self.mqtt.stop()
             for w in self.writers:
                 w.close()
@@ -610,6 +658,22 @@ class _AckSequencer:
             return sum(len(b) for b, _ in self._done.values())
 
 
-def run(settings: Settings, stop: threading.Event) -> None:
-    """Run one ingest worker until `stop` is set (the entry point `fleet ingest` and `fleet demo` use)."""
-    Consumer(settings, stop).run()
+def run(settings: Settings, stop: threading.Event, *, retire: bool = False) -> dict:
+    """Run one ingest worker until `stop` is set (the entry point `fleet ingest` and `fleet demo` use); its totals.
+
+    A client id with `{slot}` claims a stable slot first (`ingest.slots`). `retire=True`: see Consumer.retire.
+    """
+    lease = None
+    if PLACEHOLDER in settings.ingest_client_id:
+        lease = SlotLease(settings.require_database_url(), settings.ingest_client_id, stop)
+        try:
+            settings = settings.model_copy(update={"ingest_client_id": lease.claim()})
+        except StoppedBeforeClaim:
+            return {}
+    try:
+        consumer = Consumer(settings, stop, retire=retire)
+        consumer.run()
+        return {"client_id": settings.ingest_client_id, **consumer.totals}
+    finally:
+        if lease is not None:
+            lease.release()

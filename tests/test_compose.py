@@ -76,9 +76,9 @@ def test_ingest_is_scaled_on_a_shared_subscription(config: dict) -> None:
     ingest = config["services"]["ingest"]
     assert ingest["deploy"]["replicas"] >= 2
     assert ingest["environment"]["FLEET_INGEST_SHARE_GROUP"] == "ingest"
-    # Replicas share a configuration, so each must derive its own client id (its own persistent session).
-    assert "FLEET_INGEST_CLIENT_ID" not in ingest["environment"]
-    assert "hostname" in " ".join(ingest["entrypoint"])
+    # Replicas share a configuration, so each claims its own stable client id (its own persistent session).
+    assert ingest["environment"]["FLEET_INGEST_CLIENT_ID"] == "fleet-ingest-{slot}"
+    assert ingest["command"] == ["ingest"]
 
 
 def test_fleet_services_share_production_settings(config: dict) -> None:
