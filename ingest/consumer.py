@@ -51,7 +51,7 @@ STATS_EVERY_S = 10.0
 # Socket read size for the buffered reader below: many small PUBLISH packets per system call.
 READ_CHUNK = 256 * 1024
 # Retiring worker: the broker's queue for its session counts as drained after this long without a message.
-RETIRE_IDLE_S = 2.0
+RETIRE_IDLE_S = 5.0
 # Allocations between young-generation GC passes in a worker (CPython's default is 700).
 GC_THRESHOLD_GEN0 = 50_000
 
@@ -338,7 +338,8 @@ class Consumer:
         # retire: take this session out of the share group (UNSUBSCRIBE), drain what the broker queued for it,
         # then end it (DISCONNECT with session expiry 0) — for a worker that is removed for good
         self.retire = retire
-        self._last_rx = time.monotonic()
+        self._last_rx = time.monotonic()  # last message received or acknowledgement sent
+        self._refused = 0  # messages that arrived after the worker began to stop (not acknowledged)
         self.mqtt = _Connection(
             settings.mqtt,
             settings.ingest_client_id,
@@ -402,6 +403,7 @@ class Consumer:
     def _on_batch(self, publishes: list[Publish], qos: int = 1) -> None:
         """The PUBLISH packets of one socket read: parsed, then queued under one lock acquisition."""
         if self.closing:
+            self._refused += len(publishes)
             return  # not acknowledged: the broker delivers them again to the next session
         self._last_rx = time.monotonic()
         try:
@@ -463,7 +465,7 @@ class Consumer:
             return batch
 
     def _drained(self) -> bool:
-        """Retiring: out of the group, nothing received for RETIRE_IDLE_S and nothing left to commit."""
+        """Retiring: out of the group, nothing left to commit, nothing received and no ack sent for RETIRE_IDLE_S."""
         return (
             self.subscribed.is_set()
             and time.monotonic() - self._last_rx >= RETIRE_IDLE_S
@@ -477,6 +479,7 @@ class Consumer:
         # packet id); acking the old id now could ack a different, uncommitted message, so it is skipped.
         mids = [mid for mid, qos, ep, _, _ in batch if qos and ep == epoch]
         self.mqtt.client.ack_many(mids)  # type: ignore[attr-defined]
+        self._last_rx = time.monotonic()  # acks free the broker's window: more may follow
         return len(mids)
 
     def _release(self, batch: list, st: BatchStats) -> None:
@@ -592,7 +595,10 @@ class Consumer:
                 t.join(None if self._writer_error is None else 5)
             self.totals.update(self._window)
             self._window.clear()
-            if (
+            if self.retire and self._refused:
+                # something arrived after the queue looked drained: keep the session so it is delivered again
+                kv(log, logging.WARNING, "retire_incomplete", refused=self._refused, hint="run retire again")
+            elif (
                 self.retire
                 and self._writer_error is None
                 and not sequencer.blocked
