@@ -34,7 +34,7 @@ score: setup services
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fleetcore ingest monitor backoffice simulators
+	$(VENV)/bin/mypy fleetcore ingest monitor backoffice simulators bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from fleetcore.db import migrate
+from fleetcore.db import _scalar, migrate
 from fleetcore.settings import Settings
 from tests.ingest_helpers import (
     _utf8,
@@ -81,9 +81,11 @@ def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
     chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
     devs = [(f"bench-{i:06d}", PROTOCOL_MIX[i % len(PROTOCOL_MIX)]) for i in range(devices)]
     with psycopg.connect(url, autocommit=False) as conn:
-        sid = conn.execute(
-            "INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id"
-        ).fetchone()[0]
+        sid = _scalar(
+            conn.execute(
+                "INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id"
+            )
+        )
         vins = [with_check_digit("WVW" + "".join(rng.choice(chars) for _ in range(14))) for _ in devs]
         ids = [
             r[0]
@@ -126,7 +128,7 @@ def reset_tables(url: str) -> None:
 def backlog(root: str, devs: list[tuple[str, str]], n: int) -> list[tuple[str, bytes]]:
     """n distinct samples round-robin over the devices, 1 s apart per device, within the last day."""
     base = recent_ms(-22 * 3600)
-    out = []
+    out: list[tuple[str, bytes]] = []
     seq = 0
     while len(out) < n:
         for d, (device_id, proto) in enumerate(devs):
@@ -143,7 +145,7 @@ def topics(root: str) -> list[str]:
 
 def counter(url: str, name: str = "readings_stored") -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)).fetchone()[0]
+        return _scalar(conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)))
 
 
 # ------------------------------------------------------------------------------------------------ measures
@@ -245,7 +247,7 @@ def measure_drain(
         rss_max = 0.0
         cpu_up: dict | None = None
         while True:
-            c = poll.execute("SELECT value FROM ingest_counters WHERE name = 'readings_stored'").fetchone()[0]
+            c = _scalar(poll.execute("SELECT value FROM ingest_counters WHERE name = 'readings_stored'"))
             with contextlib.suppress(OSError):
                 rss_max = max(rss_max, max(proc_rss_mb(p.pid) for p in procs))
             now = time.perf_counter()
@@ -274,7 +276,7 @@ def measure_drain(
         "messages": n,
         "seconds_total": round(total, 3),
         "seconds_from_connect": round(connected, 3),
-        "seconds_from_first_commit": round(total - (first - t0), 3),
+        "seconds_from_first_commit": round(total - ((first or t0) - t0), 3),
         "rate_msgs_s": round(n / total, 1),
         "rate_from_connect_msgs_s": round(n / connected, 1),
         "rss_mb_max_per_worker": round(rss_max, 1),
@@ -332,7 +334,7 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
     create_session(broker.port, cid, topics(root))
     publish_raw(broker.port, data)
     conn = psycopg.connect(url, autocommit=False)
-    vehicles = dict(
+    vehicles: dict[str, int] = dict(
         conn.execute("SELECT device_id, vehicle_id FROM device_installs WHERE removed_at IS NULL").fetchall()
     )
     conn.commit()
@@ -352,7 +354,12 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     c.on_message = on_message
-    c.on_connect = lambda cl, *a: [cl.subscribe(t, qos=1) for t in topics(root)]
+
+    def on_connect(cl, *a) -> None:  # noqa: ANN001, ANN002
+        for t in topics(root):
+            cl.subscribe(t, qos=1)
+
+    c.on_connect = on_connect
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     t0 = time.perf_counter()
@@ -373,7 +380,7 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
 
 def counter_rows(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        return _scalar(conn.execute("SELECT count(*) FROM readings"))
 
 
 def _nmea_sentence(body: str) -> str:
@@ -478,7 +485,7 @@ class PacedPublisher(threading.Thread):
             s.sendall(b"\xe0\x00")
 
 
-def scrape(port: int) -> dict[str, dict]:
+def scrape(port: int) -> dict[float, float]:
     """The lag histogram buckets (cumulative) from the worker's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -867,9 +874,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"parser CPU µs/message by protocol: {parse_cost}")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            pg_version = conn.execute("SHOW server_version").fetchone()[0]
+            pg_version = _scalar(conn.execute("SHOW server_version"))
             timescale = bool(
-                conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0]
+                _scalar(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
             )
         with mosquitto() as broker:
             drains, limits, multi, free = [], [], [], []

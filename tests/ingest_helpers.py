@@ -388,8 +388,10 @@ def count(url: str, query: str, *args: object) -> int:
     """One integer from a query."""
     import psycopg
 
+    from fleetcore.db import _scalar
+
     with psycopg.connect(url, autocommit=True) as c:
-        return c.execute(query, args or None).fetchone()[0]
+        return _scalar(c.execute(query, args or None))
 
 
 def ingest_settings(url: str, broker: Mosquitto, root: str, **kw: Any) -> Settings:
