@@ -156,3 +156,17 @@ def test_retire_drains_a_removed_workers_session_and_ends_it(db_url: str, broker
         publish_raw(broker.port, messages[2 * third :])
         assert wait_until(lambda: _readings(db_url) >= total, timeout=30), _readings(db_url)
     _assert_exactly_once(db_url, total)
+
+
+def test_retire_cli_needs_a_real_client_id_not_the_template(db_url: str) -> None:
+    fleet = str(Path(sys.executable).parent / "fleet")
+    env = {
+        **os.environ,
+        "FLEET_DATABASE_URL": db_url,
+        "FLEET_MQTT_URL": "mqtt://127.0.0.1:1883",
+        "FLEET_INGEST_CLIENT_ID": "fleet-ingest-{slot}",
+        "FLEET_ENVIRONMENT": "test",
+    }
+    r = subprocess.run([fleet, "ingest", "retire"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2
+    assert "--client-id" in r.stderr and "fleet-ingest-{slot}" in r.stderr
