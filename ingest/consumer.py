@@ -328,9 +328,9 @@ class Consumer:
         self.closing = False
         url = settings.require_database_url()
         self.writers = [BatchWriter(url, metrics=self.metrics) for _ in range(settings.ingest_writers)]
-        # at most this many batches are out of the queue (being written) at a time: part of the memory bound
-        self._slots = threading.Semaphore(len(self.writers))
-        self._writing = 0  # batches handed to writers and not yet finished (under self.cond)
+        # batches handed to writers and not yet finished (under self.cond); at most one per writer, so at most
+        # len(writers) batches are out of the queue at a time: part of the memory bound
+        self._writing = 0
         self._writer_error: BaseException | None = None
         self.totals: collections.Counter[str] = collections.Counter()
         self._window: collections.Counter[str] = collections.Counter()
@@ -510,7 +510,7 @@ class Consumer:
                 finally:
                     with self.cond:
                         self._writing -= 1
-                    self._slots.release()
+                        self.cond.notify_all()  # wakes the dispatcher waiting for a free writer
         except BaseException as exc:  # a bug, not a database problem (commit retries those): the worker stops
             self._writer_error = exc
             with self.cond:
@@ -572,17 +572,18 @@ class Consumer:
                         unacknowledged=len(self.queue) + sequencer.held(),
                     )
                     break
-                if not self._slots.acquire(timeout=0.25):
-                    continue  # every writer is busy (or waiting for the database)
+                with self.cond:
+                    if self._writing >= len(self.writers):
+                        self.cond.wait(0.25)
+                        continue  # every writer is busy (or waiting for the database)
                 batch = self._take()
                 self.metrics.queue_depth.set(len(self.queue) + len(batch))
                 if not batch:
-                    self._slots.release()
                     if self.stop.is_set():
                         break
                     continue
                 with self.cond:
-                    self._writing += 1
+                    self._writing += 1  # only this thread adds, so the check above still holds
                 jobs.put((n, batch))
                 n += 1
         finally:

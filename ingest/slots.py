@@ -57,6 +57,12 @@ class SlotLease:
         self._watch: threading.Thread | None = None
         self._released = threading.Event()
 
+    def _connect(self) -> psycopg.Connection:
+        """The lease's own connection: the advisory lock lives exactly as long as it does."""
+        return psycopg.connect(
+            self.url, autocommit=True, connect_timeout=5, application_name="fleet-ingest-slot"
+        )
+
     @property
     def client_id(self) -> str:
         if self.slot is None:
@@ -67,9 +73,7 @@ class SlotLease:
         """Lock the lowest free slot (retrying while the database is unreachable); the client id it gives."""
         while not self.stop.is_set():
             try:
-                conn = psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=5, application_name="fleet-ingest-slot"
-                )
+                conn = self._connect()
             except psycopg.OperationalError as exc:
                 kv(log, logging.WARNING, "slot_db_unavailable", error=str(exc).strip().splitlines()[0][:200])
                 self.stop.wait(RETRY_S)
@@ -107,9 +111,7 @@ class SlotLease:
                 if conn is not None:
                     conn.close()
             try:
-                conn = psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=5, application_name="fleet-ingest-slot"
-                )
+                conn = self._connect()
             except psycopg.OperationalError:
                 self._conn = None
                 continue  # still down: try again at the next check
