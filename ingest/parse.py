@@ -33,7 +33,7 @@ from fleetcore.contract import (
     parse_topic,
 )
 from ingest import nmea as nmea_codec
-from ingest.obd import ObdError, decode_frames
+from ingest.obd import PIDS, ObdError, decode_frames
 
 __all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict", "REASONS"]
 
@@ -492,6 +492,50 @@ def _loads(text: str, raw: bytes | None = None) -> Any:
     return _DECODER.decode(text)
 
 
+# The compiled fast path (ingest/_fastparse.c), given this module's ranges and limits so that they are stated once.
+# How each PID's value is computed is stated in ingest.obd (lambdas C cannot call) and restated here by name;
+# tests/test_fastparse.py checks every PID against ingest.obd. A PID missing here is decoded by Python only.
+_PID_FORMULAS = {
+    0x04: "pct",
+    0x05: "minus40",
+    0x0C: "div4",
+    0x0D: "ident",
+    0x11: "pct",
+    0x1F: "ident",
+    0x2F: "pct",
+    0x42: "div1000",
+    0x46: "minus40",
+    0xA6: "div10",
+}
+
+
+def _load_fast_parse() -> Callable[[str, str, bytes, datetime], tuple | None] | None:
+    try:
+        from ingest import _fastparse  # type: ignore[attr-defined]
+    except ImportError:  # not built (no C compiler where it was installed): the Python code does everything
+        return None
+    if tuple(_fastparse.COLUMNS) != READING_COLUMNS:
+        return None  # built from a source that does not match this contract
+    formulas = _fastparse.FORMULAS
+    _fastparse.configure(
+        [(f.name, f.lo, f.hi, f.integer) for f in NUMERIC_FIELDS],
+        ACCEL_LIMIT_G,
+        MIN_TS_MS,
+        MAX_TS_MS,
+        MAX_SEQ,
+        MAX_FUTURE_SKEW_S,
+        nmea_codec.KNOT_KMH,
+        [
+            (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python") if p.field else "none"])
+            for p in PIDS.values()
+        ],
+    )
+    return _fastparse.parse  # type: ignore[no-any-return]
+
+
+_fast_parse = _load_fast_parse()
+
+
 # Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
 _topic_cached = functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)(parse_topic)
 
@@ -506,12 +550,23 @@ def _topic(root: str, topic: str) -> tuple[str, str] | None:
 _JSON_KINDS = {TELEMETRY: _telemetry, OBD: _obd, EVENT: _event}
 
 
-def process_message(root: str, topic: str, payload: bytes, *, now: datetime) -> Parsed | Rejection:
-    """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections."""
+def process_message(
+    root: str, topic: str, payload: bytes, *, now: datetime, fast: bool = True
+) -> Parsed | Rejection:
+    """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections.
+
+    A common, valid sample message is parsed by the compiled fast path (ingest/_fastparse.c) when it is built;
+    it returns exactly what the Python code below returns for such a message, and None for anything else, which
+    the Python code then handles. `fast=False` skips it (tests compare the two).
+    """
     parts = _topic(root, topic)
     if parts is None:
         return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
     device_id, kind = parts
+    if fast and _fast_parse is not None:
+        row = _fast_parse(kind, device_id, payload, now)
+        if row is not None:
+            return Parsed(device_id, kind, [row], [])
     try:
         text = str(payload, "utf-8")  # bytes, bytearray or memoryview, without a copy
     except UnicodeDecodeError as exc:
