@@ -18,7 +18,7 @@ COPY simulators ./simulators
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install . \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
-    && python -c "import ingest._fastparse" \
+    && (cd / && python -c "import ingest._fastparse") \
     && useradd --system --uid 10001 --no-create-home fleet
 
 # Never run the services as root.
