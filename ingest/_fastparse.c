@@ -27,6 +27,7 @@ enum {
     C_TS, C_DEVICE, C_KIND, C_SEQ, C_LAT, C_LON, C_SPEED, C_HEADING, C_ALT, C_HDOP, C_SATS, C_ODO, C_ENGINE_H,
     C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, NCOLS
 };
+static Py_ssize_t name_len[NCOLS]; /* strlen of COLUMN_NAMES, set at import */
 static const char *const COLUMN_NAMES[NCOLS] = {
     "ts", "device_id", "kind", "seq", "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats",
     "odometer_km", "engine_hours", "rpm", "coolant_c", "engine_load_pct", "throttle_pct", "fuel_pct",
@@ -146,6 +147,48 @@ typedef struct {
     double d;
 } Number;
 
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Decimal text [-]digits[.digits] (no exponent) → double, correctly rounded: when the digits form an integer
+ * below 2^53 and at most 22 of them follow the point, m / 10^k is one correctly rounded IEEE division of two exact
+ * values (Clinger's fast path), so it equals what float() gives; otherwise CPython's PyOS_string_to_double. */
+static int decimal_to_double(const unsigned char *s, Py_ssize_t n, double *out) {
+    const unsigned char *p = s, *e = s + n;
+    int neg = 0;
+    if (p < e && *p == '-') { neg = 1; p++; }
+    uint64_t m = 0;
+    int nd = 0, frac = -1, ok = 1;
+    for (; p < e; p++) {
+        if (*p == '.') {
+            if (frac >= 0) { ok = 0; break; }
+            frac = 0;
+            continue;
+        }
+        if (!IS_DIGIT(*p)) { ok = 0; break; }
+        if (m || *p != '0') nd++;
+        if (nd > 15) { ok = 0; break; }
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (frac >= 0) frac++;
+    }
+    if (ok && frac <= 22) {
+        double v = (double)m;
+        if (frac > 0) v = v / POW10[frac];
+        *out = neg ? -v : v;
+        return 1;
+    }
+    if (n > MAX_NUMBER_TEXT) return 0;
+    char buf[MAX_NUMBER_TEXT + 1];
+    memcpy(buf, s, (size_t)n);
+    buf[n] = 0;
+    char *end;
+    double d = PyOS_string_to_double(buf, &end, NULL);
+    if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    if (end != buf + n) return 0;
+    *out = d;
+    return 1;
+}
+
 /* A JSON number (RFC 8259 grammar). Integers of at most 18 digits are exact int64; numbers with a fraction or
  * an exponent are converted by CPython's correctly rounded PyOS_string_to_double (what float() uses). */
 static int scan_number(Cur *c, Number *out) {
@@ -181,14 +224,9 @@ static int scan_number(Cur *c, Number *out) {
         out->i = neg ? -v : v;
     } else {
         Py_ssize_t len = p - s;
+        double d;
         if (len > MAX_NUMBER_TEXT) return 0;
-        char buf[MAX_NUMBER_TEXT + 1];
-        memcpy(buf, s, (size_t)len);
-        buf[len] = 0;
-        char *end;
-        double d = PyOS_string_to_double(buf, &end, NULL);
-        if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-        if (end != buf + len) return 0;
+        if (!decimal_to_double(s, len, &d)) return 0; /* exponents take CPython's conversion */
         out->is_int = 0;
         out->d = d;
     }
@@ -493,8 +531,9 @@ static int key_id(const unsigned char *k, Py_ssize_t n, int obd) {
     if (IS("dtc")) return K_DTC;
 #undef IS
     for (int col = C_LAT; col <= C_BATTERY; col++) {
-        size_t len = strlen(COLUMN_NAMES[col]);
-        if (ranges[col].set && (size_t)n == len && memcmp(k, COLUMN_NAMES[col], len) == 0) return K_NUMERIC + col;
+        if (n == name_len[col] && k[0] == (unsigned char)COLUMN_NAMES[col][0] &&
+            memcmp(k, COLUMN_NAMES[col], (size_t)n) == 0)
+            return K_NUMERIC + col;
     }
     return -1;
 }
@@ -590,19 +629,7 @@ static int decimal(Cur *c, int ilo, int ihi, int flo, int fhi, Span *sp) {
     return 1;
 }
 
-static int to_double(Span sp, double *out) {
-    char buf[MAX_NUMBER_TEXT + 1];
-    Py_ssize_t n = sp.e - sp.p;
-    if (n > MAX_NUMBER_TEXT) return 0;
-    memcpy(buf, sp.p, (size_t)n);
-    buf[n] = 0;
-    char *end;
-    double d = PyOS_string_to_double(buf, &end, NULL);
-    if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-    if (end != buf + n) return 0;
-    *out = d;
-    return 1;
-}
+static int to_double(Span sp, double *out) { return decimal_to_double(sp.p, sp.e - sp.p, out); }
 
 /* "*HH" after a sentence body: the XOR of the body's characters, upper-case hex. */
 static int checksum(Cur *c, const unsigned char *body, const unsigned char *body_end) {
@@ -951,6 +978,7 @@ PyMODINIT_FUNC PyInit__fastparse(void) {
     PyObject *cols = PyTuple_New(NCOLS);
     if (!s_telemetry || !s_obd || !s_nmea || !cols) goto fail;
     for (int k = 0; k < NCOLS; k++) {
+        name_len[k] = (Py_ssize_t)strlen(COLUMN_NAMES[k]);
         PyObject *s = PyUnicode_FromString(COLUMN_NAMES[k]);
         if (!s) { Py_DECREF(cols); goto fail; }
         PyTuple_SET_ITEM(cols, k, s);
