@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import pickle
 import platform
 import random
 import socket
@@ -175,9 +174,7 @@ def ingest_env(
 
 
 def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
-    # the parse-free bound runs the same worker with a memoised parser (bench/parse_free_worker.py)
-    module = "bench.parse_free_worker" if "BENCH_PARSE_FREE_DATA" in env else "fleetcore.cli"
-    args = [sys.executable, "-m", module] + ([] if "BENCH_PARSE_FREE_DATA" in env else ["ingest"])
+    args = [sys.executable, "-m", "fleetcore.cli", "ingest"]
     with logfile.open("ab") as f:
         return subprocess.Popen(args, env=env, stdout=f, stderr=f, cwd=HERE.parent)
 
@@ -198,19 +195,14 @@ def measure_drain(
     tmp: Path,
     workers: int = 1,
     writers: int | None = None,
-    parse_free: bool = False,
+    python_parser: bool = False,
 ) -> dict:
     """Queue `data` for ingest's persistent session(s) while ingest is down, then time `fleet ingest` draining it.
 
     With workers > 1, that many `fleet ingest` processes share the stream through `$share/bench/...`; their
-    sessions exist before the backlog is published, so Mosquitto spreads the backlog over them. With parse_free,
-    the workers parse the backlog before they connect and then look results up (bench/parse_free_worker.py).
+    sessions exist before the backlog is published, so Mosquitto spreads the backlog over them. With python_parser,
+    the workers parse every message with the Python code (FLEET_INGEST_COMPILED_PARSER=false).
     """
-    parsed_file = None
-    if parse_free:
-        parsed_file = tmp / f"parse-free-{uuid.uuid4().hex[:6]}.pickle"
-        with parsed_file.open("wb") as f:
-            pickle.dump(data, f)
     reset_tables(url)
     root = data[0][0].split("/devices/")[0]
     tag = uuid.uuid4().hex[:6]
@@ -230,17 +222,10 @@ def measure_drain(
         env = ingest_env(url, broker.url, root, cid, writers=writers)
         if share:
             env["FLEET_INGEST_SHARE_GROUP"] = share
-        if parsed_file:
-            env["BENCH_PARSE_FREE_DATA"] = str(parsed_file)
+        if python_parser:
+            env["FLEET_INGEST_COMPILED_PARSER"] = "false"
         procs.append(start_ingest(env, logfile))
     try:
-        if parsed_file:  # parse-free workers pre-parse, then wait for this go file to connect all together
-            deadline = time.monotonic() + 600
-            while len(list(tmp.glob(f"{parsed_file.name}.ready.*"))) < workers:
-                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                    raise RuntimeError("parse-free workers did not get ready")
-                time.sleep(0.05)
-            Path(f"{parsed_file}.go").touch()
         t0 = time.perf_counter()
         first = up = None
         n = len(data)
@@ -639,7 +624,7 @@ def _sum_buckets(scrapes: list[dict]) -> dict:
     return out
 
 
-def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000) -> dict[str, float]:
+def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000, fast: bool = True) -> dict[str, float]:
     """CPU µs per message of the pure parser, by device protocol (process CPU time, so load-insensitive)."""
     from ingest.parse import process_message
 
@@ -651,7 +636,7 @@ def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000) -> dict[str, 
         msgs = [sample_message(root, dev, proto, i, recent_ms(-3600) + i * 1000) for i in range(n)]
         t0 = time.process_time()
         for topic, payload in msgs:
-            process_message(root, topic, payload, now=now)
+            process_message(root, topic, payload, now=now, fast=fast)
         out[proto] = round((time.process_time() - t0) / n * 1e6, 1)
     return out
 
@@ -746,13 +731,17 @@ def write_report(res: dict) -> None:
             else []
         ),
         *_budget_lines(res, b["rate_msgs_s"]),
-        *_parse_free_lines(res),
+        *_python_parser_lines(res),
         f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
         "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
         "interpolated within buckets).",
         "",
-        f"Parser CPU per message (µs): {', '.join(f'{k} {v}' for k, v in res['parse_cpu_us'].items())} — "
-        "the per-message floor of one worker's network thread.",
+        "Parser CPU per message (µs), compiled fast path / Python code: "
+        + ", ".join(
+            f"{k} {v} / {res.get('parse_cpu_us_python', {}).get(k, 'n/a')}"
+            for k, v in res["parse_cpu_us"].items()
+        )
+        + " (process CPU time of `process_message` on 2,000 messages of each protocol).",
         "",
         "Raw runs: see `bench/results.json`.",
     ]
@@ -810,21 +799,20 @@ def _budget_lines(res: dict, broker_limit: float) -> list[str]:
     ]
 
 
-def _parse_free_lines(res: dict) -> list[str]:
-    """The upper bound: the multi-worker drain again, with the parser replaced by a lookup of its results."""
-    free = res["runs"].get("drain_parse_free")
-    if not free:
+def _python_parser_lines(res: dict) -> list[str]:
+    """The one-worker drain again with the Python parser: what the compiled fast path gains."""
+    runs = res["runs"].get("drain_python_parser")
+    if not runs:
         return []
-    budget = _budget(free) or {}
-    rate = statistics.median(d["rate_from_connect_msgs_s"] for d in free)
+    budget = _budget(runs) or {}
+    one = _budget(res["runs"]["drain"]) or {}
+    rate = statistics.median(d["rate_msgs_s"] for d in runs)
     return [
-        f"Upper bound, parsing free: the {free[0]['workers']}-worker drain again on the same backlog, each worker "
-        "having parsed it with the real parser before connecting and looking the results up while draining "
-        "(`bench/parse_free_worker.py`; MQTT read, queue, writers, COPY, state and acks are the product's code): "
-        f"**{rate:,.0f} msg/s** from the MQTT connect, **{res['ratios']['parse_free_over_broker']}** of the broker "
-        f"limit; CPU per message {budget.get('workers')} µs workers + {budget.get('postgres')} PostgreSQL + "
-        f"{budget.get('broker')} Mosquitto = {budget.get('total')} µs. The difference to the drain above is what "
-        "parsing costs inside the workers.",
+        "Compiled parser vs Python parser: the one-worker drain again on the same backlog with "
+        f"`FLEET_INGEST_COMPILED_PARSER=false`: **{rate:,.0f} msg/s** ({res['ratios']['python_parser_over_broker']} "
+        f"of the broker limit); the compiled fast path drains **{res['ratios']['compiled_over_python_parser']}×** as "
+        f"fast (median of the per-run ratios). Worker CPU per message: {one.get('workers')} µs compiled, "
+        f"{budget.get('workers')} µs Python.",
         "",
     ]
 
@@ -871,7 +859,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"database with {args.devices} devices")
     url, devs = make_database(args.devices)
     parse_cost = measure_parse_cost(devs)
-    log(f"parser CPU µs/message by protocol: {parse_cost}")
+    parse_cost_python = measure_parse_cost(devs, fast=False)
+    log(f"parser CPU µs/message by protocol: compiled {parse_cost}, Python {parse_cost_python}")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             pg_version = _scalar(conn.execute("SHOW server_version"))
@@ -879,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
                 _scalar(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
             )
         with mosquitto() as broker:
-            drains, limits, multi, free = [], [], [], []
+            drains, limits, multi, pyparse = [], [], [], []
             for i in range(args.repeat):
                 root = f"bench-{uuid.uuid4().hex[:6]}/fleet/v1"
                 data = backlog(root, devs, args.backlog)
@@ -889,6 +878,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"run {i + 1}: ingest drain")
                 drains.append(measure_drain(url, broker, data, tmp))
                 log(f"  {drains[-1]}")
+                log(
+                    f"run {i + 1}: the same drain with the Python parser (FLEET_INGEST_COMPILED_PARSER=false)"
+                )
+                pyparse.append(measure_drain(url, broker, data, tmp, python_parser=True))
+                log(f"  {pyparse[-1]}")
                 if args.workers > 1:
                     log(f"run {i + 1}: ingest drain with {args.workers} workers (shared subscription)")
                     multi.append(
@@ -897,21 +891,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     log(f"  {multi[-1]}")
-                    log(
-                        f"run {i + 1}: the same drain with parsing free (upper bound, bench/parse_free_worker.py)"
-                    )
-                    free.append(
-                        measure_drain(
-                            url,
-                            broker,
-                            data,
-                            tmp,
-                            workers=args.workers,
-                            writers=args.multi_writers,
-                            parse_free=True,
-                        )
-                    )
-                    log(f"  {free[-1]}")
+
             naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
             log(f"naive baseline on {len(naive_data):,} messages")
             naive = measure_naive(url, broker, naive_data)
@@ -977,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
         "steady": steady,
         "steady_multi": steady_multi,
         "parse_cpu_us": parse_cost,
+        "parse_cpu_us_python": parse_cost_python,
         "drain_multi": (
             {
                 **multi[0],
@@ -986,23 +967,24 @@ def main(argv: list[str] | None = None) -> int:
             if multi
             else None
         ),
-        "runs": {"drain": drains, "broker_limit": limits, "drain_multi": multi, "drain_parse_free": free},
+        "runs": {
+            "drain": drains,
+            "broker_limit": limits,
+            "drain_multi": multi,
+            "drain_python_parser": pyparse,
+        },
         "ratios": {
             "ingest_over_broker": per_run_ratio(drains),
             "ingest_over_naive": round(drain["rate_msgs_s"] / naive["rate_msgs_s"], 1),
             "multi_over_broker": per_run_ratio(multi) if multi else None,
             "multi_over_naive": round(med(multi, "rate_msgs_s") / naive["rate_msgs_s"], 1) if multi else None,
-            # from the MQTT connect: these workers parse the backlog before connecting
-            "parse_free_over_broker": (
-                round(
-                    statistics.median(
-                        d["rate_from_connect_msgs_s"] / b["rate_msgs_s"]
-                        for d, b in zip(free, limits, strict=True)
-                    ),
-                    3,
-                )
-                if free
-                else None
+            "python_parser_over_broker": per_run_ratio(pyparse),
+            # per run: compiled-parser drain / Python-parser drain of the same backlog
+            "compiled_over_python_parser": round(
+                statistics.median(
+                    a["rate_msgs_s"] / b["rate_msgs_s"] for a, b in zip(drains, pyparse, strict=True)
+                ),
+                2,
             ),
         },
         "targets": {

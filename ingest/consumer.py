@@ -20,6 +20,7 @@ which stops reading the socket (TCP back-pressure) until the writer takes the ne
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import logging
 import queue
@@ -313,6 +314,8 @@ class Consumer:
             from ingest.parse import process_message
 
             parse = process_message
+            if not settings.ingest_compiled_parser:
+                parse = functools.partial(process_message, fast=False)
         self.settings = settings
         self.stop = stop
         self.parse: Callable = parse
@@ -441,6 +444,16 @@ class Consumer:
 
     # -- writer (calling thread) --------------------------------------------------------------------------
 
+    def _compiled_parser(self) -> bool:
+        """Whether messages go through the parser's compiled fast path (built, and not switched off)."""
+        from ingest import parse as parse_module
+
+        return (
+            self.parse is parse_module.process_message
+            and parse_module._fast_parse is not None
+            and self.settings.ingest_compiled_parser
+        )
+
     def _take(self) -> list:
         """The next batch: up to batch_size messages, once that many are held or the oldest is batch_ms old."""
         q = self.queue
@@ -541,6 +554,7 @@ class Consumer:
             batch_ms=self.settings.ingest_batch_ms,
             receive_maximum=self.receive_maximum,
             writers=len(self.writers),
+            compiled_parser=self._compiled_parser(),
         )
         # Batches go to the writers in take order; each commits on its own connection, so one batch's COPY and
         # statements run while another commits. At most len(writers) batches are out of the queue at a time.

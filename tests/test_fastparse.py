@@ -398,3 +398,26 @@ def test_device_shapes_take_the_fast_path() -> None:
         taken[kind] = taken.get(kind, 0) + check(t, p, now=now)
     assert set(total) == set(KINDS), total
     assert taken == total, (taken, total)
+
+
+def test_switch_turns_the_fast_path_off_in_the_worker() -> None:
+    """FLEET_INGEST_COMPILED_PARSER=false: the worker parses with the Python code (and says so at start)."""
+    import threading
+
+    from fleetcore.settings import Settings
+    from ingest.consumer import Consumer
+
+    base = {
+        "database_url": "postgresql://nobody@127.0.0.1:1/none",
+        "mqtt_url": "mqtt://127.0.0.1:1",
+        "environment": "test",
+    }
+    on = Consumer(Settings(**base), threading.Event())
+    off = Consumer(Settings(**base, ingest_compiled_parser=False), threading.Event())
+    assert on._compiled_parser() and not off._compiled_parser()
+    payload = json.dumps({"ts": NOW_MS - 1000, "seq": 1, "lat": "x"}).encode()  # declined by the fast path
+    good = json.dumps({"ts": NOW_MS - 1000, "seq": 1, "lat": 1.5}).encode()
+    for p in (payload, good):
+        assert same(
+            on.parse(ROOT, topic("telemetry"), p, now=NOW), off.parse(ROOT, topic("telemetry"), p, now=NOW)
+        )
