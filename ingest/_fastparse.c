@@ -6,11 +6,12 @@
  *   - obd: one JSON object {"ts", "seq", "frames": ["41 0C 1A F8", ...]} with service 01 / 03 responses;
  *   - nmea: one RMC, optionally followed by the GGA of the same time, in the exact shape of ingest.parse's
  *     Python fast path (the same regular expressions, written out).
- * For such a message it returns the reading row (a tuple in READING_COLUMNS order) that the Python parser
+ * and a device's buffered upload of such samples (a JSON array of such objects; RMC+GGA pairs line after line).
+ * For such a message it returns the reading rows (tuples in READING_COLUMNS order) that the Python parser
  * returns, built with the same arithmetic. For ANYTHING else (an error of any kind, a value out of range, a
- * JSON string with an escape, non-ASCII bytes, a nested value, a duplicate key, an array of samples, events,
- * status, a timestamp in the future) it returns None and the Python parser decides, so every rejection and
- * every unusual but valid message is handled by one implementation only. tests/test_fastparse.py checks the
+ * JSON string with an escape, non-ASCII bytes, a nested value, a duplicate key, one bad element of an upload,
+ * other NMEA sentences, events, status, a timestamp in the future) it returns None and the Python parser
+ * decides, so every rejection and every unusual but valid message is handled by one implementation only. tests/test_fastparse.py checks the
  * two against each other on generated and mutated messages.
  *
  * Ranges, PIDs and limits are not written here: ingest.parse passes them from fleetcore.contract and
@@ -517,6 +518,43 @@ static int scan_frames(Cur *c, Sample *smp) {
     }
 }
 
+/* ---------------------------------------------------------------------------------------------- samples */
+
+#define MAX_SAMPLES 10000 /* samples per message handled here (a device's buffered upload); more go to Python */
+
+/* The samples of one message: the first two inline, more on the heap (a buffered upload). */
+typedef struct {
+    Sample inline_[2];
+    Sample *heap;
+    Py_ssize_t n, cap;
+} Samples;
+
+static void samples_init(Samples *s) {
+    s->heap = NULL;
+    s->n = 0;
+    s->cap = 2;
+}
+
+static void samples_free(Samples *s) { PyMem_Free(s->heap); }
+
+static inline Sample *sample_at(Samples *s, Py_ssize_t i) { return s->heap ? &s->heap[i] : &s->inline_[i]; }
+
+/* The next sample slot, initialised; NULL when there are too many (Python decides) or memory ran out. */
+static Sample *samples_next(Samples *s) {
+    if (s->n >= MAX_SAMPLES) return NULL;
+    if (s->n == s->cap) {
+        Py_ssize_t cap = s->cap * 4;
+        Sample *h = PyMem_Realloc(s->heap, (size_t)cap * sizeof(Sample));
+        if (!h) return NULL;
+        if (!s->heap) memcpy(h, s->inline_, sizeof s->inline_);
+        s->heap = h;
+        s->cap = cap;
+    }
+    Sample *smp = sample_at(s, s->n++);
+    sample_init(smp);
+    return smp;
+}
+
 /* ---------------------------------------------------------------------------------------------- JSON kinds */
 
 enum { K_TS = 0, K_SEQ, K_IGNITION, K_ACCEL, K_DTC, K_FRAMES, K_NUMERIC }; /* K_NUMERIC + column */
@@ -538,8 +576,8 @@ static int key_id(const unsigned char *k, Py_ssize_t n, int obd) {
     return -1;
 }
 
-/* A telemetry or OBD message that is one JSON object: 1 and the sample, or 0 (Python decides). */
-static int json_sample(Cur *c, int obd, int64_t limit_us, Sample *smp) {
+/* One JSON telemetry or OBD object: 1 and the sample, or 0 (Python decides). */
+static int json_object(Cur *c, int obd, int64_t limit_us, Sample *smp) {
     uint64_t seen = 0;
     if (!expect(c, '{')) return 0;
     skip_ws(c);
@@ -583,11 +621,30 @@ static int json_sample(Cur *c, int obd, int64_t limit_us, Sample *smp) {
         if (!expect(c, '}')) return 0;
         break;
     }
-    skip_ws(c);
-    if (c->p != c->e) return 0;
     if (!(seen & (UINT64_C(1) << K_TS)) || !(seen & (UINT64_C(1) << K_SEQ))) return 0;
     if (obd && !(seen & (UINT64_C(1) << K_FRAMES))) return 0;
     return 1;
+}
+
+/* A telemetry or OBD message: one object, or an array of objects (a buffered upload) that are all valid. */
+static int json_samples(Cur *c, int obd, int64_t limit_us, Samples *out) {
+    skip_ws(c);
+    if (c->p < c->e && *c->p == '[') {
+        c->p++;
+        if (expect(c, ']')) return 0; /* an empty array is a rejection */
+        for (;;) {
+            Sample *smp = samples_next(out);
+            if (!smp || !json_object(c, obd, limit_us, smp)) return 0;
+            if (expect(c, ',')) continue;
+            if (!expect(c, ']')) return 0;
+            break;
+        }
+    } else {
+        Sample *smp = samples_next(out);
+        if (!smp || !json_object(c, obd, limit_us, smp)) return 0;
+    }
+    skip_ws(c);
+    return c->p == c->e;
 }
 
 /* ---------------------------------------------------------------------------------------------- NMEA */
@@ -660,7 +717,7 @@ static int line_end(Cur *c) {
 
 static int in_range(int col, double v) { return ranges[col].lo <= v && v <= ranges[col].hi; }
 
-static int nmea_sample(Cur *c, int64_t limit_us, Sample *smp) {
+static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
     /* RMC: \$(G[PN]RMC,(time),A,(lat),([NS]),(lon),([EW]),(speed),(course),(date),,,[AD])\*([0-9A-F]{2}) */
     Span time_s, lat_s, lon_s, spd_s, crs_s, date_s;
     char ns, ew;
@@ -714,7 +771,8 @@ static int nmea_sample(Cur *c, int64_t limit_us, Sample *smp) {
     int have_gga = 0;
     double hdop = 0, alt = 0;
     int64_t sats = 0;
-    if (line_end(c) && c->p < c->e) {
+    const unsigned char *after_rmc = c->p;
+    if (line_end(c) && c->e - c->p >= 6 && memcmp(c->p + 3, "GGA", 3) == 0) {
         Span gtime, sats_s, hdop_s, alt_s, skip;
         if (!lit(c, "$")) return 0;
         const unsigned char *gbody = c->p;
@@ -750,9 +808,9 @@ static int nmea_sample(Cur *c, int64_t limit_us, Sample *smp) {
         for (const unsigned char *q = sats_s.p; q < sats_s.e; q++) sats = sats * 10 + (*q - '0');
         if (!to_double(hdop_s, &hdop) || !to_double(alt_s, &alt)) return 0;
         have_gga = 1;
-        line_end(c);
+    } else {
+        c->p = after_rmc; /* the next line (if any) is not this fix's GGA */
     }
-    if (c->p != c->e) return 0;
 
     if (us > limit_us || us < min_ts_ms * 1000) return 0;
     if (!in_range(C_LAT, lat) || !in_range(C_LON, lon) || !in_range(C_SPEED, speed) ||
@@ -771,6 +829,27 @@ static int nmea_sample(Cur *c, int64_t limit_us, Sample *smp) {
         smp->cells[C_ALT] = (Cell){1, alt, 0};
         smp->cells[C_HDOP] = (Cell){1, hdop, 0};
         smp->cells[C_SATS] = (Cell){2, 0, sats};
+    }
+    return 1;
+}
+
+#define MAX_FIXES 256 /* fixes per NMEA message handled here; more go to Python */
+
+/* An NMEA message: RMC (+ the GGA of the same time) per fix, one fix per line pair, as a buffered upload sends
+ * them. Python's decoder pairs a GGA with the nearest RMC of the same time of day and drops a repeated fix; here
+ * every GGA directly follows its RMC and no time of day repeats, so both give the same fixes. */
+static int nmea_samples(Cur *c, int64_t limit_us, Samples *out) {
+    for (;;) {
+        Sample *smp = out->n < MAX_FIXES ? samples_next(out) : NULL;
+        if (!smp || !nmea_fix(c, limit_us, smp)) return 0;
+        if (c->p == c->e) break;
+        if (!line_end(c)) return 0;
+        if (c->p == c->e) break; /* a final line end */
+    }
+    for (Py_ssize_t i = 1; i < out->n; i++) {
+        int64_t tod = sample_at(out, i)->ts_us % US_PER_DAY;
+        for (Py_ssize_t j = 0; j < i; j++)
+            if (sample_at(out, j)->ts_us % US_PER_DAY == tod) return 0;
     }
     return 1;
 }
@@ -832,9 +911,9 @@ static int64_t datetime_to_us(PyObject *dt) {
 }
 
 PyDoc_STRVAR(parse_doc,
-"parse(kind, device_id, payload, now) -> tuple | None\n\n"
-"The reading row of a common, valid telemetry / obd / nmea message, exactly as ingest.parse's Python code\n"
-"makes it; None for anything else (the caller then runs the Python parser). `now` must be an aware UTC\n"
+"parse(kind, device_id, payload, now) -> list[tuple] | None\n\n"
+"The reading rows of a common, valid telemetry / obd / nmea message (one sample, or a buffered upload of\n"
+"several), exactly as ingest.parse's Python code makes them; None for anything else (the caller then runs the Python parser). `now` must be an aware UTC\n"
 "datetime (otherwise None).");
 
 static PyObject *fp_parse(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -862,15 +941,25 @@ static PyObject *fp_parse(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
     Cur c = {(const unsigned char *)buf.buf, (const unsigned char *)buf.buf + buf.len};
     int64_t limit_us = datetime_to_us(now) + skew_us;
-    Sample smp;
-    sample_init(&smp);
-    int ok = mode == 2 ? nmea_sample(&c, limit_us, &smp) : json_sample(&c, mode == 1, limit_us, &smp);
+    Samples samples;
+    samples_init(&samples);
+    int ok = mode == 2 ? nmea_samples(&c, limit_us, &samples) : json_samples(&c, mode == 1, limit_us, &samples);
     PyBuffer_Release(&buf);
-    if (!ok) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+    PyObject *rows = NULL;
+    if (ok && (rows = PyList_New(samples.n))) {
+        for (Py_ssize_t i = 0; i < samples.n; i++) {
+            PyObject *row = build_row(sample_at(&samples, i), device_id, kind_obj);
+            if (!row) {
+                Py_CLEAR(rows);
+                break;
+            }
+            PyList_SET_ITEM(rows, i, row);
+        }
     }
-    return build_row(&smp, device_id, kind_obj);
+    samples_free(&samples);
+    if (rows) return rows;
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(configure_doc,

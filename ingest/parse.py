@@ -509,7 +509,7 @@ _PID_FORMULAS = {
 }
 
 
-def _load_fast_parse() -> Callable[[str, str, bytes, datetime], tuple | None] | None:
+def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | None] | None:
     try:
         from ingest import _fastparse  # type: ignore[attr-defined]
     except ImportError:  # not built (no C compiler where it was installed): the Python code does everything
@@ -555,8 +555,9 @@ def process_message(
 ) -> Parsed | Rejection:
     """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections.
 
-    A common, valid sample message is parsed by the compiled fast path (ingest/_fastparse.c) when it is built;
-    it returns exactly what the Python code below returns for such a message, and None for anything else, which
+    A common, valid sample message (or a device's buffered upload of such samples) is parsed by the compiled fast
+    path (ingest/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
+    a message, and None for anything else, which
     the Python code then handles. `fast=False` skips it (tests compare the two).
     """
     parts = _topic(root, topic)
@@ -564,9 +565,9 @@ def process_message(
         return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
     device_id, kind = parts
     if fast and _fast_parse is not None:
-        row = _fast_parse(kind, device_id, payload, now)
-        if row is not None:
-            return Parsed(device_id, kind, [row], [])
+        rows = _fast_parse(kind, device_id, payload, now)
+        if rows is not None:
+            return Parsed(device_id, kind, rows, [])
     try:
         text = str(payload, "utf-8")  # bytes, bytearray or memoryview, without a copy
     except UnicodeDecodeError as exc:

@@ -9,9 +9,11 @@ byte by byte, with fixed seeds so that a failure reproduces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -140,7 +142,20 @@ def dumps(rng: random.Random, obj: object) -> bytes:
 NUMERIC = {f.name: f for f in NUMERIC_FIELDS}
 
 
+def upload(
+    rng: random.Random, clean: Callable[[random.Random], bytes], dirty: Callable[[random.Random], bytes]
+) -> bytes:
+    """A buffered upload: a JSON array of samples, now and then with one bad element."""
+    items = [json.loads(clean(rng)) for _ in range(rng.choice([1, 2, 3, 5, 20]))]
+    if rng.random() < 0.3:
+        with contextlib.suppress(ValueError):
+            items.insert(rng.randrange(len(items) + 1), json.loads(dirty(rng)))
+    return dumps(rng, items)
+
+
 def telemetry(rng: random.Random) -> bytes:
+    if rng.random() < 0.1:
+        return upload(rng, clean_telemetry, telemetry)
     if rng.random() < 0.5:
         return clean_telemetry(rng)
     obj: dict[str, object] = {}
@@ -224,6 +239,8 @@ def frame(rng: random.Random) -> str:
 
 
 def obd(rng: random.Random) -> bytes:
+    if rng.random() < 0.1:
+        return upload(rng, clean_obd, obd)
     frames: object = [frame(rng) for _ in range(rng.randint(1, 12))]
     if rng.random() < 0.03:
         frames = rng.choice([[], None, "41 0C 1A F8", [1, 2], [["41 0C 1A F8"]]])
@@ -235,6 +252,16 @@ def obd(rng: random.Random) -> bytes:
     return dumps(rng, dict(items))
 
 
+def clean_obd(rng: random.Random) -> bytes:
+    pids = [p for p, spec in PIDS.items() if 2 + spec.nbytes <= 6]
+    frames = []
+    for _ in range(rng.randint(1, 8)):
+        pid = rng.choice(pids)
+        data = [0x41, pid, *(rng.randrange(256) for _ in range(PIDS[pid].nbytes))]
+        frames.append(" ".join(f"{b:02X}" for b in data))
+    return dumps(rng, {"ts": ts_value(rng, clean=True), "seq": rng.randint(0, 10**6), "frames": frames})
+
+
 def _checksum(body: str) -> str:
     x = 0
     for ch in body:
@@ -242,7 +269,34 @@ def _checksum(body: str) -> str:
     return f"{x:02X}"
 
 
+def nmea_block(rng: random.Random) -> bytes:
+    """A buffered NMEA upload: RMC (+ GGA) per fix, line after line, as units send after an outage; with the
+    irregularities Python's decoder resolves (a repeated fix, a time of day seen twice, a GGA without its RMC)."""
+    start = NOW - timedelta(seconds=rng.randint(60, 10**6))
+    step = timedelta(seconds=rng.choice([1, 1, 5, 86400]))
+    lines = []
+    for k in range(rng.choice([2, 3, 10, 40])):
+        dt = start + k * step
+        lat, lon = rng.uniform(-60, 60), rng.uniform(-170, 170)
+        lines.append(encode_rmc(dt, lat, lon, rng.uniform(0, 150), rng.uniform(0, 359)))
+        if rng.random() < 0.8:
+            lines.append(
+                encode_gga(dt, lat, lon, rng.uniform(-100, 3000), rng.uniform(0.5, 9), rng.randint(3, 20))
+            )
+    pick = rng.random()
+    if pick < 0.1:
+        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])  # a line twice
+    elif pick < 0.15:
+        lines.insert(rng.randrange(len(lines)), "$GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1*39")
+    elif pick < 0.2:
+        del lines[0]
+    sep = rng.choice(["\r\n", "\n"])
+    return (sep.join(lines) + rng.choice(["", sep, sep + sep])).encode()
+
+
 def nmea(rng: random.Random) -> bytes:
+    if rng.random() < 0.15:
+        return nmea_block(rng)
     dt = NOW - timedelta(seconds=rng.randint(-400, 10**8), microseconds=rng.randint(0, 999) * 1000)
     if rng.random() < 0.03:
         dt = rng.choice([datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1980, 1, 5, tzinfo=UTC)])
@@ -392,8 +446,8 @@ def test_device_shapes_take_the_fast_path() -> None:
     now = datetime.now(UTC)
     for t, p, _ in simulate_messages(20, 1.0, 3, 60.0, root=ROOT, start=now - timedelta(seconds=120)):
         kind = t.rsplit("/", 1)[1]
-        if kind not in KINDS or p.lstrip()[:1] == b"[" or p.count(b"$") > 2:
-            continue  # a buffer uploaded after an outage (a JSON array, an NMEA block) is left to Python
+        if kind not in KINDS:
+            continue
         total[kind] = total.get(kind, 0) + 1
         taken[kind] = taken.get(kind, 0) + check(t, p, now=now)
     assert set(total) == set(KINDS), total
@@ -439,7 +493,7 @@ for _ in range(int(sys.argv[2])):
     payload = t.KINDS[kind](rng)
     if rng.random() < 0.7:
         payload = t.mutate(rng, payload)
-    if rng.random() < 0.05:  # every prefix: a scanner reading past the end shows up here
+    if rng.random() < 0.05 and len(payload) < 600:  # every prefix: a scanner reading past the end shows here
         for k in range(len(payload)):
             t.check(t.topic(kind), payload[:k])
     t.check(t.topic(kind), payload)
