@@ -14,7 +14,7 @@ COPY monitor ./monitor
 COPY backoffice ./backoffice
 COPY simulators ./simulators
 # gcc builds the parser's compiled fast path (ingest/_fastparse.c) and is removed again; the import check fails
-# the build if it did not compile (ingest would otherwise run, at about 5x the CPU per message).
+# the build if it did not compile (ingest would otherwise run, its workers at about twice the CPU per message).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install . \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \

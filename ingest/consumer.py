@@ -448,11 +448,7 @@ class Consumer:
         """Whether messages go through the parser's compiled fast path (built, and not switched off)."""
         from ingest import parse as parse_module
 
-        return (
-            self.parse is parse_module.process_message
-            and parse_module._fast_parse is not None
-            and self.settings.ingest_compiled_parser
-        )
+        return self.parse is parse_module.process_message and parse_module._fast_parse is not None
 
     def _take(self) -> list:
         """The next batch: up to batch_size messages, once that many are held or the oldest is batch_ms old."""

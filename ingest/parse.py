@@ -557,8 +557,8 @@ def process_message(
 
     A common, valid sample message (or a device's buffered upload of such samples) is parsed by the compiled fast
     path (ingest/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
-    a message, and None for anything else, which
-    the Python code then handles. `fast=False` skips it (tests compare the two).
+    a message, and None for anything else, which the Python code then handles. `fast=False` skips it (tests
+    compare the two).
     """
     parts = _topic(root, topic)
     if parts is None:
