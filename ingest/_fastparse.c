@@ -717,21 +717,27 @@ static int line_end(Cur *c) {
 
 static int in_range(int col, double v) { return ranges[col].lo <= v && v <= ranges[col].hi; }
 
-static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
-    /* RMC: \$(G[PN]RMC,(time),A,(lat),([NS]),(lon),([EW]),(speed),(course),(date),,,[AD])\*([0-9A-F]{2}) */
-    Span time_s, lat_s, lon_s, spd_s, crs_s, date_s;
-    char ns, ew;
+/* "$G[PN]<type>,(\d{6}(?:\.\d{1,3})?)": where the checksummed body starts, and the time field. */
+static int sentence_head(Cur *c, const char *type, const unsigned char **body, Span *time) {
     if (!lit(c, "$")) return 0;
-    const unsigned char *body = c->p;
-    if (!lit(c, "G") || !one_of(c, "PN", NULL) || !lit(c, "RMC,")) return 0;
-    const unsigned char *ts0 = c->p;
+    *body = c->p;
+    if (!lit(c, "G") || !one_of(c, "PN", NULL) || !lit(c, type) || !lit(c, ",")) return 0;
+    time->p = c->p;
     if (!digits(c, 6, 6, NULL)) return 0;
     if (c->p < c->e && *c->p == '.') {
         c->p++;
         if (!digits(c, 1, 3, NULL)) return 0;
     }
-    time_s.p = ts0;
-    time_s.e = c->p;
+    time->e = c->p;
+    return 1;
+}
+
+static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
+    /* RMC: \$(G[PN]RMC,(time),A,(lat),([NS]),(lon),([EW]),(speed),(course),(date),,,[AD])\*([0-9A-F]{2}) */
+    Span time_s, lat_s, lon_s, spd_s, crs_s, date_s;
+    const unsigned char *body;
+    char ns, ew;
+    if (!sentence_head(c, "RMC", &body, &time_s)) return 0;
     if (!lit(c, ",A,") || !decimal(c, 4, 4, 1, 7, &lat_s) || !lit(c, ",") || !one_of(c, "NS", &ns) ||
         !lit(c, ",") || !decimal(c, 5, 5, 1, 7, &lon_s) || !lit(c, ",") || !one_of(c, "EW", &ew) ||
         !lit(c, ",") || !decimal(c, 1, 4, 1, 4, &spd_s) || !lit(c, ",") || !decimal(c, 1, 3, 1, 4, &crs_s) ||
@@ -774,17 +780,8 @@ static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
     const unsigned char *after_rmc = c->p;
     if (line_end(c) && c->e - c->p >= 6 && memcmp(c->p + 3, "GGA", 3) == 0) {
         Span gtime, sats_s, hdop_s, alt_s, skip;
-        if (!lit(c, "$")) return 0;
-        const unsigned char *gbody = c->p;
-        if (!lit(c, "G") || !one_of(c, "PN", NULL) || !lit(c, "GGA,")) return 0;
-        const unsigned char *g0 = c->p;
-        if (!digits(c, 6, 6, NULL)) return 0;
-        if (c->p < c->e && *c->p == '.') {
-            c->p++;
-            if (!digits(c, 1, 3, NULL)) return 0;
-        }
-        gtime.p = g0;
-        gtime.e = c->p;
+        const unsigned char *gbody;
+        if (!sentence_head(c, "GGA", &gbody, &gtime)) return 0;
         if (gtime.e - gtime.p != time_s.e - time_s.p || memcmp(gtime.p, time_s.p, (size_t)(gtime.e - gtime.p)))
             return 0;
         if (!lit(c, ",") || !decimal(c, 4, 4, 1, 7, &skip) || !lit(c, ",") || !one_of(c, "NS", NULL) ||
