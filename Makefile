@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml ingest/_fastparse.c
+$(VENV)/.installed: pyproject.toml setup.py ingest/_fastparse.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
