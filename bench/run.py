@@ -232,14 +232,22 @@ def measure_drain(
         rss_max = 0.0
         cpu_up: dict | None = None
         while True:
-            c = _scalar(poll.execute("SELECT value FROM ingest_counters WHERE name = 'readings_stored'"))
+            # drained = every reading committed and the vehicle state of every message written (the worker
+            # writes vehicle_state coalesced over batches and acknowledges after it: ingest.state)
+            counts = dict(
+                poll.execute(
+                    "SELECT name, value FROM ingest_counters "
+                    "WHERE name IN ('readings_stored', 'messages_state_applied')"
+                ).fetchall()
+            )
+            c = min(counts.get("readings_stored", 0), counts.get("messages_state_applied", 0))
             with contextlib.suppress(OSError):
                 rss_max = max(rss_max, max(proc_rss_mb(p.pid) for p in procs))
             now = time.perf_counter()
             if up is None and all(b"event=mqtt_up" in f.read_bytes() for f in logs):
                 up = now  # every worker has imported its code and connected: draining starts here
                 cpu_up = cpu_snapshot(procs, broker)
-            if c and first is None:
+            if counts.get("readings_stored") and first is None:
                 first = now
             if c >= n:
                 cpu_end = cpu_snapshot(procs, broker)

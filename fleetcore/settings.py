@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     ingest_max_inflight: int = Field(default=20000, ge=1)
     # Database connections per ingest worker, each committing its own batch; acks still go out in order.
     ingest_writers: int = Field(default=2, ge=1, le=16)
+    # vehicle_state is written coalesced (ingest.state): once this many ms passed since the oldest committed,
+    # not yet applied batch, or once this many messages wait for it; messages are acknowledged after it.
+    # 0 ms = after every batch (the state then trails the readings by one commit).
+    ingest_state_flush_ms: int = Field(default=500, ge=0)
+    ingest_state_flush_messages: int = Field(default=20000, ge=1)
     ingest_client_id: str = "fleet-ingest"
     ingest_share_group: str | None = None
     ingest_session_expiry_s: int = Field(default=86400, ge=0)

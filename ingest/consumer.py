@@ -1,18 +1,23 @@
 """The ingest worker: MQTT (QoS 1, persistent session, manual acks) → pure parser → batch writer → PostgreSQL.
 
-Delivery: a message is acknowledged to the broker only after the transaction holding it has committed, so
-at-least-once from broker to database; storage dedupes, so exactly-once in storage.
+Delivery: a message is acknowledged to the broker only after the transaction holding it has committed and
+the vehicle state its samples produce has been written (`ingest.state`: a batch commits its readings; the state
+is written coalesced over many batches, by the "ingest-state" thread on its own connection, within
+`FLEET_INGEST_STATE_FLUSH_MS`), so at-least-once from broker to database; storage dedupes, so exactly-once in
+storage, and a redelivered message rebuilds the state it had not yet written.
 
 Threads: paho's network thread receives and parses (pure, no I/O) and appends to a queue; the calling
 thread takes batches (by size or age) and hands them to `FLEET_INGEST_WRITERS` writer threads (default 2), each
 committing on its own database connection, so one batch's COPY and statements run while another commits and while
-the next is received (the GIL is released during I/O). Committed batches are acknowledged in the order they were
-taken (`_AckSequencer`), so PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
+the next is received (the GIL is released during I/O). Committed batches are released in the order they were
+taken (`_AckSequencer`) to the state thread, which acknowledges them in that order after each state flush, so
+PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
 
 Memory bound: at most `FLEET_INGEST_MAX_INFLIGHT` messages (default 20,000; each its raw payload plus parsed
-rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), however
-large the backlog in the broker. Two mechanisms: the worker announces that number as MQTT 5 Receive Maximum (flow
-control, at most 65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live
+rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), plus, for
+the committed messages waiting for their state flush, a packet id each and one pending state row per vehicle,
+however large the backlog in the broker. Two mechanisms: the worker announces MQTT 5 Receive Maximum = that number
++ two state flushes' worth of messages (flow control, at most 65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live
 traffic once acks flow (and QoS 0 is never flow-controlled), the network thread blocks when the queue is full,
 which stops reading the socket (TCP back-pressure) until the writer takes the next batch.
 """
@@ -41,6 +46,7 @@ from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
 from ingest.metrics import IngestMetrics, kv
 from ingest.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
+from ingest.state import PendingState
 from ingest.writer import BatchStats, BatchWriter, Message, _Rejection
 
 log = logging.getLogger(__name__)
@@ -323,14 +329,33 @@ class Consumer:
         self.metrics = metrics or IngestMetrics()
         self.batch_size = settings.ingest_batch_size
         self.batch_s = settings.ingest_batch_ms / 1000.0
-        self.receive_maximum = min(settings.ingest_max_inflight, MAX_RECEIVE_MAXIMUM)
-        self.hard_cap = self.receive_maximum
+        # The broker's window covers the queue, the batches being written and the committed messages that wait
+        # for their state flush (two flushes' worth: one being written, the next filling); the queue alone is
+        # capped at ingest_max_inflight (the memory bound: those hold payloads; the others only packet ids).
+        self.hard_cap = min(settings.ingest_max_inflight, MAX_RECEIVE_MAXIMUM)
+        self.receive_maximum = min(
+            settings.ingest_max_inflight + 2 * settings.ingest_state_flush_messages, MAX_RECEIVE_MAXIMUM
+        )
+        self.state_flush_s = settings.ingest_state_flush_ms / 1000.0
+        self.state_flush_messages = settings.ingest_state_flush_messages
         self.queue: collections.deque = collections.deque()
         self.cond = threading.Condition()
         self.epoch = 0
         self.closing = False
         url = settings.require_database_url()
-        self.writers = [BatchWriter(url, metrics=self.metrics) for _ in range(settings.ingest_writers)]
+        self.writers = [
+            BatchWriter(url, metrics=self.metrics, defer_state=True) for _ in range(settings.ingest_writers)
+        ]
+        # vehicle_state, coalesced over the committed batches (ingest.state), on a connection of its own; the
+        # acknowledgements of those batches wait for it (all under self._state_cond)
+        self.state_writer = BatchWriter(url, metrics=self.metrics)
+        self._state_cond = threading.Condition()
+        self._pending = PendingState()
+        # (packet id, connection epoch) of the QoS 1 messages waiting for the state flush, in order
+        self._deferred: list[tuple[int, int]] = []
+        self._deferred_since = 0.0  # when the oldest of them was committed
+        self._flushing = False
+        self._state_final = False  # set when the writers are done: flush what is left, then end
         # batches handed to writers and not yet finished (under self.cond); at most one per writer, so at most
         # len(writers) batches are out of the queue at a time: part of the memory bound
         self._writing = 0
@@ -475,35 +500,91 @@ class Consumer:
 
     def _drained(self) -> bool:
         """Retiring: out of the group, nothing left to commit, nothing received and no ack sent for RETIRE_IDLE_S."""
+        with self._state_cond:
+            state_done = not self._deferred and not self._pending.vehicles and not self._flushing
         return (
             self.subscribed.is_set()
             and time.monotonic() - self._last_rx >= RETIRE_IDLE_S
             and self._writing == 0  # no batch being written (read under self.cond, like its updates)
+            and state_done
         )
 
-    def _ack(self, batch: list) -> int:
-        """Acknowledge the committed messages that arrived on the current connection; returns how many."""
+    def _release(self, batch: list, st: BatchStats) -> None:
+        """A committed batch whose turn has come (the sequencer calls this in take order): its samples join the
+        pending state, its messages the acknowledgements that wait for the next state flush."""
+        with self._state_cond:
+            idle = not self._deferred and not self._pending.vehicles
+            if idle:
+                self._deferred_since = time.monotonic()
+            self._pending.add(st.state_rows)
+            self._pending.messages += len(batch)
+            self._deferred.extend([(mid, ep) for mid, qos, ep, _, _ in batch if qos])
+            window = self._window
+            for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
+                window[k] += getattr(st, k)
+            if idle or self._pending.messages >= self.state_flush_messages:
+                self._state_cond.notify_all()  # the state thread (re)computes when the next flush is due
+
+    def _ack(self, deferred: list[tuple[int, int]]) -> int:
+        """Acknowledge the messages that arrived on the current connection; returns how many."""
         epoch = self.epoch
         # A message delivered on an earlier connection is redelivered by the broker on this one (same
         # packet id); acking the old id now could ack a different, uncommitted message, so it is skipped.
-        mids = [mid for mid, qos, ep, _, _ in batch if qos and ep == epoch]
+        mids = [mid for mid, ep in deferred if ep == epoch]
         self.mqtt.client.ack_many(mids)  # type: ignore[attr-defined]
         self._last_rx = time.monotonic()  # acks free the broker's window: more may follow
         return len(mids)
 
-    def _release(self, batch: list, st: BatchStats) -> None:
-        """A committed batch whose turn has come (the sequencer calls this in take order): ack it, count it."""
-        acked = self._ack(batch)
-        window = self._window
-        for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
-            window[k] += getattr(st, k)
-        window["acked"] += acked
-        now = time.monotonic()
-        if now - self._last_stats >= STATS_EVERY_S:
-            self._log_stats(window, now - self._last_stats)
-            self.totals.update(window)
-            window.clear()
-            self._last_stats = now
+    def _state_loop(self) -> None:
+        """The state thread: write the pending state when due, then acknowledge the messages it covers."""
+        cond = self._state_cond
+        try:
+            while True:
+                with cond:
+                    while True:
+                        has_work = bool(self._deferred or self._pending.vehicles)
+                        if not has_work and self._state_final:
+                            return
+                        if not has_work:
+                            cond.wait(0.25)
+                            continue
+                        wait = self._deferred_since + self.state_flush_s - time.monotonic()
+                        if (
+                            wait <= 0
+                            or self._state_final
+                            or self._pending.messages >= self.state_flush_messages
+                        ):
+                            break
+                        cond.wait(wait)
+                    pending, deferred = self._pending, self._deferred
+                    self._pending, self._deferred = PendingState(), []
+                    self._flushing = True
+                try:
+                    if pending.vehicles and self.state_writer.commit_state(pending, self.stop) is None:
+                        # stopped while the database is down: nothing more is acknowledged; the broker delivers
+                        # these messages again and the state is rebuilt from them
+                        kv(log, logging.WARNING, "state_not_written", unacknowledged=len(deferred))
+                        return
+                    acked = self._ack(deferred)
+                finally:
+                    with cond:
+                        self._flushing = False
+                self._count_acked(acked)
+        except BaseException as exc:  # a bug, not a database problem (commit_state retries those)
+            self._writer_error = exc
+            with self.cond:
+                self.cond.notify_all()
+
+    def _count_acked(self, acked: int) -> None:
+        with self._state_cond:
+            window = self._window
+            window["acked"] += acked
+            now = time.monotonic()
+            if now - self._last_stats >= STATS_EVERY_S:
+                self._log_stats(window, now - self._last_stats)
+                self.totals.update(window)
+                window.clear()
+                self._last_stats = now
 
     def _write_loop(self, writer: BatchWriter, jobs: queue.SimpleQueue, seq: _AckSequencer) -> None:
         """One writer thread: commit the batches it is handed on its own connection, in any order."""
@@ -564,6 +645,8 @@ class Consumer:
         ]
         for t in threads:
             t.start()
+        state_thread = threading.Thread(target=self._state_loop, name="ingest-state", daemon=True)
+        state_thread.start()
         self._last_stats = time.monotonic()
         n = 0
         try:
@@ -604,6 +687,11 @@ class Consumer:
                 jobs.put(None)
             for t in threads:  # the batches handed out are committed (or given up when stopped) first
                 t.join(None if self._writer_error is None else 5)
+            with self._state_cond:  # then the state of what was committed, and its acknowledgements
+                self._state_final = True
+                self._state_cond.notify_all()
+            state_thread.join(None if self._writer_error is None else 5)
+            state_done = not state_thread.is_alive() and not self._deferred and not self._pending.vehicles
             self.totals.update(self._window)
             self._window.clear()
             if self.retire and self._refused:
@@ -613,6 +701,7 @@ class Consumer:
                 self.retire
                 and self._writer_error is None
                 and not sequencer.blocked
+                and state_done
                 and self.mqtt.connected.is_set()
             ):
                 # everything received was committed and acknowledged: end the session with the connection
@@ -621,7 +710,7 @@ class Consumer:
                 self.mqtt.client.disconnect(properties=props)
                 kv(log, logging.INFO, "session_ended", client_id=self.settings.ingest_client_id)
             self.mqtt.stop()
-            for w in self.writers:
+            for w in (*self.writers, self.state_writer):
                 w.close()
             self.metrics.close()
             kv(log, logging.INFO, "ingest_stopped", **{k: v for k, v in self.totals.items()})

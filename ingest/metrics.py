@@ -69,6 +69,18 @@ class IngestMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.state_seconds = Histogram(
+            "fleet_ingest_state_flush_seconds",
+            "Time to write and commit one coalesced vehicle_state flush",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.state_messages = Histogram(
+            "fleet_ingest_state_flush_messages",
+            "Messages whose samples one vehicle_state flush applied (acknowledged after it)",
+            buckets=(*BATCH_BUCKETS, 20000, 50000),
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "fleet_ingest_queue_depth", "Messages held, not yet acknowledged", registry=r
         )

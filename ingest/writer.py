@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -26,7 +27,12 @@ from fleetcore.db import Conn
 from ingest.metrics import IngestMetrics, kv
 from ingest.parse import Parsed
 
+if TYPE_CHECKING:
+    from ingest.state import PendingState
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Device → vehicle lookups are cached this long: a re-installed device is attributed to its new vehicle
 # (and a newly registered one leaves quarantine) at most this many seconds late.
@@ -76,6 +82,9 @@ C_READINGS = "readings_stored"
 C_EVENTS = "events_stored"
 C_DUPLICATES = "duplicates_skipped"
 C_REPLAYED = "quarantine_replayed"
+# Messages whose batch's samples a coalesced state flush applied (ingest.state); with the state deferred, a
+# message is acknowledged after this count includes it.
+C_STATE_APPLIED = "messages_state_applied"
 
 
 @dataclass(slots=True)
@@ -104,6 +113,8 @@ class BatchStats:
     kinds: Counter = field(default_factory=Counter)
     # Per message: stored | rejected:<reason> | quarantined (replay records it).
     outcomes: list[str] = field(default_factory=list)
+    # With the state deferred (BatchWriter(defer_state=True)): the staged reading rows, for ingest.state.
+    state_rows: list[tuple] = field(default_factory=list)
 
     def counters(self, count_received: bool) -> dict[str, int]:
         c = {
@@ -264,8 +275,12 @@ class BatchWriter:
         *,
         metrics: IngestMetrics | None = None,
         cache_ttl_s: float = DEVICE_CACHE_TTL_S,
+        defer_state: bool = False,
     ) -> None:
         self.url = url
+        # True: batches leave vehicle_state alone and hand their rows on (BatchStats.state_rows) to be written
+        # later by ingest.state, coalesced over many batches (the ingest worker); False: each batch upserts it.
+        self.defer_state = defer_state
         self.metrics = metrics
         self.cache_ttl_s = cache_ttl_s
         self.conn: Conn | None = None
@@ -403,7 +418,8 @@ class BatchWriter:
                     p[2] = m.received_at
 
         with conn.cursor() as cur:
-            if stage_rows and presence:
+            defer_state = self.defer_state
+            if stage_rows and presence and not defer_state:
                 # Both the sample upsert and the presence upsert below lock vehicle_state rows, each in vehicle
                 # order; a batch committing concurrently (another writer or worker) could meet the same rows in
                 # the other order and deadlock, so the rows of both are locked here first, in one order.
@@ -427,7 +443,9 @@ class BatchWriter:
                         raise _DuplicateInBatch from exc
                 st.readings_stored = cur.rowcount
                 st.duplicates += len(stage_rows) - cur.rowcount
-                if len(samples_per_vehicle) < len(stage_rows):
+                if defer_state:
+                    st.state_rows = stage_rows  # duplicates included: a redelivery must rebuild the state
+                elif len(samples_per_vehicle) < len(stage_rows):
                     multi = [v for v, n in samples_per_vehicle.items() if n > 1]
                     cur.execute(_STATE_UPSERT_MULTI, {"multi": multi})
                 else:
@@ -501,48 +519,119 @@ class BatchWriter:
         refuses for its content is split: each message is written on its own, and one that still fails is
         kept as a rejection (reason write_error), so one bad message never blocks the stream.
         """
+        try:
+            done = self._retrying(lambda: self.write(messages), stop, on_retry)
+        except Exception as exc:
+            kv(log, logging.ERROR, "batch_refused", messages=len(messages), error=_short(exc))
+            if len(messages) == 1:
+                t0 = time.perf_counter()
+                st = self._write_refused(messages[0], exc)
+                self._observe(messages, st, time.perf_counter() - t0)
+                return st
+            st = BatchStats()
+            for m in messages:
+                one = self.commit([m], stop, on_retry=on_retry)
+                if one is None:
+                    return None
+                _merge(st, one)
+            return st  # each message was observed by its own commit
+        if done is None:
+            return None
+        st, seconds = done
+        self._observe(messages, st, seconds)
+        return st
+
+    def _retrying(
+        self,
+        fn: Callable[[], T],
+        stop: threading.Event,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ) -> tuple[T, float] | None:
+        """fn() and the seconds its successful attempt took, retried with backoff while the database is away.
+
+        None only when `stop` is set while the database is down; an error retrying cannot cure is raised.
+        """
         attempt = 0
         delay = BACKOFF_START_S
         while True:
             t0 = time.perf_counter()
             try:
-                st = self.write(messages)
+                result = fn()
             except Exception as exc:
-                if _transient(exc, self.conn):
-                    attempt += 1
-                    if self.metrics:
-                        self.metrics.db_errors.inc()
-                    kv(
-                        log,
-                        logging.WARNING,
-                        "db_unavailable",
-                        attempt=attempt,
-                        retry_in_s=delay,
-                        error=_short(exc),
-                    )
-                    if on_retry:
-                        on_retry(attempt, exc)
-                    if self.conn is not None and (self.conn.closed or self.conn.broken):
-                        self.close()
-                    if stop.wait(delay):
-                        return None
-                    delay = min(delay * 2, BACKOFF_MAX_S)
-                    continue
-                kv(log, logging.ERROR, "batch_refused", messages=len(messages), error=_short(exc))
-                if len(messages) == 1:
-                    st = self._write_refused(messages[0], exc)
-                else:
-                    st = BatchStats()
-                    for m in messages:
-                        one = self.commit([m], stop, on_retry=on_retry)
-                        if one is None:
-                            return None
-                        _merge(st, one)
-                    return st  # each message was observed by its own commit
+                if not _transient(exc, self.conn):
+                    raise
+                attempt += 1
+                if self.metrics:
+                    self.metrics.db_errors.inc()
+                kv(
+                    log,
+                    logging.WARNING,
+                    "db_unavailable",
+                    attempt=attempt,
+                    retry_in_s=delay,
+                    error=_short(exc),
+                )
+                if on_retry:
+                    on_retry(attempt, exc)
+                if self.conn is not None and (self.conn.closed or self.conn.broken):
+                    self.close()
+                if stop.wait(delay):
+                    return None
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
             if attempt:
                 kv(log, logging.INFO, "db_recovered", attempts=attempt)
-            self._observe(messages, st, time.perf_counter() - t0)
-            return st
+            return result, time.perf_counter() - t0
+
+    def commit_state(self, pending: PendingState, stop: threading.Event) -> int | None:
+        """Write coalesced state (ingest.state) until committed; the rows written, None when stopped while down.
+
+        Connection problems are retried with backoff. State the database refuses for its content (no known
+        cause: the readings holding the same values were committed) is written vehicle by vehicle, and a vehicle
+        that still fails is logged and skipped: its readings are stored, its state waits for its next sample.
+        """
+        from ingest.state import write_state
+
+        def attempt(p: PendingState) -> int:
+            conn = self.connect()
+            try:
+                n = write_state(conn, p)
+                conn.commit()
+                return n
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
+
+        try:
+            done = self._retrying(lambda: attempt(pending), stop)
+        except Exception as exc:
+            kv(log, logging.ERROR, "state_refused", vehicles=len(pending), error=_short(exc))
+            written = 0
+            for one in pending.split():
+                try:
+                    d = self._retrying(lambda one=one: attempt(one), stop)  # type: ignore[misc]
+                except Exception as exc1:
+                    kv(
+                        log,
+                        logging.ERROR,
+                        "state_skipped",
+                        vehicle=next(iter(one.vehicles)),
+                        error=_short(exc1),
+                    )
+                    continue
+                if d is None:
+                    return None
+                written += d[0]
+            return written
+        if done is None:
+            return None
+        written, seconds = done
+        if self.metrics:
+            self.metrics.state_seconds.observe(seconds)
+            self.metrics.state_messages.observe(pending.messages)
+            self.metrics.rows.labels("vehicle_state").inc(written)
+        return written
 
     def _write_refused(self, m: Message, exc: BaseException) -> BatchStats:
         """Keep a message the database refused as a rejection (its own transaction)."""
@@ -606,6 +695,7 @@ def _merge(into: BatchStats, one: BatchStats) -> None:
     into.reasons.update(one.reasons)
     into.kinds.update(one.kinds)
     into.outcomes.extend(one.outcomes)
+    into.state_rows.extend(one.state_rows)
 
 
 def _short(exc: BaseException) -> str:
@@ -614,8 +704,11 @@ def _short(exc: BaseException) -> str:
 
 def ensure_staging(conn: Conn) -> None:
     """Create this connection's staging tables (temporary, emptied at every commit)."""
+    from ingest.state import CREATE_STAGE_STATE
+
     conn.execute(_CREATE_STAGE)
     conn.execute(_CREATE_STAGE_EVENTS)
+    conn.execute(CREATE_STAGE_STATE)
 
 
 def read_counters(conn: Conn) -> dict[str, int]:

@@ -88,6 +88,19 @@ def _assert_exactly_once(url: str, expected: int) -> None:
     assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
 
 
+def _assert_state_is_newest(url: str, vehicles: int) -> None:
+    """Every vehicle's state carries its newest stored sample (the state is written after the readings, coalesced,
+    and rebuilt from redelivered messages after a crash)."""
+    assert (
+        count(
+            url,
+            "SELECT count(*) FROM vehicle_state vs JOIN (SELECT vehicle_id, max(ts) AS newest FROM readings "
+            "GROUP BY vehicle_id) r USING (vehicle_id) WHERE vs.ts = r.newest AND vs.last_seen IS NOT NULL",
+        )
+        == vehicles
+    )
+
+
 def _fleet_database(pg) -> str:  # noqa: ANN001
     """A migrated database `fleet` on a private PostgreSQL; its URL."""
     with psycopg.connect(pg.url(), autocommit=True) as admin:
@@ -145,7 +158,60 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
         if proc.poll() is None:
             proc.kill()
     _assert_exactly_once(db_url, STREAM)
+    _assert_state_is_newest(db_url, DEVICES)
     assert b"event=ingest_stopped" in log.read_bytes()
+
+
+def test_messages_are_acknowledged_only_after_their_state_is_written(
+    db_url: str, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """With the state flush held off, committed readings are not acknowledged: a SIGKILL then makes the broker
+    deliver every message again, storage skips them all as duplicates, and the state is built from them."""
+    root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
+    devices = _devices(db_url, 100)
+    messages = _stream(root, devices, 2000)
+    env = {
+        **os.environ,
+        "FLEET_DATABASE_URL": db_url,
+        "FLEET_MQTT_URL": broker.url,
+        "FLEET_TOPIC_ROOT": root,
+        "FLEET_INGEST_CLIENT_ID": f"ingest-state-{uuid.uuid4().hex[:6]}",
+        "FLEET_ENVIRONMENT": "test",
+        "FLEET_INGEST_STATE_FLUSH_MS": "600000",
+        "FLEET_INGEST_STATE_FLUSH_MESSAGES": "1000000",
+    }
+    ids = [d for d, _ in devices]
+    state_sql = (
+        "SELECT count(*) FROM vehicle_state vs JOIN device_installs di USING (vehicle_id) "
+        "WHERE di.removed_at IS NULL AND di.device_id = ANY(%s) AND vs.ts IS NOT NULL"
+    )
+    log = tmp_path / "ingest.log"
+    proc = _start_ingest_process(env, log)
+    try:
+        assert wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20), log.read_text()
+        publish_raw(broker.port, messages)
+        assert wait_until(lambda: _readings(db_url) >= len(messages), timeout=30)
+        time.sleep(0.5)
+        assert count(db_url, state_sql, ids) == 0  # readings committed, state not yet written
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        del env["FLEET_INGEST_STATE_FLUSH_MS"], env["FLEET_INGEST_STATE_FLUSH_MESSAGES"]
+        proc = _start_ingest_process(env, log)
+        applied = "SELECT coalesce(max(value), 0) FROM ingest_counters WHERE name = 'messages_state_applied'"
+        assert wait_until(lambda: count(db_url, applied) >= len(messages), timeout=30), log.read_text()[
+            -3000:
+        ]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_exactly_once(db_url, len(messages))
+    # every message came again (none had been acknowledged) and was skipped as a stored duplicate
+    assert count(db_url, "SELECT value FROM ingest_counters WHERE name = 'duplicates_skipped'") == len(
+        messages
+    )
+    assert count(db_url, state_sql, ids) == len(devices)
 
 
 def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosquitto) -> None:
@@ -171,6 +237,7 @@ def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosqui
             assert wait_until(lambda: _readings(url) >= STREAM, timeout=45), _readings(url)
             assert worker.metrics.db_errors._value.get() >= 1  # it really saw the outage
         _assert_exactly_once(url, STREAM)
+        _assert_state_is_newest(url, DEVICES)
 
 
 def test_stop_while_postgres_is_down_acks_nothing_uncommitted(broker: Mosquitto) -> None:
