@@ -234,7 +234,7 @@ def measure_drain(
         while True:
             # drained = every reading committed and the vehicle state of every message written (the worker
             # writes vehicle_state coalesced over batches and acknowledges after it: ingest.state)
-            counts = dict(
+            counts: dict[str, int] = dict(
                 poll.execute(
                     "SELECT name, value FROM ingest_counters "
                     "WHERE name IN ('readings_stored', 'messages_state_applied')"
