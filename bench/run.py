@@ -55,6 +55,8 @@ KINDS = ("telemetry", "event", "obd", "nmea", "status")
 # Device protocol mix of the benchmark traffic: mostly JSON units, some raw OBD dongles and NMEA trackers.
 PROTOCOL_MIX = ("json", "json", "json", "obd", "nmea")
 TARGET_BROKER_RATIO = 0.5
+# FLEET_INGEST_STATE_FLUSH_MS of the extra drain that writes vehicle_state coalesced (the default upserts per batch)
+COALESCED_FLUSH_MS = 500
 TARGET_NAIVE_RATIO = 20.0
 TARGET_P99_S = 1.0
 
@@ -196,12 +198,14 @@ def measure_drain(
     workers: int = 1,
     writers: int | None = None,
     python_parser: bool = False,
+    state_flush_ms: int = 0,
 ) -> dict:
     """Queue `data` for ingest's persistent session(s) while ingest is down, then time `fleet ingest` draining it.
 
     With workers > 1, that many `fleet ingest` processes share the stream through `$share/bench/...`; their
     sessions exist before the backlog is published, so Mosquitto spreads the backlog over them. With python_parser,
-    the workers parse every message with the Python code (FLEET_INGEST_COMPILED_PARSER=false).
+    the workers parse every message with the Python code (FLEET_INGEST_COMPILED_PARSER=false). With
+    state_flush_ms > 0, vehicle_state is written coalesced (FLEET_INGEST_STATE_FLUSH_MS) instead of in each batch.
     """
     reset_tables(url)
     root = data[0][0].split("/devices/")[0]
@@ -224,6 +228,7 @@ def measure_drain(
             env["FLEET_INGEST_SHARE_GROUP"] = share
         if python_parser:
             env["FLEET_INGEST_COMPILED_PARSER"] = "false"
+        env["FLEET_INGEST_STATE_FLUSH_MS"] = str(state_flush_ms)
         procs.append(start_ingest(env, logfile))
     try:
         t0 = time.perf_counter()
@@ -232,15 +237,17 @@ def measure_drain(
         rss_max = 0.0
         cpu_up: dict | None = None
         while True:
-            # drained = every reading committed and the vehicle state of every message written (the worker
-            # writes vehicle_state coalesced over batches and acknowledges after it: ingest.state)
+            # drained = every reading committed and the vehicle state of every message written (by default in
+            # the batch's own transaction; coalesced, by the state thread after the batches: ingest.state)
             counts: dict[str, int] = dict(
                 poll.execute(
                     "SELECT name, value FROM ingest_counters "
                     "WHERE name IN ('readings_stored', 'messages_state_applied')"
                 ).fetchall()
             )
-            c = min(counts.get("readings_stored", 0), counts.get("messages_state_applied", 0))
+            c = counts.get("readings_stored", 0)
+            if state_flush_ms > 0:
+                c = min(c, counts.get("messages_state_applied", 0))
             with contextlib.suppress(OSError):
                 rss_max = max(rss_max, max(proc_rss_mb(p.pid) for p in procs))
             now = time.perf_counter()
@@ -266,6 +273,7 @@ def measure_drain(
     # conservative figure the report uses; rate_from_connect_msgs_s is the worker's steady drain rate.
     return {
         "workers": workers,
+        "state_flush_ms": state_flush_ms,
         "messages": n,
         "seconds_total": round(total, 3),
         "seconds_from_connect": round(connected, 3),
@@ -740,6 +748,7 @@ def write_report(res: dict) -> None:
         ),
         *_budget_lines(res, b["rate_msgs_s"]),
         *_python_parser_lines(res),
+        *_coalesced_lines(res),
         f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
         "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
         "interpolated within buckets).",
@@ -825,6 +834,24 @@ def _python_parser_lines(res: dict) -> list[str]:
     ]
 
 
+def _coalesced_lines(res: dict) -> list[str]:
+    """The multi-worker drain again with vehicle_state coalesced over batches (FLEET_INGEST_STATE_FLUSH_MS > 0)."""
+    runs = res["runs"].get("drain_multi_coalesced_state")
+    if not runs:
+        return []
+    c = _budget(runs) or {}
+    p = _budget(res["runs"].get("drain_multi")) or {}
+    rate = statistics.median(d["rate_msgs_s"] for d in runs)
+    return [
+        f"vehicle_state per batch (default) vs coalesced: the {runs[0]['workers']}-worker drain again with "
+        f"`FLEET_INGEST_STATE_FLUSH_MS={runs[0]['state_flush_ms']}`: **{rate:,.0f} msg/s** "
+        f"({res['ratios']['multi_coalesced_over_broker']} of the broker limit, against "
+        f"{res['ratios']['multi_over_broker']} per batch). CPU µs per message, coalesced / per batch: "
+        f"PostgreSQL {c.get('postgres')} / {p.get('postgres')}, workers {c.get('workers')} / {p.get('workers')}.",
+        "",
+    ]
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 1000:.0f} ms"
 
@@ -876,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
                 _scalar(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
             )
         with mosquitto() as broker:
-            drains, limits, multi, pyparse = [], [], [], []
+            drains, limits, multi, pyparse, coalesced = [], [], [], [], []
             for i in range(args.repeat):
                 root = f"bench-{uuid.uuid4().hex[:6]}/fleet/v1"
                 data = backlog(root, devs, args.backlog)
@@ -899,6 +926,21 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     log(f"  {multi[-1]}")
+                    log(
+                        f"run {i + 1}: {args.workers} workers, vehicle_state coalesced ({COALESCED_FLUSH_MS} ms)"
+                    )
+                    coalesced.append(
+                        measure_drain(
+                            url,
+                            broker,
+                            data,
+                            tmp,
+                            workers=args.workers,
+                            writers=args.multi_writers,
+                            state_flush_ms=COALESCED_FLUSH_MS,
+                        )
+                    )
+                    log(f"  {coalesced[-1]}")
 
             naive_data = backlog(f"bench-naive-{uuid.uuid4().hex[:6]}/fleet/v1", devs, args.naive)
             log(f"naive baseline on {len(naive_data):,} messages")
@@ -980,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
             "broker_limit": limits,
             "drain_multi": multi,
             "drain_python_parser": pyparse,
+            "drain_multi_coalesced_state": coalesced,
         },
         "ratios": {
             "ingest_over_broker": per_run_ratio(drains),
@@ -987,6 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
             "multi_over_broker": per_run_ratio(multi) if multi else None,
             "multi_over_naive": round(med(multi, "rate_msgs_s") / naive["rate_msgs_s"], 1) if multi else None,
             "python_parser_over_broker": per_run_ratio(pyparse),
+            "multi_coalesced_over_broker": per_run_ratio(coalesced) if coalesced else None,
             # per run: compiled-parser drain / Python-parser drain of the same backlog
             "compiled_over_python_parser": round(
                 statistics.median(

@@ -1,25 +1,30 @@
 """The ingest worker: MQTT (QoS 1, persistent session, manual acks) → pure parser → batch writer → PostgreSQL.
 
-Delivery: a message is acknowledged to the broker only after the transaction holding it has committed and
-the vehicle state its samples produce has been written (`ingest.state`: a batch commits its readings; the state
-is written coalesced over many batches, by the "ingest-state" thread on its own connection, within
-`FLEET_INGEST_STATE_FLUSH_MS`), so at-least-once from broker to database; storage dedupes, so exactly-once in
-storage, and a redelivered message rebuilds the state it had not yet written.
+Delivery: a message is acknowledged to the broker only after the transaction holding it has committed, so
+at-least-once from broker to database; storage dedupes, so exactly-once in storage. The vehicle state its
+samples produce is written one of two ways (`FLEET_INGEST_STATE_FLUSH_MS`):
+- 0 (default): upserted in the same transaction as the batch's readings, so one commit covers both and the
+  message is acknowledged right after it;
+- > 0: coalesced over many committed batches (`ingest.state`) by the "ingest-state" thread on its own connection
+  within that many ms, and the messages acknowledged only after that flush, so a crash redelivers them and the
+  redelivery rebuilds the state it had not yet written. Fewer PostgreSQL rows per message, more worker CPU
+  (measured in docs/ingest.md): for deployments where a shared database, not the workers, is the limit.
 
 Threads: paho's network thread receives and parses (pure, no I/O) and appends to a queue; the calling
 thread takes batches (by size or age) and hands them to `FLEET_INGEST_WRITERS` writer threads (default 2), each
 committing on its own database connection, so one batch's COPY and statements run while another commits and while
 the next is received (the GIL is released during I/O). Committed batches are released in the order they were
-taken (`_AckSequencer`) to the state thread, which acknowledges them in that order after each state flush, so
-PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
+taken (`_AckSequencer`), and acknowledged in that order (directly, or by the state thread after each state
+flush), so PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
 
 Memory bound: at most `FLEET_INGEST_MAX_INFLIGHT` messages (default 20,000; each its raw payload plus parsed
-rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), plus, for
-the committed messages waiting for their state flush, a packet id each and one pending state row per vehicle,
-however large the backlog in the broker. Two mechanisms: the worker announces MQTT 5 Receive Maximum = that number
-+ two state flushes' worth of messages (flow control, at most 65,535 by MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live
-traffic once acks flow (and QoS 0 is never flow-controlled), the network thread blocks when the queue is full,
-which stops reading the socket (TCP back-pressure) until the writer takes the next batch.
+rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), plus, in
+coalesced mode, for the committed messages waiting for their state flush, a packet id each and one pending state
+row per vehicle, however large the backlog in the broker. Two mechanisms: the worker announces MQTT 5 Receive
+Maximum = that number (+ two state flushes' worth of messages in coalesced mode) (flow control, at most 65,535 by
+MQTT 5 §3.1.2.11.3), and, because Mosquitto 2.0.11 was seen to exceed it for live traffic once acks flow (and QoS
+0 is never flow-controlled), the network thread blocks when the queue is full, which stops reading the socket
+(TCP back-pressure) until the writer takes the next batch.
 """
 
 from __future__ import annotations
@@ -329,13 +334,15 @@ class Consumer:
         self.metrics = metrics or IngestMetrics()
         self.batch_size = settings.ingest_batch_size
         self.batch_s = settings.ingest_batch_ms / 1000.0
-        # The broker's window covers the queue, the batches being written and the committed messages that wait
-        # for their state flush (two flushes' worth: one being written, the next filling); the queue alone is
-        # capped at ingest_max_inflight (the memory bound: those hold payloads; the others only packet ids).
+        # vehicle_state coalesced over committed batches (state thread) or upserted in each batch (default)
+        self.coalesce = settings.ingest_state_flush_ms > 0
+        # The broker's window covers the queue, the batches being written and, when coalesced, the committed
+        # messages that wait for their state flush (two flushes' worth: one being written, the next filling); the
+        # queue alone is capped at ingest_max_inflight (the memory bound: those hold payloads; the others only
+        # packet ids).
         self.hard_cap = min(settings.ingest_max_inflight, MAX_RECEIVE_MAXIMUM)
-        self.receive_maximum = min(
-            settings.ingest_max_inflight + 2 * settings.ingest_state_flush_messages, MAX_RECEIVE_MAXIMUM
-        )
+        extra = 2 * settings.ingest_state_flush_messages if self.coalesce else 0
+        self.receive_maximum = min(settings.ingest_max_inflight + extra, MAX_RECEIVE_MAXIMUM)
         self.state_flush_s = settings.ingest_state_flush_ms / 1000.0
         self.state_flush_messages = settings.ingest_state_flush_messages
         self.queue: collections.deque = collections.deque()
@@ -344,7 +351,8 @@ class Consumer:
         self.closing = False
         url = settings.require_database_url()
         self.writers = [
-            BatchWriter(url, metrics=self.metrics, defer_state=True) for _ in range(settings.ingest_writers)
+            BatchWriter(url, metrics=self.metrics, defer_state=self.coalesce)
+            for _ in range(settings.ingest_writers)
         ]
         # vehicle_state, coalesced over the committed batches (ingest.state), on a connection of its own; the
         # acknowledgements of those batches wait for it (all under self._state_cond)
@@ -510,8 +518,17 @@ class Consumer:
         )
 
     def _release(self, batch: list, st: BatchStats) -> None:
-        """A committed batch whose turn has come (the sequencer calls this in take order): its samples join the
-        pending state, its messages the acknowledgements that wait for the next state flush."""
+        """A committed batch whose turn has come (the sequencer calls this in take order). Per-batch state: its
+        messages are acknowledged now. Coalesced: its samples join the pending state, its messages the
+        acknowledgements that wait for the next state flush."""
+        if not self.coalesce:
+            acked = self._ack([(mid, ep) for mid, qos, ep, _, _ in batch if qos])
+            with self._state_cond:
+                window = self._window
+                for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
+                    window[k] += getattr(st, k)
+            self._count_acked(acked)
+            return
         with self._state_cond:
             idle = not self._deferred and not self._pending.vehicles
             if idle:
@@ -646,7 +663,8 @@ class Consumer:
         for t in threads:
             t.start()
         state_thread = threading.Thread(target=self._state_loop, name="ingest-state", daemon=True)
-        state_thread.start()
+        if self.coalesce:
+            state_thread.start()
         self._last_stats = time.monotonic()
         n = 0
         try:
@@ -690,7 +708,8 @@ class Consumer:
             with self._state_cond:  # then the state of what was committed, and its acknowledgements
                 self._state_final = True
                 self._state_cond.notify_all()
-            state_thread.join(None if self._writer_error is None else 5)
+            if self.coalesce:
+                state_thread.join(None if self._writer_error is None else 5)
             state_done = not state_thread.is_alive() and not self._deferred and not self._pending.vehicles
             self.totals.update(self._window)
             self._window.clear()

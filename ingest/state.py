@@ -1,7 +1,8 @@
-"""Coalesced vehicle state: many committed batches' samples → one vehicle_state update per vehicle.
+"""Coalesced vehicle state (opt-in, `FLEET_INGEST_STATE_FLUSH_MS` > 0): many committed batches' samples → one
+vehicle_state update per vehicle.
 
-Updating the wide vehicle_state row costs PostgreSQL about 10 µs per sample in a drain, half of what it spends
-per message (docs/ingest.md). The worker therefore commits a batch's readings without touching the state, folds
+Updating the wide vehicle_state row costs PostgreSQL several µs per sample in a drain (docs/ingest.md). In this
+mode the worker commits a batch's readings without touching the state, folds
 the batch's samples into a `PendingState` (in memory, per vehicle and per field, by sample time) and writes the
 state once per flush: when `FLEET_INGEST_STATE_FLUSH_MS` passed or enough messages are waiting. Each message is
 acknowledged to the broker only after the flush holding its samples has committed, so the guarantee stays

@@ -573,8 +573,13 @@ class BatchWriter:
                 )
                 if on_retry:
                     on_retry(attempt, exc)
-                if self.conn is not None and (self.conn.closed or self.conn.broken):
+                stale = self.conn is not None and (self.conn.closed or self.conn.broken)
+                if stale:
                     self.close()
+                if stale and attempt == 1:
+                    # the connection died while idle (a database restart): try a fresh one at once, even when
+                    # stopping, so a final flush after the database came back is not given up
+                    continue
                 if stop.wait(delay):
                     return None
                 delay = min(delay * 2, BACKOFF_MAX_S)

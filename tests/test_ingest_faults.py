@@ -89,7 +89,7 @@ def _assert_exactly_once(url: str, expected: int) -> None:
 
 
 def _assert_state_is_newest(url: str, vehicles: int) -> None:
-    """Every vehicle's state carries its newest stored sample (the state is written after the readings, coalesced,
+    """Every vehicle's state carries its newest stored sample (written with the readings, or after them coalesced
     and rebuilt from redelivered messages after a crash)."""
     assert (
         count(
@@ -123,8 +123,13 @@ def _start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
+# vehicle_state upserted in each batch's transaction (default) or coalesced over batches by the state thread
+STATE_MODES = pytest.mark.parametrize("state_flush_ms", [0, 200], ids=["state-per-batch", "state-coalesced"])
+
+
+@STATE_MODES
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
-    db_url: str, broker: Mosquitto, tmp_path: Path
+    db_url: str, broker: Mosquitto, tmp_path: Path, state_flush_ms: int
 ) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     messages = _stream(root, _devices(db_url), STREAM)
@@ -135,6 +140,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
         "FLEET_TOPIC_ROOT": root,
         "FLEET_INGEST_CLIENT_ID": f"ingest-kill-{uuid.uuid4().hex[:6]}",
         "FLEET_ENVIRONMENT": "test",
+        "FLEET_INGEST_STATE_FLUSH_MS": str(state_flush_ms),
     }
     log = tmp_path / "ingest.log"
     proc = _start_ingest_process(env, log)
@@ -195,7 +201,8 @@ def test_messages_are_acknowledged_only_after_their_state_is_written(
         assert count(db_url, state_sql, ids) == 0  # readings committed, state not yet written
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        del env["FLEET_INGEST_STATE_FLUSH_MS"], env["FLEET_INGEST_STATE_FLUSH_MESSAGES"]
+        env["FLEET_INGEST_STATE_FLUSH_MS"] = "50"  # coalesced still, now flushed promptly
+        del env["FLEET_INGEST_STATE_FLUSH_MESSAGES"]
         proc = _start_ingest_process(env, log)
         applied = "SELECT coalesce(max(value), 0) FROM ingest_counters WHERE name = 'messages_state_applied'"
         assert wait_until(lambda: count(db_url, applied) >= len(messages), timeout=30), log.read_text()[
@@ -214,13 +221,18 @@ def test_messages_are_acknowledged_only_after_their_state_is_written(
     assert count(db_url, state_sql, ids) == len(devices)
 
 
-def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(broker: Mosquitto) -> None:
+@STATE_MODES
+def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(
+    broker: Mosquitto, state_flush_ms: int
+) -> None:
     root = f"test-{uuid.uuid4().hex[:10]}/fleet/v1"
     with private_postgres() as pg:
         url = _fleet_database(pg)
         messages = _stream(root, _devices(url), STREAM)
         inflight = 5000
-        settings = ingest_settings(url, broker, root, ingest_max_inflight=inflight)
+        settings = ingest_settings(
+            url, broker, root, ingest_max_inflight=inflight, ingest_state_flush_ms=state_flush_ms
+        )
         with ingest_worker(settings) as worker:
             pub = _publish_in_background(broker.port, messages)
             assert wait_until(lambda: _readings(url) >= STREAM // 5, timeout=40, interval=0.02)
