@@ -157,6 +157,17 @@ _INSERT_READINGS_PLAIN = (
     .as_string()
 )
 _INSERT_READINGS = _INSERT_READINGS_PLAIN + " ON CONFLICT DO NOTHING"
+_READINGS_TYPES = (
+    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = 'readings'::regclass AND attnum > 0 AND NOT attisdropped"
+)
+# With the state deferred (no state upsert to feed from the staging table) and no duplicate seen lately: rows go
+# straight into the hypertable; a duplicate makes it fail like the plain INSERT, and the batch is redone staged.
+_COPY_READINGS = (
+    sql.SQL("COPY readings ({}) FROM STDIN (FORMAT BINARY)")
+    .format(sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
+    .as_string()
+)
 # After a batch met a duplicate, this many following batches take the ON CONFLICT path (a redelivery after a
 # restart arrives over several batches); then the plain INSERT is tried again.
 DEDUPE_BATCHES = 50
@@ -287,6 +298,7 @@ class BatchWriter:
         self._devices: dict[str, tuple[int | None, float]] = {}
         # > 0: that many more batches insert readings with ON CONFLICT DO NOTHING (see DEDUPE_BATCHES)
         self._dedupe_batches = 0
+        self._readings_types: list[str] = []
 
     # -- connection ---------------------------------------------------------------------------------------
 
@@ -298,6 +310,10 @@ class BatchWriter:
                 self.url, autocommit=False, connect_timeout=5, application_name="fleet-ingest"
             )
             ensure_staging(conn)
+            if self.defer_state:
+                # binary COPY straight into readings needs its exact column types (real, smallint, …)
+                types = dict(conn.execute(_READINGS_TYPES).fetchall())
+                self._readings_types = [types[c] for c in STAGE_COLUMNS]
             conn.commit()
             self.conn = conn
         return self.conn
@@ -424,7 +440,20 @@ class BatchWriter:
                 # order; a batch committing concurrently (another writer or worker) could meet the same rows in
                 # the other order and deadlock, so the rows of both are locked here first, in one order.
                 cur.execute(_LOCK_STATE, (sorted(samples_per_vehicle.keys() | presence.keys()),))
-            if stage_rows:
+            direct = defer_state and not dedupe and self._dedupe_batches <= 0
+            if stage_rows and direct:
+                # straight into readings: no staging table, no INSERT … SELECT (~2.5 µs of PostgreSQL per row)
+                st.readings_staged = len(stage_rows)
+                try:
+                    with cur.copy(_COPY_READINGS) as copy:
+                        copy.set_types(self._readings_types)
+                        for row in stage_rows:
+                            copy.write_row(row)
+                except psycopg.errors.UniqueViolation as exc:
+                    raise _DuplicateInBatch from exc
+                st.readings_stored = len(stage_rows)
+                st.state_rows = stage_rows
+            elif stage_rows:
                 st.readings_staged = len(stage_rows)
                 with cur.copy(_COPY_STAGE) as copy:
                     copy.set_types(STAGE_TYPES)

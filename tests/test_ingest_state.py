@@ -147,3 +147,35 @@ def test_deferred_batches_leave_the_state_alone_until_the_flush(any_db_url: str)
         ).fetchone()
         assert (s["fuel_pct"], s["ts"], s["last_seen"]) == (42.0, t, now)
         w.close()
+
+
+def test_direct_copy_into_readings_stores_what_the_staged_insert_stores(any_db_url: str) -> None:
+    """With the state deferred, a batch with no duplicate goes by binary COPY straight into readings (its real and
+    smallint columns need their own binary types); the rows equal those the staged INSERT … SELECT stores, a
+    resent sample makes it fall back to ON CONFLICT, and nothing is stored twice."""
+    rng = random.Random(7)
+    with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
+        a, b = vehicle(conn), vehicle(conn)
+        staged, direct = BatchWriter(any_db_url), BatchWriter(any_db_url, defer_state=True)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        bodies = [_sample(rng, base + timedelta(seconds=i), i) for i in range(200)]
+        for body in bodies[:150]:
+            body["sats"] = rng.randint(0, 64)  # the one smallint column
+            body["hdop"] = round(rng.uniform(0.5, 9.9), 2)
+        now = datetime.now(UTC)
+        staged.write([_message(a["device_id"], body, now) for body in bodies])
+        st = direct.write([_message(b["device_id"], body, now) for body in bodies[:100]])
+        assert (st.readings_stored, st.duplicates, direct._dedupe_batches) == (100, 0, 0)  # the direct path
+        # a redelivery of 50 stored samples with 100 new ones: the COPY meets the unique index, redone staged
+        st = direct.write([_message(b["device_id"], body, now) for body in bodies[50:]])
+        assert (st.readings_stored, st.duplicates) == (100, 50)
+        cols = "ts, kind, seq, lat, lon, speed_kmh, hdop, sats, odometer_km, fuel_pct, ignition, dtc, received_at"
+
+        def rows(v: dict) -> list[tuple]:
+            got = conn.execute(f"SELECT {cols} FROM readings WHERE vehicle_id = %s ORDER BY seq", (v["id"],))
+            return [tuple(r.values()) for r in got.fetchall()]
+
+        assert len(rows(b)) == 200
+        assert rows(a) == rows(b)
+        for w in (staged, direct):
+            w.close()
