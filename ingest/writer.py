@@ -312,7 +312,7 @@ class BatchWriter:
             ensure_staging(conn)
             if self.defer_state:
                 # binary COPY straight into readings needs its exact column types (real, smallint, …)
-                types = dict(conn.execute(_READINGS_TYPES).fetchall())
+                types: dict[str, str] = dict(conn.execute(_READINGS_TYPES).fetchall())
                 self._readings_types = [types[c] for c in STAGE_COLUMNS]
             conn.commit()
             self.conn = conn
