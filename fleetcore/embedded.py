@@ -15,6 +15,7 @@ import ctypes
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -73,7 +74,25 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the OS says is free right now."""
+    """A TCP port that is free right now, chosen below the kernel's ephemeral port range.
+
+    A port the kernel hands out for bind(0) comes from the same range as the source ports of outgoing
+    connections, so any connection opened before the caller binds it may take it (seen as a demo API that could
+    not bind while parallel tests churned connections). Below that range only listeners compete, and the bind
+    check here sees those.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low > 2048:
+        for _ in range(200):
+            port = random.randint(max(1024, low - 12000), low - 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

@@ -19,16 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fleetcore.embedded import free_port
 from fleetcore.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
