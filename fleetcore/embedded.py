@@ -73,13 +73,18 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+# Ports free_port() returned in this process: the caller may not have bound them yet.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now, chosen below the kernel's ephemeral port range.
 
     A port the kernel hands out for bind(0) comes from the same range as the source ports of outgoing
-    connections, so any connection opened before the caller binds it may take it (seen as a demo API that could
-    not bind while parallel tests churned connections). Below that range only listeners compete, and the bind
-    check here sees those.
+    connections, so any connection opened before the caller binds it may take it; and two bind(0) calls in a row
+    may return the same port (seen: a demo given one port for its broker and the same port for its API). Below
+    that range only listeners compete, which the bind check sees, and a port is never handed out twice by one
+    process.
     """
     low = 32768
     with contextlib.suppress(OSError, ValueError):
@@ -87,11 +92,14 @@ def free_port(host: str = "127.0.0.1") -> int:
     if low > 2048:
         for _ in range(200):
             port = random.randint(max(1024, low - 12000), low - 1)
+            if port in _HANDED_OUT:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind((host, port))
                 except OSError:
                     continue
+                _HANDED_OUT.add(port)
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
