@@ -146,14 +146,13 @@ _CREATE_STAGE_EVENTS = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_stage_events (ts timestamptz, device_id text, vehicle_id int8, "
     "seq int8, type text, data text, received_at timestamptz) ON COMMIT DELETE ROWS"
 )
+_STAGE_COLS = sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS))
 _COPY_STAGE = (
-    sql.SQL("COPY ingest_stage_readings ({}) FROM STDIN (FORMAT BINARY)")
-    .format(sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
-    .as_string()
+    sql.SQL("COPY ingest_stage_readings ({}) FROM STDIN (FORMAT BINARY)").format(_STAGE_COLS).as_string()
 )
 _INSERT_READINGS_PLAIN = (
     sql.SQL("INSERT INTO readings ({cols}) SELECT {cols} FROM ingest_stage_readings")
-    .format(cols=sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
+    .format(cols=_STAGE_COLS)
     .as_string()
 )
 _INSERT_READINGS = _INSERT_READINGS_PLAIN + " ON CONFLICT DO NOTHING"
@@ -163,11 +162,7 @@ _READINGS_TYPES = (
 )
 # With the state deferred (no state upsert to feed from the staging table) and no duplicate seen lately: rows go
 # straight into the hypertable; a duplicate makes it fail like the plain INSERT, and the batch is redone staged.
-_COPY_READINGS = (
-    sql.SQL("COPY readings ({}) FROM STDIN (FORMAT BINARY)")
-    .format(sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)))
-    .as_string()
-)
+_COPY_READINGS = sql.SQL("COPY readings ({}) FROM STDIN (FORMAT BINARY)").format(_STAGE_COLS).as_string()
 # After a batch met a duplicate, this many following batches take the ON CONFLICT path (a redelivery after a
 # restart arrives over several batches); then the plain INSERT is tried again.
 DEDUPE_BATCHES = 50
@@ -440,10 +435,10 @@ class BatchWriter:
                 # order; a batch committing concurrently (another writer or worker) could meet the same rows in
                 # the other order and deadlock, so the rows of both are locked here first, in one order.
                 cur.execute(_LOCK_STATE, (sorted(samples_per_vehicle.keys() | presence.keys()),))
-            direct = defer_state and not dedupe and self._dedupe_batches <= 0
-            if stage_rows and direct:
-                # straight into readings: no staging table, no INSERT … SELECT (~2.5 µs of PostgreSQL per row)
+            if stage_rows:
                 st.readings_staged = len(stage_rows)
+            if stage_rows and defer_state and not dedupe and self._dedupe_batches <= 0:
+                # straight into readings: no staging table, no INSERT … SELECT (~2.5 µs of PostgreSQL per row)
                 try:
                     with cur.copy(_COPY_READINGS) as copy:
                         copy.set_types(self._readings_types)
@@ -454,7 +449,6 @@ class BatchWriter:
                 st.readings_stored = len(stage_rows)
                 st.state_rows = stage_rows
             elif stage_rows:
-                st.readings_staged = len(stage_rows)
                 with cur.copy(_COPY_STAGE) as copy:
                     copy.set_types(STAGE_TYPES)
                     for row in stage_rows:
