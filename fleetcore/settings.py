@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     ingest_max_inflight: int = Field(default=20000, ge=1)
     # Database connections per ingest worker, each committing its own batch; acks still go out in order.
     ingest_writers: int = Field(default=2, ge=1, le=16)
-    # vehicle_state: 0 (default) = upserted in each batch's own transaction (fastest on one machine, measured);
+    # vehicle_state: 0 (default) = upserted in each batch's own transaction, committed with its readings;
     # > 0 = written coalesced over committed batches (ingest.state) once this many ms passed since the oldest
     # committed, not yet applied batch, or once ingest_state_flush_messages wait for it, and messages acknowledged
     # after it (less PostgreSQL work per message, more worker CPU: for a database shared by many workers).
