@@ -56,9 +56,9 @@ _LOCK_READ_STATE = (
 class PendingState:
     """The not yet written state of each vehicle: per field the newest value and its sample time.
 
-    Per vehicle a list [ts, device_id, arrived, values, value_times]: `ts` the newest sample time,
+    Per vehicle a list [ts, device_id, arrived, values, value_times, oldest]: `ts` the newest sample time,
     `device_id`/`arrived` of the latest arrival, `values[k]`/`value_times[k]` the newest non-null value of
-    FIELDS[k] and its sample time.
+    FIELDS[k] and its sample time, `oldest` a lower bound of those times.
     """
 
     __slots__ = ("vehicles", "messages")
@@ -80,7 +80,14 @@ class PendingState:
             p = vehicles.get(vid)
             if p is None:
                 vals = [row[i] for i in idx]
-                vehicles[vid] = [ts, row[1], row[_ARRIVED], vals, [None if v is None else ts for v in vals]]
+                vehicles[vid] = [
+                    ts,
+                    row[1],
+                    row[_ARRIVED],
+                    vals,
+                    [None if v is None else ts for v in vals],
+                    ts,
+                ]
                 continue
             if row[_ARRIVED] >= p[2]:
                 p[1] = row[1]
@@ -96,6 +103,8 @@ class PendingState:
                         vals[k] = v
                         times[k] = ts
             else:
+                if ts < p[5]:
+                    p[5] = ts
                 for k, i in enumerate(idx):
                     v = row[i]
                     if v is not None:
@@ -123,9 +132,10 @@ class PendingState:
         """
         out = []
         for vid in sorted(self.vehicles):
-            ts, device, arrived, vals, times = self.vehicles[vid]
+            ts, device, arrived, vals, times, oldest = self.vehicles[vid]
             cur = state_ts.get(vid)
-            if cur is not None:
+            # filter only when some value may be older than the state (in a drain, every value is newer)
+            if cur is not None and cur > oldest:
                 vals = [v if t is not None and t >= cur else None for v, t in zip(vals, times, strict=True)]
             # a vehicle whose samples are all older than the state gets only device_id and last_seen updated
             # (the upsert keeps the state's ts), as in the per-batch upsert

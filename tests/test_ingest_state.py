@@ -179,3 +179,37 @@ def test_direct_copy_into_readings_stores_what_the_staged_insert_stores(any_db_u
         assert rows(a) == rows(b)
         for w in (staged, direct):
             w.close()
+
+
+def test_a_value_older_than_the_state_is_left_out_even_when_a_newer_sample_moves_the_state_on(
+    any_db_url: str,
+) -> None:
+    """State at T10 (fuel 50). One flush then brings an old upload's sample at T5 (fuel 40) and a new sample at
+    T12 without fuel: the state moves to T12 and takes the new speed, but keeps fuel 50 — as the per-batch upsert
+    does for the same samples."""
+    with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
+        a, b = vehicle(conn), vehicle(conn)
+        per_batch, deferred = BatchWriter(any_db_url), BatchWriter(any_db_url, defer_state=True)
+        t10 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+        first = {"ts": ms(t10), "seq": 1, "fuel_pct": 50.0, "speed_kmh": 10.0}
+        later = [
+            {"ts": ms(t10 - timedelta(seconds=5)), "seq": 2, "fuel_pct": 40.0},
+            {"ts": ms(t10 + timedelta(seconds=2)), "seq": 3, "speed_kmh": 20.0},
+        ]
+        now = datetime.now(UTC)
+        per_batch.write([_message(a["device_id"], first, now)])
+        per_batch.write([_message(a["device_id"], body, now) for body in later])
+        for bodies in ([first], later):
+            st = deferred.write([_message(b["device_id"], body, now) for body in bodies])
+            pending = PendingState()
+            pending.add(st.state_rows)
+            assert deferred.commit_state(pending, threading.Event()) == 1
+        want = (50.0, 20.0, t10 + timedelta(seconds=2))
+        for v in (a, b):
+            s = conn.execute(
+                "SELECT fuel_pct, speed_kmh, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
+            ).fetchone()
+            assert (s["fuel_pct"], s["speed_kmh"], s["ts"]) == want, v
+        for w in (per_batch, deferred):
+            w.close()
