@@ -78,6 +78,8 @@ def test_ingest_is_scaled_on_a_shared_subscription(config: dict) -> None:
     assert ingest["environment"]["FLEET_INGEST_SHARE_GROUP"] == "ingest"
     # Replicas share a configuration, so each claims its own stable client id (its own persistent session).
     assert ingest["environment"]["FLEET_INGEST_CLIENT_ID"] == "fleet-ingest-{slot}"
+    # the scaled workers share one database: state coalesced (docs/ingest.md)
+    assert int(ingest["environment"]["FLEET_INGEST_STATE_FLUSH_MS"]) > 0
     assert ingest["command"] == ["ingest"]
 
 
