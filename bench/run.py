@@ -55,10 +55,10 @@ KINDS = ("telemetry", "event", "obd", "nmea", "status")
 # Device protocol mix of the benchmark traffic: mostly JSON units, some raw OBD dongles and NMEA trackers.
 PROTOCOL_MIX = ("json", "json", "json", "obd", "nmea")
 TARGET_BROKER_RATIO = 0.5
-# FLEET_INGEST_STATE_FLUSH_MS of the extra drain that writes vehicle_state coalesced (the default upserts per batch)
-COALESCED_FLUSH_MS = 500
 TARGET_NAIVE_RATIO = 20.0
 TARGET_P99_S = 1.0
+# FLEET_INGEST_STATE_FLUSH_MS of the extra drain that writes vehicle_state coalesced (the default upserts per batch)
+COALESCED_FLUSH_MS = 500
 
 
 def log(msg: str) -> None:

@@ -521,33 +521,32 @@ class Consumer:
         """A committed batch whose turn has come (the sequencer calls this in take order). Per-batch state: its
         messages are acknowledged now. Coalesced: its samples join the pending state, its messages the
         acknowledgements that wait for the next state flush."""
-        if not self.coalesce:
-            acked = self._ack([(mid, ep) for mid, qos, ep, _, _ in batch if qos])
-            with self._state_cond:
-                window = self._window
-                for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
-                    window[k] += getattr(st, k)
-            self._count_acked(acked)
-            return
         with self._state_cond:
-            idle = not self._deferred and not self._pending.vehicles
-            if idle:
-                self._deferred_since = time.monotonic()
-            self._pending.add(st.state_rows)
-            self._pending.messages += len(batch)
-            self._deferred.extend([(mid, ep) for mid, qos, ep, _, _ in batch if qos])
             window = self._window
             for k in ("messages", "readings_stored", "duplicates", "rejected", "quarantined"):
                 window[k] += getattr(st, k)
-            if idle or self._pending.messages >= self.state_flush_messages:
-                self._state_cond.notify_all()  # the state thread (re)computes when the next flush is due
+            if self.coalesce:
+                idle = not self._deferred and not self._pending.vehicles
+                if idle:
+                    self._deferred_since = time.monotonic()
+                self._pending.add(st.state_rows)
+                self._pending.messages += len(batch)
+                self._deferred.extend([(mid, ep) for mid, qos, ep, _, _ in batch if qos])
+                if idle or self._pending.messages >= self.state_flush_messages:
+                    self._state_cond.notify_all()  # the state thread (re)computes when the next flush is due
+                return
+        epoch = self.epoch
+        self._count_acked(self._send_acks([mid for mid, qos, ep, _, _ in batch if qos and ep == epoch]))
 
     def _ack(self, deferred: list[tuple[int, int]]) -> int:
-        """Acknowledge the messages that arrived on the current connection; returns how many."""
+        """Acknowledge the (packet id, connection epoch) pairs that arrived on the current connection."""
         epoch = self.epoch
         # A message delivered on an earlier connection is redelivered by the broker on this one (same
         # packet id); acking the old id now could ack a different, uncommitted message, so it is skipped.
-        mids = [mid for mid, ep in deferred if ep == epoch]
+        return self._send_acks([mid for mid, ep in deferred if ep == epoch])
+
+    def _send_acks(self, mids: list[int]) -> int:
+        """PUBACK these packet ids (all received on the current connection); returns how many."""
         self.mqtt.client.ack_many(mids)  # type: ignore[attr-defined]
         self._last_rx = time.monotonic()  # acks free the broker's window: more may follow
         return len(mids)
