@@ -13,12 +13,13 @@ COPY ingest ./ingest
 COPY monitor ./monitor
 COPY backoffice ./backoffice
 COPY simulators ./simulators
-# gcc builds the parser's compiled fast path (ingest/_fastparse.c) and is removed again; the import check fails
+COPY fleetapp ./fleetapp
+# gcc builds the parser's compiled fast path (fleetcore/protocol/_fastparse.c) and is removed again; the import check fails
 # the build if it did not compile (ingest would otherwise run, its workers at about twice the CPU per message).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install . \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
-    && (cd / && python -c "import ingest._fastparse") \
+    && (cd / && python -c "import fleetcore.protocol._fastparse") \
     && useradd --system --uid 10001 --no-create-home fleet
 
 # Never run the services as root.

@@ -1,4 +1,4 @@
-"""Back-office subcommands: api, stations, vehicles."""
+"""Back-office admin subcommands: stations, vehicles, users."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from backoffice.auth import service as users
 from backoffice.fleet import service as fleet
-from fleetcore.cli import CliError
+from fleetcore.audit import audit
 from fleetcore.db import connect
+from fleetcore.errors import CliError
 from fleetcore.settings import get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("api", help="run the HTTP API")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.set_defaults(func=cmd_api)
-
     st = sub.add_parser("stations", help="manage rental stations").add_subparsers(
         dest="action", required=True
     )
@@ -46,28 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ua.set_defaults(func=cmd_users_add)
 
 
-def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from backoffice.app import create_app
-
-    settings = get_settings()
-    settings.require_database_url()
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.api_host,
-        port=args.port if args.port is not None else settings.api_port,
-        log_level="info",
-    )
-    return 0
-
-
 def cmd_stations_add(args: argparse.Namespace) -> int:
     with connect(get_settings().require_database_url()) as conn:
         s = fleet.create_station(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon)
-        from backoffice.auth import service as users
 
-        users.audit(
+        audit(
             conn,
             actor={"username": "cli"},
             action="station.create",
@@ -105,8 +85,6 @@ def cmd_vehicles_import(args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from backoffice.auth import service as users
-
     if not args.password_stdin:
         raise CliError("pass the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
@@ -114,7 +92,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         u = users.create(
             conn, username=args.username, role=args.role, password=password, full_name=args.full_name
         )
-        users.audit(
+        audit(
             conn,
             actor={"username": "cli"},
             action="user.create",

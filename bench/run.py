@@ -32,7 +32,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from fleetcore.db import _scalar, migrate
+from fleetcore.contract import READING_COLUMNS
+from fleetcore.db import migrate, scalar
+from fleetcore.protocol.obd import encode_pid
+from fleetcore.protocol.parse import process_message
+from fleetcore.protocol.vin import with_check_digit
 from fleetcore.settings import Settings
 from tests.ingest_helpers import (
     _utf8,
@@ -70,7 +74,6 @@ def log(msg: str) -> None:
 
 def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
     """A fresh migrated database with `devices` registered vehicles; returns its URL and (device_id, protocol)."""
-    from backoffice.fleet.vin import with_check_digit
 
     name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -82,7 +85,7 @@ def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
     chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
     devs = [(f"bench-{i:06d}", PROTOCOL_MIX[i % len(PROTOCOL_MIX)]) for i in range(devices)]
     with psycopg.connect(url, autocommit=False) as conn:
-        sid = _scalar(
+        sid = scalar(
             conn.execute(
                 "INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id"
             )
@@ -146,7 +149,7 @@ def topics(root: str) -> list[str]:
 
 def counter(url: str, name: str = "readings_stored") -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return _scalar(conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)))
+        return scalar(conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)))
 
 
 # ------------------------------------------------------------------------------------------------ measures
@@ -176,7 +179,7 @@ def ingest_env(
 
 
 def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "fleetcore.cli", "ingest"]
+    args = [sys.executable, "-m", "fleetapp.cli", "ingest"]
     with logfile.open("ab") as f:
         return subprocess.Popen(args, env=env, stdout=f, stderr=f, cwd=HERE.parent)
 
@@ -326,9 +329,6 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from fleetcore.contract import READING_COLUMNS
-    from ingest.parse import process_message
-
     reset_tables(url)
     root = data[0][0].split("/devices/")[0]
     cid = f"bench-naive-{uuid.uuid4().hex[:6]}"
@@ -381,7 +381,7 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
 
 def counter_rows(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return _scalar(conn.execute("SELECT count(*) FROM readings"))
+        return scalar(conn.execute("SELECT count(*) FROM readings"))
 
 
 def _nmea_sentence(body: str) -> str:
@@ -396,8 +396,6 @@ class FastPayloads:
     machine with ingest, so it must cost little (pynmea2 encoding alone would take ~0.3 ms per NMEA sample)."""
 
     def __init__(self, root: str, devs: list[tuple[str, str]]) -> None:
-        from ingest.obd import encode_pid
-
         self.items = []
         frames = json.dumps(
             [
@@ -642,7 +640,6 @@ def _sum_buckets(scrapes: list[dict]) -> dict:
 
 def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000, fast: bool = True) -> dict[str, float]:
     """CPU µs per message of the pure parser, by device protocol (process CPU time, so load-insensitive)."""
-    from ingest.parse import process_message
 
     out = {}
     root = "bench/fleet/v1"
@@ -898,9 +895,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"parser CPU µs/message by protocol: compiled {parse_cost}, Python {parse_cost_python}")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            pg_version = _scalar(conn.execute("SHOW server_version"))
+            pg_version = scalar(conn.execute("SHOW server_version"))
             timescale = bool(
-                _scalar(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
+                scalar(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
             )
         with mosquitto() as broker:
             drains, limits, multi, pyparse, coalesced = [], [], [], [], []

@@ -33,7 +33,7 @@ def one(cur: psycopg.Cursor[Any]) -> dict:
     return row
 
 
-def _scalar(cur: psycopg.Cursor[Any]) -> Any:
+def scalar(cur: psycopg.Cursor[Any]) -> Any:
     """The first column of a one-row query, whether the connection returns dict or tuple rows."""
     row = cur.fetchone()
     if row is None:
@@ -77,17 +77,17 @@ def list_migrations() -> list[tuple[int, str, Path]]:
 
 
 def timescale_available(conn: Conn) -> bool:
-    n = _scalar(conn.execute("SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"))
+    n = scalar(conn.execute("SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'"))
     if not n:
         return False
     # The extension also needs to be preloaded by the server to be created.
-    s = _scalar(conn.execute("SELECT current_setting('shared_preload_libraries') AS s"))
+    s = scalar(conn.execute("SELECT current_setting('shared_preload_libraries') AS s"))
     return "timescaledb" in s
 
 
 def uses_timescale(conn: Conn) -> bool:
     """True when this database has the timescaledb extension created."""
-    return bool(_scalar(conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'")))
+    return bool(scalar(conn.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'timescaledb'")))
 
 
 def migrate(url: str, settings: Settings) -> list[str]:

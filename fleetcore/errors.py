@@ -33,3 +33,18 @@ class Invalid(DomainError):
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency (the database) is away or saturated: the client should retry after `retry_after_s`."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, details: object | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class CliError(Exception):
+    """A user mistake on the command line: printed without a traceback, exit code 2."""

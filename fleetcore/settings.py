@@ -57,6 +57,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # Database connections per API process. A request holds at most one; requests beyond this wait in the event
+    # loop (not in a worker thread) for up to api_db_wait_s, then get 503 + Retry-After. Keep it at or below the
+    # anyio thread pool (40 threads by default), which runs the sync routes that use the connections.
+    api_pool_size: int = Field(default=20, ge=1, le=40)
+    api_db_wait_s: float = Field(default=10.0, gt=0)
 
     # Ingest batching: flush when this many rows are held or this many ms passed.
     ingest_batch_size: int = Field(default=2000, ge=1)
@@ -75,7 +80,7 @@ class Settings(BaseSettings):
     ingest_share_group: str | None = None
     ingest_session_expiry_s: int = Field(default=86400, ge=0)
     ingest_metrics_port: int | None = None
-    # The parser's compiled fast path (ingest/_fastparse.c); false = the Python code for every message (a switch
+    # The parser's compiled fast path (fleetcore/protocol/_fastparse.c); false = the Python code for every message (a switch
     # for diagnosis: both give identical results; the Python code costs 2-15x the parser CPU, 2x the worker's).
     ingest_compiled_parser: bool = True
 

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from fleetcore.cli import CliError
+    from fleetcore.errors import CliError
     from ingest.consumer import run
 
     settings = get_settings()
@@ -50,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
-    from fleetcore.cli import CliError
+    from fleetcore.errors import CliError
     from ingest.consumer import run
     from ingest.slots import PLACEHOLDER
 

@@ -322,7 +322,7 @@ class Consumer:
         retire: bool = False,
     ) -> None:
         if parse is None:
-            from ingest.parse import process_message
+            from fleetcore.protocol.parse import process_message
 
             parse = process_message
             if not settings.ingest_compiled_parser:
@@ -479,7 +479,7 @@ class Consumer:
 
     def _compiled_parser(self) -> bool:
         """Whether messages go through the parser's compiled fast path (built, and not switched off)."""
-        from ingest import parse as parse_module
+        from fleetcore.protocol import parse as parse_module
 
         return self.parse is parse_module.process_message and parse_module._fast_parse is not None
 

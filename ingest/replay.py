@@ -35,7 +35,7 @@ def replay(url: str, root: str, *, device_id: str | None = None) -> ReplayResult
     The parser runs with the message's original arrival time as "now", so a sample that was valid when it
     arrived is still valid (the future-timestamp check is relative to arrival).
     """
-    from ingest.parse import process_message
+    from fleetcore.protocol.parse import process_message
 
     writer = BatchWriter(url, cache_ttl_s=0.0)
     out = ReplayResult()

@@ -21,7 +21,7 @@ import zlib
 
 import psycopg
 
-from fleetcore.db import _scalar
+from fleetcore.db import scalar
 from ingest.metrics import kv
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class SlotLease:
                 (
                     n
                     for n in range(1, MAX_SLOTS + 1)
-                    if _scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, n)))
+                    if scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, n)))
                 ),
                 None,
             )
@@ -115,7 +115,7 @@ class SlotLease:
             except psycopg.OperationalError:
                 self._conn = None
                 continue  # still down: try again at the next check
-            got = _scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, self.slot)))
+            got = scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, self.slot)))
             if not got:
                 conn.close()
                 self._conn = None

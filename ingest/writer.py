@@ -24,8 +24,8 @@ from psycopg import sql
 
 from fleetcore.contract import READING_COLUMNS
 from fleetcore.db import Conn
+from fleetcore.protocol.parse import Parsed
 from ingest.metrics import IngestMetrics, kv
-from ingest.parse import Parsed
 
 if TYPE_CHECKING:
     from ingest.state import PendingState
@@ -94,7 +94,7 @@ class Message:
     topic: str
     payload: bytes
     received_at: datetime
-    result: object  # ingest.parse.Parsed | ingest.parse.Rejection
+    result: object  # fleetcore.protocol.parse.Parsed | fleetcore.protocol.parse.Rejection
 
 
 @dataclass

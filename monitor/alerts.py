@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from fleetcore.audit import audit
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
@@ -225,8 +226,6 @@ def resolve(conn: Conn, *, alert_id: int, user: dict, note: str = "") -> dict:
 
 
 def _audit(conn: Conn, user: dict, action: str, alert_id: int, before: dict) -> None:
-    from backoffice.auth.service import audit
-
     after = one(conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)))
     slim = {k: v for k, v in (before or {}).items() if k != "evidence"}
     audit(

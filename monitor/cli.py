@@ -1,4 +1,4 @@
-"""`fleet monitor` (the live detection process) and `fleet monitor score` (detector quality)."""
+"""`fleet monitor` (the live detection process) and `fleet monitor geofence-add`."""
 
 from __future__ import annotations
 
@@ -11,14 +11,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="live fault and accident detection (alerts)")
     p.set_defaults(func=_run)
     msub = p.add_subparsers(dest="monitor_command", metavar="SUBCOMMAND")
-    s = msub.add_parser("score", help="score the detectors on simulated labelled faults and normal driving")
-    s.add_argument("--vehicles", type=int, default=50, help="vehicles in the normal-driving run")
-    s.add_argument("--hours", type=float, default=4.0, help="simulated hours of normal driving")
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument(
-        "--out", type=Path, default=Path("monitor/score_results"), help="output path without suffix"
-    )
-    s.set_defaults(func=_score)
     g = msub.add_parser("geofence-add", help="add a geofence polygon (GeoJSON file)")
     g.add_argument("--code", required=True)
     g.add_argument("--name", default="")
@@ -35,12 +27,6 @@ def _run(args: argparse.Namespace) -> int:
 
     run(get_settings(), stop_on_signals())
     return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    from monitor.scoring import main
-
-    return main(vehicles=args.vehicles, hours=args.hours, seed=args.seed, out=args.out)
 
 
 def _geofence_add(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 `VehicleMonitor` keeps one vehicle's running state and turns readings (dicts keyed by READING_COLUMNS),
 device events and status changes into `Detection` (raise or repeat an alert), `Clear` (the condition ended:
 auto-resolve) and `StateChange` (pushed to dispatchers, not an alert). `FleetMonitor` routes raw MQTT
-messages to the right vehicle through `ingest.parse.process_message`; the live process and the scorer
+messages to the right vehicle through `fleetcore.protocol.parse.process_message`; the live process and the scorer
 both use it, so what is scored is what runs.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from fleetcore.geo import haversine_m
 from monitor import dtc_codes
 from monitor.geofence import GeofenceSet
 from monitor.thresholds import DEFAULT, Thresholds
@@ -76,14 +77,6 @@ class VehicleInfo:
     vehicle_class: str = "compact"
     status: str = "available"
     vin: str = ""
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres (mean Earth radius 6,371,008.8 m, IUGG)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
 
 
 def evidence_of(r: dict) -> dict:
@@ -665,7 +658,7 @@ class FleetMonitor:
 
     def handle(self, topic: str, payload: bytes, now: datetime) -> list[tuple[VehicleInfo, Output]]:
         """Parse one message and run its vehicle's detectors; bad or unknown-device messages yield nothing."""
-        from ingest.parse import Rejection, process_message, reading_as_dict
+        from fleetcore.protocol.parse import Rejection, process_message, reading_as_dict
 
         parsed = process_message(self.root, topic, payload, now=now)
         if isinstance(parsed, Rejection):

@@ -17,9 +17,11 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from backoffice.deps import ConnDep, require_roles, user_for_token
+from fleetcore.api.deps import ConnDep, borrow, require_roles
+from fleetcore.errors import ServiceUnavailable
 from monitor import alerts
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ CLIENT_QUEUE = 1000  # messages buffered per WebSocket client before it is dropp
 LISTEN_RETRY_S = 1.0
 # WebSocket close codes in the 4000-4999 application range, mirroring HTTP 401/403.
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_TOO_SLOW = 4401, 4403, 4408
+WS_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded (no database connection free)
 
 
 class ResolveIn(BaseModel):
@@ -131,14 +134,18 @@ class StreamHub:
                 q.overflowed = True  # type: ignore[attr-defined]
 
 
-def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
+async def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
     token = ws.query_params.get("token")
     if not token:
         auth = ws.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else None
     if not token:
         return None, WS_UNAUTHORIZED
-    user = user_for_token(ws.app, token)  # same checks as HTTP routes, incl. revoked tokens
+    try:
+        async with borrow(ws.app) as conn:  # same checks as HTTP routes, incl. revoked tokens
+            user = await run_in_threadpool(ws.app.state.authenticate, conn, token)
+    except ServiceUnavailable:
+        return None, WS_TRY_AGAIN_LATER
     if user is None:
         return None, WS_UNAUTHORIZED
     if user["role"] not in (*STREAM_ROLES, "admin"):
@@ -149,7 +156,7 @@ def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
 @router.websocket("/stream")
 async def stream(ws: WebSocket) -> None:
     """Live alerts and vehicle state changes; authenticate with `?token=<JWT>` (or an Authorization header)."""
-    user, code = await asyncio.to_thread(_authorise, ws)
+    user, code = await _authorise(ws)
     if user is None:
         await ws.close(code=code)
         return

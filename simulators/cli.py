@@ -7,6 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from fleetcore.db import connect
+from fleetcore.errors import CliError
+from fleetcore.runtime import stop_on_signals
+from fleetcore.settings import get_settings
+from simulators import runner
+from simulators.scenario import ScenarioError, load_scenario, random_scenario
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -49,15 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no broker: run --duration as fast as possible and print message counts (with --truth-out)",
     )
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=cmd_simulate, register_fleet=None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from fleetcore.cli import CliError
-    from fleetcore.runtime import stop_on_signals
-    from fleetcore.settings import get_settings
-    from simulators import runner
-    from simulators.scenario import ScenarioError, load_scenario, random_scenario
 
     if args.vehicles < 1:
         raise CliError("--vehicles must be at least 1")
@@ -91,11 +93,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     settings = get_settings()
     if args.register:
-        from fleetcore.db import connect
-        from simulators.registry import seed_registry
-
+        # The registry belongs to the back office: the composition root hands its seeding function in
+        # (fleetapp.cli sets `register_fleet`), so the simulator never imports a layer above it.
+        if args.register_fleet is None:
+            raise CliError("--register needs the back office (run it through the `fleet` command)")
         with connect(settings.require_database_url(), autocommit=True) as conn:
-            rows = seed_registry(conn, vehicles=args.vehicles, seed=args.seed, scenario=scenario)
+            rows = args.register_fleet(conn, vehicles=args.vehicles, seed=args.seed, scenario=scenario)
         print(
             f"registered {len(rows)} vehicles with devices sim-00001..{rows[-1]['device_id']}",
             file=sys.stderr,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from fleetcore.contract import EVENT, NMEA, OBD, STATUS, TELEMETRY, topic_for
-from ingest.nmea import encode_gga, encode_rmc
-from ingest.obd import encode_dtcs, encode_pid
+from fleetcore.protocol.nmea import encode_gga, encode_rmc
+from fleetcore.protocol.obd import encode_dtcs, encode_pid
 from simulators.vehicle import Snapshot, VehicleSpec
 
 KEEPALIVE_S = 30

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulators.city import STATION_BY_CODE
 from simulators.device import iso_ts
-from simulators.vehicle import DRIVING, PARKED, STOPPED, G, Vehicle
+from simulators.vehicle import DRIVING, PARKED, STOPPED, G, Vehicle, make_spec
 
 if TYPE_CHECKING:
     from simulators.device import Device
@@ -201,8 +201,6 @@ def random_scenario(
 ) -> Scenario:
     """A reproducible random scenario: `faults` faults spread over the fleet and the period."""
     rng = random.Random(seed ^ 0x5CE7A)
-
-    from simulators.vehicle import make_spec
 
     specs = [make_spec(i) for i in range(vehicles)]
     out: list[FaultSpec] = []

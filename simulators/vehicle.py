@@ -6,7 +6,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from backoffice.fleet.vin import with_check_digit
+from fleetcore.protocol.vin import with_check_digit
 from simulators.city import STATION_BY_CODE, STATIONS, Route, routes, to_latlon, to_xy
 
 G = 9.80665  # m/s² (ISO 80000-3 standard gravity)

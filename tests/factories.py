@@ -9,7 +9,7 @@ import uuid
 import psycopg
 
 from backoffice.fleet import service as fleet
-from backoffice.fleet.vin import with_check_digit
+from fleetcore.protocol.vin import with_check_digit
 
 _counter = itertools.count(1)
 _VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"

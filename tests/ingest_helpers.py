@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fleetcore.embedded import free_port
+from fleetapp.embedded import free_port
 from fleetcore.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -294,7 +294,7 @@ def obd_payload(seq: int, ts_ms: int, i: int = 0, extra_frames: list[str] | None
     """A valid raw-OBD message: rpm, speed, coolant, fuel level, module voltage."""
     import json
 
-    from ingest.obd import encode_pid
+    from fleetcore.protocol.obd import encode_pid
 
     frames = [
         encode_pid(0x0C, 800 + i % 3000),
@@ -310,7 +310,7 @@ def nmea_payload(ts_ms: int, i: int = 0) -> bytes:
     """A valid RMC + GGA pair for the given time."""
     from datetime import UTC, datetime
 
-    from ingest.nmea import encode_gga, encode_rmc
+    from fleetcore.protocol.nmea import encode_gga, encode_rmc
 
     ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
     lat, lon = 48.13 + (i % 500) * 1e-4, 11.58 + (i % 300) * 1e-4
@@ -382,10 +382,10 @@ def count(url: str, query: str, *args: object) -> int:
     """One integer from a query."""
     import psycopg
 
-    from fleetcore.db import _scalar
+    from fleetcore.db import scalar
 
     with psycopg.connect(url, autocommit=True) as c:
-        return _scalar(c.execute(query, args or None))
+        return scalar(c.execute(query, args or None))
 
 
 def ingest_settings(url: str, broker: Mosquitto, root: str, **kw: Any) -> Settings:

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from fastapi.testclient import TestClient
 
-from backoffice.app import create_app
+from fleetapp.api import create_app
 from fleetcore.db import connect
 from fleetcore.settings import Settings
 from tests import factories

@@ -12,8 +12,8 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from backoffice.app import create_app
 from backoffice.auth.security import ALGORITHM, create_access_token
+from fleetapp.api import create_app
 from fleetcore.db import connect
 from tests import factories
 

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from fastapi.testclient import TestClient
 
-from backoffice.app import create_app
 from backoffice.auth.security import create_access_token
 from backoffice.fleet import service as fleet
+from fleetapp.api import create_app
 from fleetcore.db import connect
 from tests import factories
 

@@ -11,7 +11,7 @@ from backoffice.fleet import service as fleet
 from fleetcore.db import connect
 from tests import factories
 
-# The installed console script, as users run it (`python -m fleetcore.cli` would load fleetcore.cli twice).
+# The installed console script, as users run it (`python -m fleetapp.cli` would load fleetapp.cli twice).
 FLEET = str(Path(sys.executable).parent / "fleet")
 HEADER = "vin,plate,make,model,year,class,station,device_id"
 

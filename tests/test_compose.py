@@ -124,7 +124,7 @@ def test_dockerfile_installs_every_package() -> None:
     assert 'ENTRYPOINT ["fleet"]' in text
     assert re.search(r"^RUN (.*\\\n)*\s*(&& )?pip install \.", text, re.M)
     # the parser's compiled fast path must be built in the image (gcc is there while pip installs)
-    assert "import ingest._fastparse" in text
+    assert "import fleetcore.protocol._fastparse" in text
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     pyproject = (ROOT / "pyproject.toml").read_text()
     packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from fleetcore.embedded import free_port
+from fleetapp.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = str(Path(sys.executable).with_name("fleet"))

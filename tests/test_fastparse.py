@@ -1,4 +1,4 @@
-"""The compiled fast path of the parser (ingest/_fastparse.c) against the Python parser.
+"""The compiled fast path of the parser (fleetcore/protocol/_fastparse.c) against the Python parser.
 
 For every message, process_message with the fast path must return exactly what the Python code returns: the same
 types, the same float bits, the same instants in UTC. The fast path may decline a message (then the Python code
@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from fleetcore.contract import ACCEL_LIMIT_G, NUMERIC_FIELDS, READING_COLUMNS
-from ingest import parse
-from ingest.nmea import encode_gga, encode_rmc
-from ingest.obd import PIDS, encode_dtcs
-from ingest.parse import process_message
+from fleetcore.protocol import parse
+from fleetcore.protocol.nmea import encode_gga, encode_rmc
+from fleetcore.protocol.obd import PIDS, encode_dtcs
+from fleetcore.protocol.parse import process_message
 from simulators.device import iso_ts
 
 ROOT = "fleet/v1"
@@ -34,8 +34,8 @@ pytestmark = pytest.mark.skipif(parse._fast_parse is None, reason="checked by te
 
 
 def test_fast_path_is_built() -> None:
-    """`make setup` compiles ingest/_fastparse.c; without it ingest runs ~5x the CPU per message."""
-    from ingest import _fastparse  # type: ignore[attr-defined]
+    """`make setup` compiles fleetcore/protocol/_fastparse.c; without it ingest runs ~5x the CPU per message."""
+    from fleetcore.protocol import _fastparse  # type: ignore[attr-defined]
 
     assert tuple(_fastparse.COLUMNS) == READING_COLUMNS
     assert parse._fast_parse is _fastparse.parse
@@ -426,7 +426,7 @@ def test_other_kinds_and_payload_types() -> None:
 
 
 def test_every_pid_decodes_as_ingest_obd_does() -> None:
-    """All 256 values of every byte position of every PID (so a formula changed in ingest.obd is caught)."""
+    """All 256 values of every byte position of every PID (so a formula changed in fleetcore.protocol.obd is caught)."""
     for pid, spec in PIDS.items():
         for v in range(256):
             for pos in range(spec.nbytes):
@@ -479,12 +479,12 @@ def test_switch_turns_the_fast_path_off_in_the_worker() -> None:
 
 _ASAN_SCRIPT = """
 import importlib.machinery, importlib.util, random, sys
-loader = importlib.machinery.ExtensionFileLoader("ingest._fastparse", sys.argv[1])
-spec = importlib.util.spec_from_loader("ingest._fastparse", loader)
+loader = importlib.machinery.ExtensionFileLoader("fleetcore.protocol._fastparse", sys.argv[1])
+spec = importlib.util.spec_from_loader("fleetcore.protocol._fastparse", loader)
 module = importlib.util.module_from_spec(spec)
 loader.exec_module(module)
-sys.modules["ingest._fastparse"] = module
-from ingest import parse
+sys.modules["fleetcore.protocol._fastparse"] = module
+from fleetcore.protocol import parse
 assert parse._fast_parse is module.parse, "the sanitized build is not the one in use"
 import tests.test_fastparse as t
 rng = random.Random("asan")
@@ -527,7 +527,12 @@ def test_fast_path_is_memory_safe_under_address_sanitizer(tmp_path) -> None:  # 
     subprocess.run(
         [cc, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
         + ["-fno-omit-frame-pointer", "-ffp-contract=off", "-shared", "-fPIC"]
-        + [f"-I{sysconfig.get_paths()['include']}", str(root / "ingest" / "_fastparse.c"), "-o", str(so)],
+        + [
+            f"-I{sysconfig.get_paths()['include']}",
+            str(root / "fleetcore" / "protocol" / "_fastparse.c"),
+            "-o",
+            str(so),
+        ],
         check=True,
     )
     env = {

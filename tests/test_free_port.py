@@ -1,11 +1,11 @@
-"""fleetcore.embedded.free_port: ports for servers a test or the demo starts a moment later."""
+"""fleetapp.embedded.free_port: ports for servers a test or the demo starts a moment later."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from fleetcore.embedded import free_port
+from fleetapp.embedded import free_port
 
 
 def test_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:

@@ -118,9 +118,7 @@ def _publish_in_background(port: int, messages: list[tuple[str, bytes]]) -> thre
 
 def _start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as f:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f
-        )
+        return subprocess.Popen([sys.executable, "-m", "fleetapp.cli", "ingest"], env=env, stdout=f, stderr=f)
 
 
 # vehicle_state upserted in each batch's transaction (default) or coalesced over batches by the state thread

@@ -54,9 +54,7 @@ def _settled(url: str) -> int:
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as f:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetcore.cli", "ingest"], env=env, stdout=f, stderr=f
-        )
+        return subprocess.Popen([sys.executable, "-m", "fleetapp.cli", "ingest"], env=env, stdout=f, stderr=f)
 
 
 def _client_id(log: Path) -> str:

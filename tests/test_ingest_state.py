@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.parse import process_message
+from fleetcore.protocol.parse import process_message
 from ingest.state import PendingState
 from ingest.writer import STATE_FIELDS, BatchWriter, Message, ensure_staging
 from tests.factories import vehicle

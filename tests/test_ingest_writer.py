@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.parse import process_message
+from fleetcore.protocol.parse import process_message
 from ingest.writer import BatchWriter, Message, read_counters
 from tests.factories import station, vehicle
 from tests.ingest_helpers import nmea_payload, obd_payload
@@ -125,7 +125,7 @@ def test_status_sets_online_and_unregistered_device_is_quarantined_then_replayed
         v2 = vehicle(conn, device_id=ghost, station_code=station(conn)["code"])
         env = {**os.environ, "FLEET_DATABASE_URL": any_db_url, "FLEET_TOPIC_ROOT": ROOT}
         out = subprocess.run(
-            [sys.executable, "-m", "fleetcore.cli", "ingest", "replay", "--device", ghost],
+            [sys.executable, "-m", "fleetapp.cli", "ingest", "replay", "--device", ghost],
             env=env,
             capture_output=True,
             text=True,
@@ -211,7 +211,7 @@ def test_retention_drops_old_readings_and_keeps_recent(any_db_url: str) -> None:
         w.close()
         env = {**os.environ, "FLEET_DATABASE_URL": any_db_url}
         out = subprocess.run(
-            [sys.executable, "-m", "fleetcore.cli", "ingest", "retention", "--days", "400"],
+            [sys.executable, "-m", "fleetapp.cli", "ingest", "retention", "--days", "400"],
             env=env,
             capture_output=True,
             text=True,

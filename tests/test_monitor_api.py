@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backoffice.app import create_app
+from fleetapp.api import create_app
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.mqtt import MqttConnection

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor import scoring
+from bench import monitor_score as scoring
 
 
 def test_crashes_found_and_pothole_ignored():

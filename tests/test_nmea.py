@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pynmea2
 import pytest
 
-from ingest.nmea import KNOT_KMH, decode, encode_gga, encode_rmc
+from fleetcore.protocol.nmea import KNOT_KMH, decode, encode_gga, encode_rmc
 
 # The classic examples (gpsinformation.org / "NMEA data" pages): Munich, 23 March 1994.
 RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.obd import (
+from fleetcore.protocol.obd import (
     FIELD_PIDS,
     PIDS,
     ObdError,

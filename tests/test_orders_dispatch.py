@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backoffice.orders.dispatch import haversine_km
+from fleetcore.geo import haversine_km
 from tests import factories
 from tests.test_orders_helpers import create_customer, create_order, future, set_state
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import psycopg
 from fastapi.testclient import TestClient
 
-from backoffice.app import create_app
+from fleetapp.api import create_app
 from tests import factories
 
 UTC = dt.UTC

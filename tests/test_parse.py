@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from fleetcore.contract import MAX_FUTURE_SKEW_S, NUMERIC_FIELDS, READING_COLUMNS, topic_for
-from ingest.nmea import encode_gga, encode_rmc
-from ingest.obd import encode_dtcs, encode_pid
-from ingest.parse import REASONS, Event, Parsed, Rejection, process_message, reading_as_dict
+from fleetcore.protocol.nmea import encode_gga, encode_rmc
+from fleetcore.protocol.obd import encode_dtcs, encode_pid
+from fleetcore.protocol.parse import REASONS, Event, Parsed, Rejection, process_message, reading_as_dict
 
 ROOT = "test/v1"
 DEV = "veh-0001_A"
@@ -703,7 +703,7 @@ def test_details_quote_values_briefly() -> None:
 
 def test_epoch_ms_timestamps_are_exact_on_both_conversion_paths() -> None:
     """ms → datetime takes a float shortcut up to 2100 and exact timedelta arithmetic after; both are exact."""
-    from ingest import parse
+    from fleetcore.protocol import parse
 
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     far = datetime.max.replace(tzinfo=UTC)

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
-from backoffice.app import create_app
 from backoffice.auth.security import create_access_token, hash_password
-from backoffice.deps import ALL_ROLES, require_roles
+from fleetapp.api import create_app
+from fleetcore.api.deps import ALL_ROLES, require_roles
 from fleetcore.db import connect
 from fleetcore.settings import Settings
 from tests import factories
@@ -36,7 +36,7 @@ PUBLIC = {
     ("*", "/openapi.json"),
     ("POST", "/api/v1/auth/token"),
 }
-ROLE_DENIED = "may not use this route"  # require_roles' 403 message (backoffice/deps.py)
+ROLE_DENIED = "may not use this route"  # require_roles' 403 message (fleetcore/api/deps.py)
 SAMPLE_VIN = factories.vin()
 
 
@@ -314,7 +314,7 @@ def test_garbage_input_never_500(app_client):
 
 
 def test_openapi_states_the_roles_of_every_protected_operation(settings):
-    from backoffice.app import create_app
+    from fleetapp.api import create_app
 
     schema = create_app(settings).openapi()
     missing = []

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from fleetcore.scheduler import Job, run, run_job
+from fleetcore.jobs import Job, run, run_job
 from tests import factories
 from tests.test_orders_helpers import api, create_customer, create_order, future, token
 
@@ -44,7 +44,7 @@ def test_once_sweeps_a_no_show(settings, conn):
     # The pickup was 4 h ago (past the 3 h grace): the scheduler process records a no-show.
     conn.execute("UPDATE orders SET pickup_at = now() - interval '4 hours' WHERE id = %s", (o["id"],))
     env = {**os.environ, "FLEET_DATABASE_URL": settings.database_url, "FLEET_TOPIC_ROOT": settings.topic_root}
-    r = subprocess.run([sys.executable, "-m", "fleetcore.cli", "scheduler", "--once"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "fleetapp.cli", "scheduler", "--once"], env=env, capture_output=True,
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     for job in ("orders.no_show_sweep", "ingest.quarantine_replay", "ingest.retention"):

@@ -10,24 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from backoffice.fleet.vin import vin_problem
 from fleetcore.contract import DEVICE_ID_RE
-from ingest.parse import Parsed, Rejection, process_message, reading_as_dict
+from fleetcore.geo import haversine_m
+from fleetcore.protocol.parse import Parsed, Rejection, process_message, reading_as_dict
+from fleetcore.protocol.vin import vin_problem
 from simulators.runner import Simulation, fleet_registry, simulate_messages
 from simulators.scenario import FAULT_KINDS, ScenarioError, parse_scenario, random_scenario
 from simulators.vehicle import GEAR_RATIOS, IDLE_RPM, RPM_PER_MS
 
 ROOT = "fleet/v1"
 FAULTS_FILE = Path(__file__).resolve().parent.parent / "simulators" / "scenarios" / "faults.json"
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6371000 * math.asin(math.sqrt(a))
 
 
 class Run:

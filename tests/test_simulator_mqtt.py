@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fleetcore.cli import main as fleet_main
+from fleetapp.cli import main as fleet_main
+from fleetapp.seed import seed_registry
+from fleetcore.protocol.parse import Parsed, process_message
 from fleetcore.settings import Settings
-from ingest.parse import Parsed, process_message
-from simulators.registry import seed_registry
 from simulators.runner import Simulation, run
 from simulators.transport import PerDeviceSink
 

@@ -1,14 +1,8 @@
-"""Staff users and the audit log."""
+"""Staff users: the one owner of staff_users (accounts, passwords, roles, tokens)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from typing import Any
-
-from psycopg.types.json import Jsonb
-
-from backoffice.auth.security import hash_password, verify_password
+from backoffice.auth.security import decode_access_token, hash_password, verify_password
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
@@ -78,73 +72,22 @@ def list_(conn: Conn) -> list[dict]:
     ).fetchall()
 
 
-def _jsonable(v: Any) -> Any:
-    return None if v is None else json.loads(json.dumps(v, default=str))
+def user_for_token(conn: Conn, token: str, *, secret: str) -> dict | None:
+    """The active staff user a bearer token stands for, or None (invalid, expired or revoked token).
 
-
-def audit(
-    conn: Conn,
-    *,
-    actor: dict | None,
-    action: str,
-    entity: str,
-    entity_id: object = None,
-    before: Any = None,
-    after: Any = None,
-) -> None:
-    """Record a write: who, what, before and after (call inside the write's transaction)."""
-    conn.execute(
-        """INSERT INTO audit_log (actor_id, actor, action, entity, entity_id, before, after)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (
-            actor["id"] if actor and "id" in actor else None,
-            actor["username"] if actor else "system",
-            action,
-            entity,
-            None if entity_id is None else str(entity_id),
-            Jsonb(_jsonable(before)) if before is not None else None,
-            Jsonb(_jsonable(after)) if after is not None else None,
-        ),
-    )
-
-
-def list_audit(
-    conn: Conn,
-    *,
-    entity: str | None = None,
-    entity_id: str | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[dict]:
-    """Audit records, newest first; `action` ending in '.' or '*' matches a prefix (e.g. 'vehicle.')."""
-    prefix = (
-        action[:-1]
-        if action and action.endswith("*")
-        else action
-        if action and action.endswith(".")
-        else None
-    )
-    return conn.execute(
-        """SELECT * FROM audit_log
-            WHERE (%(e)s::text IS NULL OR entity = %(e)s) AND (%(i)s::text IS NULL OR entity_id = %(i)s)
-              AND (%(actor)s::text IS NULL OR actor = %(actor)s)
-              AND (%(action)s::text IS NULL OR action = %(action)s OR starts_with(action, %(prefix)s))
-              AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
-              AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
-            ORDER BY id DESC LIMIT %(l)s OFFSET %(o)s""",
-        {
-            "e": entity,
-            "i": entity_id,
-            "actor": actor.lower() if actor else None,
-            "action": action,
-            "prefix": prefix,
-            "since": since,
-            "until": until,
-            "l": limit,
-            "o": offset,
-        },
-    ).fetchall()
+    Runs on the caller's connection (a request holds one pooled connection, never two).
+    """
+    claims = decode_access_token(token, secret=secret)
+    if claims is None:
+        return None
+    user = conn.execute(
+        """SELECT id, username, full_name, department, role, active, token_version
+             FROM staff_users WHERE username = %s""",
+        (claims["sub"],),
+    ).fetchone()
+    if user is None or not user["active"]:
+        return None
+    # A password reset or deactivation bumps token_version and so revokes every older token (migration 0203).
+    if claims.get("ver", 0) != user.pop("token_version"):
+        return None
+    return user

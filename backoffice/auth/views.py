@@ -14,8 +14,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from backoffice.auth import service
 from backoffice.auth.security import create_access_token, hash_password, verify_password
-from backoffice.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
 from backoffice.hr.models import UserOut
+from fleetcore import audit as audit_log
+from fleetcore.api.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
+from fleetcore.audit import audit
 from fleetcore.db import one
 from fleetcore.errors import Invalid
 
@@ -87,9 +89,7 @@ def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> N
                   updated_at = now() WHERE id = %s""",
         (hash_password(body.new_password), user["id"]),
     )
-    service.audit(
-        conn, actor=user, action="user.password_change", entity="staff_users", entity_id=user["username"]
-    )
+    audit(conn, actor=user, action="user.password_change", entity="staff_users", entity_id=user["username"])
 
 
 @router.get("/audit", response_model=list[AuditOut])
@@ -108,7 +108,7 @@ def list_audit(
     """The audit log, newest first (admin)."""
     if since is not None and until is not None and since >= until:
         raise Invalid("from must be before to")
-    return service.list_audit(
+    return audit_log.list_(
         conn,
         entity=entity,
         entity_id=entity_id,

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from backoffice.auth.service import audit
 from backoffice.customers import service
 from backoffice.customers.models import CustomerIn, CustomerOut, CustomerPage, CustomerPatch
-from backoffice.deps import ConnDep, require_roles
-from backoffice.orders.models import ERROR_RESPONSES
+from fleetcore.api.deps import ConnDep, require_roles
+from fleetcore.api.errors import ERROR_RESPONSES
+from fleetcore.audit import audit
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
 Writer = Annotated[dict, Depends(require_roles("customer_service"))]

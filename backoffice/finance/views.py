@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from backoffice.auth.service import audit
-from backoffice.deps import ConnDep, require_roles
 from backoffice.finance import service
 from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
 from backoffice.orders import service as orders
-from backoffice.orders.models import ERROR_RESPONSES
 from backoffice.orders.pricing import to_json
+from fleetcore.api.deps import ConnDep, require_roles
+from fleetcore.api.errors import ERROR_RESPONSES
+from fleetcore.audit import audit
 from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=ERROR_RESPONSES)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from backoffice.fleet.vin import vin_problem
+from fleetcore.protocol.vin import vin_problem
 
 VehicleClass = Literal["economy", "compact", "midsize", "fullsize", "suv", "van", "premium", "ev"]
 VehicleStatus = Literal["available", "reserved", "rented", "maintenance", "out_of_service", "retired"]

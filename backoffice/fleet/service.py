@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from backoffice.fleet.vin import vin_problem
 from fleetcore.contract import DEVICE_ID_RE
 from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.protocol.vin import vin_problem
 
 VEHICLE_CLASSES = ("economy", "compact", "midsize", "fullsize", "suv", "van", "premium", "ev")
 VEHICLE_STATUSES = ("available", "reserved", "rented", "maintenance", "out_of_service", "retired")
@@ -281,7 +281,7 @@ def parse_vehicle_csv(text: str) -> tuple[list[VehicleRow], list[tuple[int, str]
 
 def import_vehicles(conn: Conn, *, text: str, actor: dict | None = None) -> int:
     """Import a vehicles CSV all-or-nothing; raises ImportError_ listing every bad line."""
-    from backoffice.auth.service import audit
+    from fleetcore.audit import audit
 
     rows, problems = parse_vehicle_csv(text)
     seen: dict[str, dict[str, int]] = {"vin": {}, "plate": {}, "device_id": {}}

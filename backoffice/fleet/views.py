@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from backoffice.auth.service import audit
-from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.fleet import models as m
 from backoffice.fleet import service
+from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
+from fleetcore.audit import audit
 from fleetcore.errors import Conflict, Forbidden, Invalid
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])

@@ -9,10 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from backoffice.auth.service import audit
-from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.hr import models as m
 from backoffice.hr import service
+from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
+from fleetcore.audit import audit
 
 router = APIRouter(prefix="/api/v1", tags=["hr"])
 AdminOrHr = Annotated[dict, Depends(require_roles("hr"))]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 
 import psycopg
 
 from backoffice.orders import service
 from backoffice.orders.sqlutil import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.geo import haversine_km
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +18,6 @@ log = logging.getLogger(__name__)
 MIN_FUEL_PCT = 25.0
 # Statuses a vehicle may have when it is handed to a customer ('reserved' = held for some order).
 DISPATCHABLE_STATUSES = ("available", "reserved")
-EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
 def _service_due(conn: Conn, *, vehicle_id: int, until: dt.datetime, odometer_km: float) -> bool:

@@ -246,25 +246,3 @@ class RateOut(BaseModel):
     late_grace_minutes: int
     one_way_fee: Decimal
     updated_at: dt.datetime
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="invalid, not_found, conflict, unauthorized, forbidden")
-    message: str
-    details: Any = Field(default=None, description="e.g. {'rule': 'min_age', 'failed_rules': [...]}")
-
-
-class ErrorEnvelope(BaseModel):
-    """The API's one error shape."""
-
-    error: ErrorBody
-
-
-# Documented on every route of the customers, orders and finance routers.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorEnvelope, "description": "missing or invalid token"},
-    403: {"model": ErrorEnvelope, "description": "role not allowed on this route"},
-    404: {"model": ErrorEnvelope, "description": "unknown record"},
-    409: {"model": ErrorEnvelope, "description": "state, availability or concurrency conflict"},
-    422: {"model": ErrorEnvelope, "description": "invalid input or a failed qualification rule"},
-}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from backoffice.auth.service import audit
 from backoffice.orders import service
 from backoffice.orders.pricing import to_json
 from backoffice.orders.sqlutil import Conn
+from fleetcore.audit import audit
+from fleetcore.db import connect
+from fleetcore.jobs import Job
+from fleetcore.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,10 @@ def sweep_no_shows(conn: Conn, *, grace: dt.timedelta = NO_SHOW_GRACE) -> list[i
     return done
 
 
-def main() -> int:
-    """Run the sweep once (for cron or a scheduler): `python -m backoffice.orders.scheduled`."""
-    from fleetcore.db import connect
-    from fleetcore.settings import get_settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with connect(get_settings().require_database_url(), autocommit=True) as conn:
-        sweep_no_shows(conn)
-    return 0
+def _no_show_job(settings: Settings) -> object:
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        return sweep_no_shows(conn)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+# Pickups are booked to the quarter hour; every 5 min is fine-grained enough.
+JOBS = (Job("orders.no_show_sweep", 300, _no_show_job),)

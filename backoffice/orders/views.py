@@ -9,12 +9,8 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from backoffice.auth.service import audit
-from backoffice.deps import ALL_ROLES, ConnDep, require_roles
-from backoffice.errors import envelope
 from backoffice.orders import dispatch, service
 from backoffice.orders.models import (
-    ERROR_RESPONSES,
     ORDER_STATUSES,
     ArchiveOut,
     AssignIn,
@@ -32,6 +28,9 @@ from backoffice.orders.models import (
     ReturnOut,
 )
 from backoffice.orders.pricing import to_json
+from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
+from fleetcore.api.errors import ERROR_RESPONSES, envelope
+from fleetcore.audit import audit
 from fleetcore.db import Conn
 from fleetcore.errors import Invalid
 

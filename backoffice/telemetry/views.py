@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import TypeAdapter, ValidationError
 
-from backoffice.deps import ALL_ROLES, ConnDep, require_roles
 from backoffice.fleet import service as fleet
 from backoffice.telemetry import service
+from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
 from fleetcore.errors import Invalid
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])

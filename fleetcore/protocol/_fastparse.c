@@ -1,10 +1,10 @@
 /*
- * ingest._fastparse: the compiled fast path of ingest.parse.process_message.
+ * fleetcore.protocol._fastparse: the compiled fast path of fleetcore.protocol.parse.process_message.
  *
  * It handles only the common, fully valid messages of the three sample kinds, in the shapes devices write:
  *   - telemetry: one flat JSON object (numbers, booleans, null, accel_g [x, y, z], dtc ["P0301", ...]);
  *   - obd: one JSON object {"ts", "seq", "frames": ["41 0C 1A F8", ...]} with service 01 / 03 responses;
- *   - nmea: one RMC, optionally followed by the GGA of the same time, in the exact shape of ingest.parse's
+ *   - nmea: one RMC, optionally followed by the GGA of the same time, in the exact shape of fleetcore.protocol.parse's
  *     Python fast path (the same regular expressions, written out).
  * and a device's buffered upload of such samples (a JSON array of such objects; RMC+GGA pairs line after line).
  * For such a message it returns the reading rows (tuples in READING_COLUMNS order) that the Python parser
@@ -14,8 +14,8 @@
  * decides, so every rejection and every unusual but valid message is handled by one implementation only. tests/test_fastparse.py checks the
  * two against each other on generated and mutated messages.
  *
- * Ranges, PIDs and limits are not written here: ingest.parse passes them from fleetcore.contract and
- * ingest.obd through configure() at import.
+ * Ranges, PIDs and limits are not written here: fleetcore.protocol.parse passes them from fleetcore.contract and
+ * fleetcore.protocol.obd through configure() at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Column indexes of fleetcore.contract.READING_COLUMNS; ingest.parse compares COLUMNS with it at import. */
+/* Column indexes of fleetcore.contract.READING_COLUMNS; fleetcore.protocol.parse compares COLUMNS with it at import. */
 enum {
     C_TS, C_DEVICE, C_KIND, C_SEQ, C_LAT, C_LON, C_SPEED, C_HEADING, C_ALT, C_HDOP, C_SATS, C_ODO, C_ENGINE_H,
     C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, NCOLS
@@ -40,7 +40,7 @@ static const char *const COLUMN_NAMES[NCOLS] = {
 #define MAX_FRAME_BYTES 16
 
 typedef struct {
-    int set;      /* configured by ingest.parse */
+    int set;      /* configured by fleetcore.protocol.parse */
     double lo, hi;
     int integer;
 } Range;
@@ -52,7 +52,7 @@ static double accel_limit;
 static int64_t min_ts_ms, max_ts_ms, max_seq, skew_us;
 static double knot_kmh;
 typedef struct {
-    int known;    /* 1: a PID ingest.obd knows */
+    int known;    /* 1: a PID fleetcore.protocol.obd knows */
     int nbytes;
     int col;      /* reading column it feeds, -1 none */
     int formula;  /* F_* below; F_PYTHON: only Python can decode it */
@@ -275,7 +275,7 @@ static int skip_scalar(Cur *c) {
 
 /* ---------------------------------------------------------------------------------------------- values */
 
-/* ingest.parse._number for a valid value: the stored value (float, or int for integer fields). */
+/* fleetcore.protocol.parse._number for a valid value: the stored value (float, or int for integer fields). */
 typedef struct {
     int state; /* 0: None, 1: float, 2: int */
     double d;
@@ -313,7 +313,7 @@ static int all_digits(const unsigned char *p, int n) {
     return 1;
 }
 
-/* RFC 3339 date-time with an offset (ingest.parse.RFC3339_RE) → epoch µs; at most 6 fraction digits here. */
+/* RFC 3339 date-time with an offset (fleetcore.protocol.parse.RFC3339_RE) → epoch µs; at most 6 fraction digits here. */
 static int rfc3339_us(const unsigned char *s, Py_ssize_t n, int64_t *us) {
     if (n < 20) return 0;
     if (!all_digits(s, 4) || s[4] != '-' || !all_digits(s + 5, 2) || s[7] != '-' || !all_digits(s + 8, 2))
@@ -403,7 +403,7 @@ static int dtc_ok(const char *u) {
            ((u[4] >= '0' && u[4] <= '9') || (u[4] >= 'A' && u[4] <= 'F'));
 }
 
-/* "dtc": [] or ["P0301", ...]; codes are upper-cased as ingest.parse._dtc does. */
+/* "dtc": [] or ["P0301", ...]; codes are upper-cased as fleetcore.protocol.parse._dtc does. */
 static int scan_dtc(Cur *c, Sample *smp) {
     if (!expect(c, '[')) return 0;
     smp->ndtc = 0;
@@ -460,7 +460,7 @@ static double pid_value(int formula, const unsigned char *d, int n) {
 static const char DTC_LETTERS[4] = {'P', 'C', 'B', 'U'};
 static const char HEX_UPPER[] = "0123456789ABCDEF";
 
-/* One ELM327 response frame ("41 0C 1A F8" or "410C1AF8"), decoded as ingest.obd.decode_frames does. */
+/* One ELM327 response frame ("41 0C 1A F8" or "410C1AF8"), decoded as fleetcore.protocol.obd.decode_frames does. */
 static int obd_frame(const unsigned char *s, Py_ssize_t n, Sample *smp) {
     unsigned char b[MAX_FRAME_BYTES];
     int nb = 0;
@@ -910,7 +910,7 @@ static int64_t datetime_to_us(PyObject *dt) {
 PyDoc_STRVAR(parse_doc,
 "parse(kind, device_id, payload, now) -> list[tuple] | None\n\n"
 "The reading rows of a common, valid telemetry / obd / nmea message (one sample, or a buffered upload of\n"
-"several), exactly as ingest.parse's Python code makes them; None for anything else (the caller then runs the Python parser). `now` must be an aware UTC\n"
+"several), exactly as fleetcore.protocol.parse's Python code makes them; None for anything else (the caller then runs the Python parser). `now` must be an aware UTC\n"
 "datetime (otherwise None).");
 
 static PyObject *fp_parse(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1048,8 +1048,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "ingest._fastparse",
-    "Compiled fast path of ingest.parse for common, valid device messages (see the C source's header).", -1,
+    PyModuleDef_HEAD_INIT, "fleetcore.protocol._fastparse",
+    "Compiled fast path of fleetcore.protocol.parse for common, valid device messages (see the C source's header).", -1,
     methods,
 };
 

@@ -9,11 +9,42 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetcore.errors import DomainError
+from fleetcore.errors import DomainError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+# A PostgreSQL restart takes a few seconds (measured 2-22 s); clients back off at least this long.
+RETRY_AFTER_S = 2
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="invalid, not_found, conflict, unauthorized, forbidden")
+    message: str
+    details: Any = Field(default=None, description="e.g. {'rule': 'min_age', 'failed_rules': [...]}")
+
+
+class ErrorEnvelope(BaseModel):
+    """The API's one error shape."""
+
+    error: ErrorBody
+
+
+# Declared on every router (its `responses=`), so the OpenAPI document names every error a route can answer.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorEnvelope, "description": "missing or invalid token"},
+    403: {"model": ErrorEnvelope, "description": "role not allowed on this route"},
+    404: {"model": ErrorEnvelope, "description": "unknown record"},
+    409: {"model": ErrorEnvelope, "description": "state, availability or concurrency conflict"},
+    422: {"model": ErrorEnvelope, "description": "invalid input or a failed qualification rule"},
+    503: {
+        "model": ErrorEnvelope,
+        "description": "database unavailable; retry after the Retry-After header's seconds",
+    },
+}
 
 
 def envelope(
@@ -29,7 +60,21 @@ def envelope(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        return envelope(exc.status, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, ServiceUnavailable) else None
+        return envelope(exc.status, exc.code, exc.message, exc.details, headers=headers)
+
+    # The database is away (restart, network) or the pool could not hand out a connection in time: the request
+    # may succeed if retried, so 503 with Retry-After instead of a 500.
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return envelope(
+            503,
+            "unavailable",
+            "the database is unavailable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

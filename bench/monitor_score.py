@@ -1,4 +1,4 @@
-"""`fleet monitor score`: run the simulator's labelled fault scenarios and long normal driving through the same
+"""`make score` (python -m bench.monitor_score): run the simulator's labelled fault scenarios and long normal driving through the same
 detector pipeline the live process uses (monitor.detectors.FleetMonitor, in memory, simulated clock) and score
 every detector: precision, recall, detection delay, false alarms per 1,000 vehicle-hours.
 
@@ -26,12 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from monitor.detectors import AUTO_RESOLVE, KINDS, Clear, Detection, FleetMonitor, VehicleInfo
-
-if TYPE_CHECKING:
-    from simulators.runner import ScenarioLike
+from simulators.runner import ScenarioLike, fleet_registry, simulate_messages
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +312,6 @@ def simulate(
     name: str, *, vehicles: int, seconds: float, seed: int, scenario: ScenarioLike = None
 ) -> RunResult:
     """One in-memory simulator run scored through the detectors (rate 1 Hz, the devices' default)."""
-    from simulators.runner import fleet_registry, simulate_messages
-
     registry = fleet_registry(vehicles, scenario)
     infos = {
         r["device_id"]: VehicleInfo(r["index"] + 1, r["device_id"], r["class"], r["status"], r["vin"])
@@ -330,7 +325,7 @@ def simulate(
     return result
 
 
-def main(*, vehicles: int = 50, hours: float = 4.0, seed: int = 7, out: Path = Path("monitor/score_results"),
+def main(*, vehicles: int = 50, hours: float = 4.0, seed: int = 7, out: Path = Path("bench/monitor_score"),
          fault_seeds: int = 3) -> int:  # fmt: skip
     """Score: the labelled fault scenario with several seeds, plus normal driving; writes .md and .json."""
     doc = json.loads(FAULTS_FILE.read_text())
@@ -346,3 +341,23 @@ def main(*, vehicles: int = 50, hours: float = 4.0, seed: int = 7, out: Path = P
     print(md.read_text())
     print(f"written {js} and {md}")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m bench.monitor_score [--vehicles N --hours H --seed S --out PATH]`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.monitor_score", description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=50, help="vehicles in the normal-driving run")
+    ap.add_argument("--hours", type=float, default=4.0, help="simulated hours of normal driving")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--out", type=Path, default=Path("bench/monitor_score"), help="output path without suffix"
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return main(vehicles=args.vehicles, hours=args.hours, seed=args.seed, out=args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -5,7 +5,7 @@ PostgreSQL server and the Mosquitto broker, while this process publishes N vehic
 (QoS 1) and, spread over the run, crash events on distinct vehicles; a WebSocket client records when each
 crash alert arrives. Usage:
 
-    python -m monitor.bench_latency --vehicles 1000 --rate 1 --seconds 60 --out monitor/latency_results.json
+    python -m bench.monitor_latency --vehicles 1000 --rate 1 --seconds 60 --out bench/monitor_latency.json
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from pathlib import Path
 
 import psycopg
 
+from backoffice.auth import service as users
 from backoffice.auth.security import create_access_token
 from fleetcore.contract import topic_for
 from fleetcore.db import connect, migrate, one
 from fleetcore.mqtt import MqttConnection
+from fleetcore.protocol.vin import with_check_digit
 from fleetcore.settings import MqttUrl, Settings
 
 ADMIN_URL = os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -47,8 +49,6 @@ def _free_port() -> int:
 
 
 def _vin(rng: random.Random) -> str:
-    from backoffice.fleet.vin import with_check_digit
-
     return with_check_digit("WVW" + "".join(rng.choice(VIN_CHARS) for _ in range(14)))
 
 
@@ -76,8 +76,6 @@ def setup_db(url: str, n: int) -> tuple[dict[str, str], str]:
             conn.execute("INSERT INTO device_installs (device_id, vehicle_id) VALUES (%s, %s)", (dev, vid))
             conn.execute("INSERT INTO vehicle_state (vehicle_id, device_id) VALUES (%s, %s)", (vid, dev))
             devices[dev] = vin
-        from backoffice.auth import service as users
-
         users.create(conn, username="bench-dispatcher", role="dispatcher", password="bench-password-123")
         conn.commit()
     return devices, "bench-dispatcher"
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--crashes", type=int, default=200)
     ap.add_argument("--mqtt", default=os.environ.get("FLEET_MQTT_URL", "mqtt://127.0.0.1:1883"))
-    ap.add_argument("--out", type=Path, default=Path("monitor/latency_results.json"))
+    ap.add_argument("--out", type=Path, default=Path("bench/monitor_latency.json"))
     args = ap.parse_args(argv)
 
     db = f"fleet_bench_{uuid.uuid4().hex[:8]}"

@@ -1,16 +1,13 @@
 """`fleet demo`: the whole system in one process, on embedded servers unless FLEET_DATABASE_URL/FLEET_MQTT_URL are set.
 
 Simulator, ingest, monitor and the API run as threads sharing stop events; the embedded PostgreSQL and
-Mosquitto run as child processes that `fleetcore.embedded` stops on exit (and that die with us anyway).
-A part that is not built or not importable is skipped with a log line, so the demo runs whatever exists.
+Mosquitto run as child processes that `fleetapp.embedded` stops on exit (and that die with us anyway).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import inspect
 import logging
 import os
 import secrets
@@ -23,10 +20,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
+import uvicorn
 
+from backoffice.auth import service as users
+from fleetapp.api import create_app
+from fleetapp.embedded import EmbeddedPostgres, make_broker, port_free
+from fleetapp.seed import seed_registry
+from fleetcore.audit import audit
 from fleetcore.db import Conn, connect, migrate
+from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import PLACEHOLDER_SECRET, Settings, get_settings
+from ingest.consumer import run as ingest_run
+from monitor.service import run as monitor_run
+from simulators.runner import run as simulate
 
 log = logging.getLogger("fleet.demo")
 
@@ -41,17 +48,6 @@ STATUS_EVERY_S = 2.0
 API_START_TIMEOUT_S = 30.0
 JOIN_TIMEOUT_S = 10.0  # per part; a worker that holds a batch flushes it well within this
 ADMIN_USERNAME = "admin"
-# Where each part's entry point lives; the seeding function may live in any of these simulator modules.
-INGEST_ENTRY = ("ingest.consumer", "run")
-MONITOR_ENTRY = ("monitor.service", "run")
-SIMULATOR_ENTRY = ("simulators.runner", "run")
-SEED_MODULES = (
-    "simulators.registry",
-    "simulators.seed",
-    "simulators.fleet",
-    "simulators.runner",
-    "simulators",
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,18 +102,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --- parts ------------------------------------------------------------------------------------
-
-
-def load(module: str, attr: str) -> Callable | None:
-    """`module.attr`, or None (with a log line) when that part is not built or does not import yet."""
-    try:
-        fn = getattr(importlib.import_module(module), attr, None)
-    except ImportError as exc:
-        log.warning("skipping %s.%s: %s", module, attr, exc)
-        return None
-    if fn is None:
-        log.warning("skipping %s.%s: not defined yet", module, attr)
-    return fn
 
 
 @dataclass
@@ -186,21 +170,11 @@ def _setup_logging(data_dir: Path, verbose: bool) -> Path:
 
 
 def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
-    """Register stations and the fleet through the simulator's idempotent seed_registry()."""
-    fn = None
-    for module in SEED_MODULES:
-        with contextlib.suppress(ImportError):
-            fn = getattr(importlib.import_module(module), "seed_registry", None)
-        if fn is not None:
-            break
+    """Register stations and the simulated fleet (idempotent)."""
     with connect(settings.require_database_url(), autocommit=True) as conn:
-        if fn is None:
-            log.warning("skipping seeding: no simulators seed_registry() yet")
-            have = cast(dict, conn.execute("SELECT count(*) AS n FROM vehicles").fetchone())
-            return int(have["n"])
-        rows = fn(conn, vehicles=vehicles, seed=seed)
-    log.info("seeded %d vehicles through %s.seed_registry", len(rows or []), fn.__module__)
-    return len(rows or [])
+        rows = seed_registry(conn, vehicles=vehicles, seed=seed)
+    log.info("seeded %d vehicles", len(rows))
+    return len(rows)
 
 
 def _demo_password(data_dir: Path) -> str:
@@ -219,18 +193,13 @@ def _demo_password(data_dir: Path) -> str:
 
 def _ensure_admin(settings: Settings, password: str) -> bool:
     """Create the demo administrator with this password; False when the user already existed."""
-    try:
-        from backoffice.auth import service as users
-    except ImportError as exc:
-        log.warning("skipping admin user: %s", exc)
-        return False
     with connect(settings.require_database_url(), autocommit=True) as conn:
         if users.get(conn, username=ADMIN_USERNAME):
             return False
         u = users.create(
             conn, username=ADMIN_USERNAME, role="admin", password=password, full_name="Demo administrator"
         )
-        users.audit(
+        audit(
             conn,
             actor={"username": "fleet demo"},
             action="user.create",
@@ -242,11 +211,6 @@ def _ensure_admin(settings: Settings, password: str) -> bool:
 
 
 def _start_api(demo: Demo, port: int) -> Any | None:
-    create_app = load("backoffice.app", "create_app")
-    if create_app is None:
-        return None
-    import uvicorn
-
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(demo.settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -324,9 +288,6 @@ class StatusLine:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fleetcore.cli import CliError
-    from fleetcore.embedded import EmbeddedPostgres, make_broker, port_free
-
     if args.vehicles < 1 or args.rate <= 0:
         raise CliError("--vehicles must be ≥ 1 and --rate > 0")
     if not port_free(args.port):
@@ -376,29 +337,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workers_stop = threading.Event()
         sim_stop = threading.Event()
         # Consumers first, so they are subscribed before the first vehicle publishes.
-        if fn := load(*INGEST_ENTRY):
-            demo.start_part("ingest", fn, settings, workers_stop)
-        if fn := load(*MONITOR_ENTRY):
-            demo.start_part("monitor", fn, settings, workers_stop)
+        demo.start_part("ingest", ingest_run, settings, workers_stop)
+        demo.start_part("monitor", monitor_run, settings, workers_stop)
         server = _start_api(demo, args.port)
-        if fn := load(*SIMULATOR_ENTRY):
-            extra: dict[str, Any] = {}
-            if settings.mqtt_protocol == "3.1.1" and "connection" in inspect.signature(fn).parameters:
-                # The per-device clients speak MQTT 5 only; one shared MqttConnection follows the protocol.
-                extra["connection"] = "shared"
-                log.warning("MQTT 3.1.1 broker: the simulator publishes over one shared connection")
-            if args.warmup > 0 and "warmup_s" in inspect.signature(fn).parameters:
-                extra["warmup_s"] = args.warmup
-            demo.start_part(
-                "simulator",
-                fn,
-                settings,
-                vehicles=args.vehicles,
-                rate_hz=args.rate,
-                seed=args.seed,
-                stop=sim_stop,
-                **extra,
-            )
+        connection = "per-device"
+        if settings.mqtt_protocol == "3.1.1":
+            # The per-device clients speak MQTT 5 only; one shared MqttConnection follows the protocol.
+            connection = "shared"
+            log.warning("MQTT 3.1.1 broker: the simulator publishes over one shared connection")
+        demo.start_part(
+            "simulator",
+            simulate,
+            settings,
+            vehicles=args.vehicles,
+            rate_hz=args.rate,
+            seed=args.seed,
+            stop=sim_stop,
+            connection=connection,
+            warmup_s=max(args.warmup, 0.0),
+        )
 
         print(f"fleet:    {n} vehicles, topic root {settings.topic_root}/devices/+/...", file=out)
         if server is not None:

@@ -32,8 +32,8 @@ from fleetcore.contract import (
     TELEMETRY,
     parse_topic,
 )
-from ingest import nmea as nmea_codec
-from ingest.obd import PIDS, ObdError, decode_frames
+from fleetcore.protocol import nmea as nmea_codec
+from fleetcore.protocol.obd import PIDS, ObdError, decode_frames
 
 __all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict", "REASONS"]
 
@@ -492,9 +492,9 @@ def _loads(text: str, raw: bytes | None = None) -> Any:
     return _DECODER.decode(text)
 
 
-# The compiled fast path (ingest/_fastparse.c), given this module's ranges and limits so that they are stated once.
-# How each PID's value is computed is stated in ingest.obd (lambdas C cannot call) and restated here by name;
-# tests/test_fastparse.py checks every PID against ingest.obd. A PID missing here is decoded by Python only.
+# The compiled fast path (fleetcore/protocol/_fastparse.c), given this module's ranges and limits so that they are stated once.
+# How each PID's value is computed is stated in fleetcore.protocol.obd (lambdas C cannot call) and restated here by name;
+# tests/test_fastparse.py checks every PID against fleetcore.protocol.obd. A PID missing here is decoded by Python only.
 _PID_FORMULAS = {
     0x04: "pct",
     0x05: "minus40",
@@ -511,7 +511,7 @@ _PID_FORMULAS = {
 
 def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | None] | None:
     try:
-        from ingest import _fastparse  # type: ignore[attr-defined]
+        from fleetcore.protocol import _fastparse  # type: ignore[attr-defined]
     except ImportError:  # not built (no C compiler where it was installed): the Python code does everything
         return None
     if tuple(_fastparse.COLUMNS) != READING_COLUMNS:
@@ -556,7 +556,7 @@ def process_message(
     """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections.
 
     A common, valid sample message (or a device's buffered upload of such samples) is parsed by the compiled fast
-    path (ingest/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
+    path (fleetcore/protocol/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
     a message, and None for anything else, which the Python code then handles. `fast=False` skips it (tests
     compare the two).
     """
