@@ -254,7 +254,9 @@ class Consumer:
         return self.parse is process_message and parse_module._fast_parse is not None
 
     def _take(self) -> list[Delivery]:
-        """The next batch: up to batch_size messages, once that many are held or the oldest is batch_ms old."""
+        """Take the next batch and hand it to a free writer: up to batch_size messages, once that many are held or
+        the oldest is batch_ms old. Taken and handed over under one hold of the queue's lock, so a message is
+        always counted in the queue or in the pipeline (`idle()`)."""
         q = self.queue
         with self.cond:
             while not q:
@@ -273,6 +275,7 @@ class Consumer:
                 self.cond.wait(remaining)
             n = min(len(q), self.batch_size)
             batch = [q.popleft() for _ in range(n)]
+            self.pipeline.submit(batch)
             self.cond.notify_all()  # wakes a network thread blocked on the hard cap
             return batch
 
@@ -283,6 +286,12 @@ class Consumer:
             and time.monotonic() - self._last_rx >= RETIRE_IDLE_S
             and self.pipeline.idle()  # called under self.cond, like the pipeline's count of batches out
         )
+
+    def idle(self) -> bool:
+        """Nothing held: the queue is empty, and every batch taken was committed and its messages acknowledged
+        (or, coalesced, its state flushed and its messages acknowledged)."""
+        with self.cond:
+            return not self.queue and self.pipeline.idle()
 
     def _status(self) -> dict[str, int]:
         return {"held": len(self.queue), "connected": int(self.mqtt.connected.is_set())}
@@ -340,11 +349,8 @@ class Consumer:
                         continue  # every writer is busy (or waiting for the database)
                 batch = self._take()
                 self.metrics.queue_depth.set(len(self.queue) + len(batch))
-                if not batch:
-                    if self.stop.is_set():
-                        break
-                    continue
-                pipeline.submit(batch)
+                if not batch and self.stop.is_set():
+                    break
         finally:
             self.closing = True
             with self.cond:

@@ -171,8 +171,8 @@ class Pipeline:
         """Hand a batch to the next free writer (there is one: `busy()` was False)."""
         with self.cond:
             self._writing += 1  # only the taking thread adds, so its check of busy() still holds
-        self._jobs.put((self._taken, batch))
-        self._taken += 1
+            self._jobs.put((self._taken, batch))
+            self._taken += 1
 
     @property
     def blocked(self) -> bool:
