@@ -10,8 +10,11 @@ import psycopg
 from psycopg import sql
 
 from fleetcore.db import uses_timescale
+from fleetcore.protocol.parse import process_message
+from ingest.batch import C_REPLAYED, Message
 from ingest.metrics import kv
-from ingest.writer import C_REPLAYED, BatchWriter, Message, ensure_staging
+from ingest.staging import ensure_staging
+from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,6 @@ def replay(url: str, root: str, *, device_id: str | None = None) -> ReplayResult
     The parser runs with the message's original arrival time as "now", so a sample that was valid when it
     arrived is still valid (the future-timestamp check is relative to arrival).
     """
-    from fleetcore.protocol.parse import process_message
-
     writer = BatchWriter(url, cache_ttl_s=0.0)
     out = ReplayResult()
     with psycopg.connect(url, autocommit=False) as conn:

@@ -21,7 +21,6 @@ import zlib
 
 import psycopg
 
-from fleetcore.db import scalar
 from ingest.metrics import kv
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,12 @@ RETRY_S = 2.0
 def _lock_key(template: str) -> int:
     """The advisory lock's first key: one namespace per client id template (a signed 32-bit integer)."""
     return zlib.crc32(f"fleet-ingest-slot:{template}".encode()) - 2**31
+
+
+def _try_lock(conn: psycopg.Connection, key: int, slot: int) -> bool:
+    """Take the slot's advisory lock on this connection if it is free (held until the connection closes)."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot)).fetchone()
+    return bool(row and row[0])
 
 
 class StoppedBeforeClaim(Exception):
@@ -80,11 +85,7 @@ class SlotLease:
                 continue
             # one statement per slot: a lock taken in a WHERE clause can be taken for rows a LIMIT then drops
             slot = next(
-                (
-                    n
-                    for n in range(1, MAX_SLOTS + 1)
-                    if scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, n)))
-                ),
+                (n for n in range(1, MAX_SLOTS + 1) if _try_lock(conn, self.key, n)),
                 None,
             )
             if slot is None:
@@ -115,7 +116,7 @@ class SlotLease:
             except psycopg.OperationalError:
                 self._conn = None
                 continue  # still down: try again at the next check
-            got = scalar(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.key, self.slot)))
+            got = self.slot is not None and _try_lock(conn, self.key, self.slot)
             if not got:
                 conn.close()
                 self._conn = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from fleetapp.embedded import free_port
 from fleetcore.settings import Settings
+from tests.waiting import wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -248,17 +249,23 @@ def create_session(port: int, client_id: str, topics: list[str], expiry_s: int =
     from paho.mqtt.properties import Properties
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    subacks: dict[int, list] = {}  # packet id → reason codes, filled by paho's network thread
+    c.on_subscribe = lambda client, userdata, mid, reason_codes, properties: subacks.__setitem__(
+        mid, reason_codes
+    )
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = expiry_s
     c.connect("127.0.0.1", port, clean_start=True, properties=props)
     c.loop_start()
     try:
-        deadline = time.monotonic() + 10
-        while not c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(c.is_connected, timeout=10, interval=0.02, message=f"no CONNACK from port {port}")
         infos = [c.subscribe(t, qos=1) for t in topics]
-        time.sleep(0.3)  # SUBACKs; a subscription is active once the broker has processed it
         assert all(rc == 0 for rc, _ in infos)
+        # a subscription is active once the broker has processed it, which its SUBACK says
+        wait_until(
+            lambda: all(mid in subacks for _, mid in infos), timeout=10, interval=0.02, message="no SUBACK"
+        )
+        assert not [rc for codes in subacks.values() for rc in codes if rc.is_failure], subacks
     finally:
         c.disconnect()
         c.loop_stop()
@@ -356,26 +363,18 @@ def ingest_worker(settings) -> Iterator:  # noqa: ANN001
     t = threading.Thread(target=target, name="ingest-test", daemon=True)
     t.start()
     try:
-        deadline = time.monotonic() + 15
-        while not consumer.subscribed.is_set() and time.monotonic() < deadline and not errors:
-            time.sleep(0.02)
-        assert consumer.subscribed.is_set() or errors, "ingest worker did not subscribe within 15 s"
+        wait_until(
+            lambda: consumer.subscribed.is_set() or errors,
+            timeout=15,
+            interval=0.02,
+            message="ingest worker did not subscribe within 15 s",
+        )
         yield consumer
     finally:
         stop.set()
         t.join(30)
         if errors:
             raise errors[0]
-
-
-def wait_until(fn, timeout: float = 30.0, interval: float = 0.1):  # noqa: ANN001, ANN201
-    """Poll fn() until it returns something truthy; that value, or the last one after the timeout."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 def count(url: str, query: str, *args: object) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ingest.writer import read_counters
+from ingest.staging import read_counters
 from tests.factories import station, vehicle
 from tests.ingest_helpers import (
     Mosquitto,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from ingest.consumer import _AckSequencer
-from ingest.writer import BatchStats
+from ingest.batch import BatchStats
+from ingest.pipeline import AckSequencer
 
 
 def _batches(n: int) -> list[list[int]]:
@@ -14,7 +14,7 @@ def _batches(n: int) -> list[list[int]]:
 
 def test_batches_committed_out_of_order_are_released_in_take_order() -> None:
     released: list[list[int]] = []
-    seq = _AckSequencer(lambda batch, st: released.append(batch))
+    seq = AckSequencer(lambda batch, st: released.append(batch))
     batches = _batches(50)
     order = list(range(50))
     random.Random(7).shuffle(order)
@@ -28,7 +28,7 @@ def test_batches_committed_out_of_order_are_released_in_take_order() -> None:
 
 def test_a_batch_given_up_blocks_every_later_one() -> None:
     released: list[list[int]] = []
-    seq = _AckSequencer(lambda batch, st: released.append(batch))
+    seq = AckSequencer(lambda batch, st: released.append(batch))
     b = _batches(5)
     seq.finished(1, b[1], BatchStats())
     seq.finished(0, b[0], BatchStats())

@@ -34,6 +34,7 @@ from tests.ingest_helpers import (
     sample_message,
     wait_until,
 )
+from tests.waiting import WaitTimeout
 
 STREAM = 50_000
 DEVICES = 200
@@ -143,7 +144,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     log = tmp_path / "ingest.log"
     proc = _start_ingest_process(env, log)
     try:
-        assert wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20), log.read_text()
+        wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20, message=log.read_text)
         pub = _publish_in_background(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= STREAM // 5, timeout=40, interval=0.02)
         proc.send_signal(signal.SIGKILL)  # no flush, no ack: whatever was held is redelivered by the broker
@@ -152,9 +153,10 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
         assert 0 < killed_at < STREAM
         pub.join(60)
         proc = _start_ingest_process(env, log)
-        assert wait_until(lambda: _readings(db_url) >= STREAM, timeout=45), (
-            _readings(db_url),
-            log.read_text()[-3000:],
+        wait_until(
+            lambda: _readings(db_url) >= STREAM,
+            timeout=45,
+            message=lambda: (_readings(db_url), log.read_text()[-3000:]),
         )
         proc.send_signal(signal.SIGTERM)  # clean stop: flush, ack, disconnect
         assert proc.wait(20) == 0
@@ -192,20 +194,23 @@ def test_messages_are_acknowledged_only_after_their_state_is_written(
     log = tmp_path / "ingest.log"
     proc = _start_ingest_process(env, log)
     try:
-        assert wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20), log.read_text()
+        wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20, message=log.read_text)
         publish_raw(broker.port, messages)
         assert wait_until(lambda: _readings(db_url) >= len(messages), timeout=30)
-        time.sleep(0.5)
-        assert count(db_url, state_sql, ids) == 0  # readings committed, state not yet written
+        # readings committed, state held off: it must not appear meanwhile (nor, so, any acknowledgement)
+        with pytest.raises(WaitTimeout):
+            wait_until(lambda: count(db_url, state_sql, ids) > 0, timeout=0.5, interval=0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         env["FLEET_INGEST_STATE_FLUSH_MS"] = "50"  # coalesced still, now flushed promptly
         del env["FLEET_INGEST_STATE_FLUSH_MESSAGES"]
         proc = _start_ingest_process(env, log)
         applied = "SELECT coalesce(max(value), 0) FROM ingest_counters WHERE name = 'messages_state_applied'"
-        assert wait_until(lambda: count(db_url, applied) >= len(messages), timeout=30), log.read_text()[
-            -3000:
-        ]
+        wait_until(
+            lambda: count(db_url, applied) >= len(messages),
+            timeout=30,
+            message=lambda: log.read_text()[-3000:],
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
@@ -244,7 +249,7 @@ def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(
             assert max(held) <= inflight, max(held)
             pg.start()
             pub.join(60)
-            assert wait_until(lambda: _readings(url) >= STREAM, timeout=45), _readings(url)
+            wait_until(lambda: _readings(url) >= STREAM, timeout=45, message=lambda: _readings(url))
             assert worker.metrics.db_errors._value.get() >= 1  # it really saw the outage
         _assert_exactly_once(url, STREAM)
         _assert_state_is_newest(url, DEVICES)
@@ -272,7 +277,7 @@ def test_stop_while_postgres_is_down_acks_nothing_uncommitted(broker: Mosquitto)
         pg.start()
         pub.join(60)
         with ingest_worker(settings):  # the same client id: the same persistent session
-            assert wait_until(lambda: _readings(url) >= total, timeout=60), _readings(url)
+            wait_until(lambda: _readings(url) >= total, timeout=60, message=lambda: _readings(url))
         _assert_exactly_once(url, total)
 
 
@@ -284,8 +289,14 @@ def test_two_workers_on_a_shared_subscription_share_the_work(db_url: str, broker
     b = ingest_settings(db_url, broker, root, ingest_share_group="ingest")
     with ingest_worker(a) as wa, ingest_worker(b) as wb:
         publish_raw(broker.port, messages)
-        assert wait_until(lambda: _readings(db_url) >= total, timeout=45), _readings(db_url)
-        time.sleep(0.5)
+        wait_until(lambda: _readings(db_url) >= total, timeout=45, message=lambda: _readings(db_url))
+        # every batch taken was committed and acknowledged: nothing is left to be delivered again
+        wait_until(
+            lambda: wa.idle() and wb.idle(),
+            timeout=10,
+            interval=0.02,
+            message="a worker still holds messages",
+        )
     _assert_exactly_once(db_url, total)
     done_a, done_b = wa.totals["messages"], wb.totals["messages"]
     assert done_a + done_b == total
@@ -380,7 +391,9 @@ def test_broker_restart_mid_stream_resumes_without_loss(db_url: str) -> None:
             broker.restart()  # same port, session and queued messages restored from persistence
             assert wait_until(lambda: worker.epoch >= 2 and worker.subscribed.is_set(), timeout=30)
             publish_raw(broker.port, second)
-            assert wait_until(lambda: _readings(db_url) >= len(messages), timeout=45), _readings(db_url)
+            wait_until(
+                lambda: _readings(db_url) >= len(messages), timeout=45, message=lambda: _readings(db_url)
+            )
             assert worker.epoch >= 2
     finally:
         broker.stop()

@@ -8,6 +8,7 @@ import pytest
 
 from fleetcore.settings import Settings
 from ingest import consumer as C
+from ingest.client import BufferedSocket
 from tests.ingest_helpers import _utf8, _varint
 
 ROOT = "test/fleet/v1"
@@ -52,16 +53,16 @@ def test_packets_split_across_reads_arrive_whole_and_in_order(step: int) -> None
         props = b"\x26" + _utf8("k") + _utf8("v") if i % 40 == 5 else b""
         stream += _publish(i + 1, topic, payload, flags=flags, props=props)
         sent.append((i + 1, topic, payload))
-    client._sock = C._BufferedSocket(_Trickle(bytes(stream), step))
+    client._sock = BufferedSocket(_Trickle(bytes(stream), step))
     client._state = 1  # connected, as far as paho's handlers care
     reads = 0
     while client._sock._sock.pos < len(stream) or client._sock.pending():
         client.loop_read()
         reads += 1
         assert reads < len(stream) + 10
-    got = [(mid, m.topic, m.payload) for mid, _qos, _ep, m, _t in cons.queue]
+    got = [(d.mid, d.topic, d.payload) for d in cons.queue]
     assert sorted(got) == sent  # every packet once, none lost or cut
     fast = [g for g in got if g[0] % 40 != 6]
     assert fast == [s for s in sent if s[0] % 40 != 6]  # the fast path keeps arrival order
-    assert all(m.result.kind == "telemetry" for *_, m, _t in cons.queue)
+    assert all(d.result.kind == "telemetry" for d in cons.queue)
     client._sock = None

@@ -58,7 +58,7 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _client_id(log: Path) -> str:
-    assert wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20), log.read_text()
+    wait_until(lambda: b"event=subscribed" in log.read_bytes(), timeout=20, message=log.read_text)
     m = re.search(r"event=slot_claimed slot=\d+ client_id=(\S+)", log.read_text())
     assert m, log.read_text()
     return m[1]
@@ -98,7 +98,9 @@ def test_a_restarted_worker_resumes_the_stopped_workers_session(
         c = _worker(env, logs[2])  # the replacement takes the freed slot, i.e. the stopped worker's session
         procs.append(c)
         assert _client_id(logs[2]) == _client_id(logs[0])
-        assert wait_until(lambda: _readings(db_url) >= total, timeout=30), (_readings(db_url), stranded)
+        wait_until(
+            lambda: _readings(db_url) >= total, timeout=30, message=lambda: (_readings(db_url), stranded)
+        )
     finally:
         for p in procs:
             if p.poll() is None:
@@ -152,7 +154,7 @@ def test_retire_drains_a_removed_workers_session_and_ends_it(db_url: str, broker
         assert not _session_present(broker, gone.ingest_client_id)
         # with the session gone, everything published now goes to the worker that stayed
         publish_raw(broker.port, messages[2 * third :])
-        assert wait_until(lambda: _readings(db_url) >= total, timeout=30), _readings(db_url)
+        wait_until(lambda: _readings(db_url) >= total, timeout=30, message=lambda: _readings(db_url))
     _assert_exactly_once(db_url, total)
 
 

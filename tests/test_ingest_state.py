@@ -16,8 +16,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from fleetcore.protocol.parse import process_message
-from ingest.state import PendingState
-from ingest.writer import STATE_FIELDS, BatchWriter, Message, ensure_staging
+from ingest.batch import Message
+from ingest.staging import ensure_staging
+from ingest.state import PendingState, StateFlusher
+from ingest.vehicle_state import STATE_FIELDS
+from ingest.writer import BatchWriter
 from tests.factories import vehicle
 
 ROOT = "test/fleet/v1"
@@ -77,7 +80,7 @@ def test_coalesced_state_equals_the_per_batch_upsert_of_the_same_samples(any_db_
         b = [vehicle(conn) for _ in range(PAIRS)]
         per_batch = BatchWriter(any_db_url)
         deferred = BatchWriter(any_db_url, defer_state=True)
-        flusher = BatchWriter(any_db_url)
+        flusher = StateFlusher(any_db_url)
         stop = threading.Event()
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
         sent: list[tuple[int, dict]] = []  # (pair, body) for resends
@@ -116,7 +119,7 @@ def test_coalesced_state_equals_the_per_batch_upsert_of_the_same_samples(any_db_
                 st = deferred.write([_message(b[p]["device_id"], body, rec) for p, body, rec in batch])
                 pending.add(st.state_rows)
                 pending.messages += len(batch)
-            assert flusher.commit_state(pending, stop) == len(pending)
+            assert flusher.commit(pending, stop) == len(pending)
             assert _states(conn, [v["id"] for v in a]) == _states(conn, [v["id"] for v in b])
         assert rounds_with_old > 0
         # the deferred writer left the state alone: only the flushes wrote it
@@ -128,7 +131,7 @@ def test_coalesced_state_equals_the_per_batch_upsert_of_the_same_samples(any_db_
 def test_deferred_batches_leave_the_state_alone_until_the_flush(any_db_url: str) -> None:
     with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
         v = vehicle(conn)
-        w = BatchWriter(any_db_url, defer_state=True)
+        w, flusher = BatchWriter(any_db_url, defer_state=True), StateFlusher(any_db_url)
         t = datetime.now(UTC).replace(microsecond=0)
         now = datetime.now(UTC)
         st = w.write(
@@ -141,12 +144,13 @@ def test_deferred_batches_leave_the_state_alone_until_the_flush(any_db_url: str)
         assert before is None or (before["ts"], before["fuel_pct"]) == (None, None)
         pending = PendingState()
         pending.add(st.state_rows)
-        assert w.commit_state(pending, threading.Event()) == 1
+        assert flusher.commit(pending, threading.Event()) == 1
         s = conn.execute(
             "SELECT fuel_pct, ts, last_seen FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
         ).fetchone()
         assert (s["fuel_pct"], s["ts"], s["last_seen"]) == (42.0, t, now)
         w.close()
+        flusher.close()
 
 
 def test_direct_copy_into_readings_stores_what_the_staged_insert_stores(any_db_url: str) -> None:
@@ -196,6 +200,7 @@ def test_a_value_older_than_the_state_is_left_out_even_when_a_newer_sample_moves
     with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
         a, b = vehicle(conn), vehicle(conn)
         per_batch, deferred = BatchWriter(any_db_url), BatchWriter(any_db_url, defer_state=True)
+        flusher = StateFlusher(any_db_url)
         t10 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
         first = {"ts": ms(t10), "seq": 1, "fuel_pct": 50.0, "speed_kmh": 10.0}
@@ -210,12 +215,12 @@ def test_a_value_older_than_the_state_is_left_out_even_when_a_newer_sample_moves
             st = deferred.write([_message(b["device_id"], body, now) for body in bodies])
             pending = PendingState()
             pending.add(st.state_rows)
-            assert deferred.commit_state(pending, threading.Event()) == 1
+            assert flusher.commit(pending, threading.Event()) == 1
         want = (50.0, 20.0, t10 + timedelta(seconds=2))
         for v in (a, b):
             s = conn.execute(
                 "SELECT fuel_pct, speed_kmh, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
             ).fetchone()
             assert (s["fuel_pct"], s["speed_kmh"], s["ts"]) == want, v
-        for w in (per_batch, deferred):
+        for w in (per_batch, deferred, flusher):
             w.close()

@@ -13,7 +13,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from fleetcore.protocol.parse import process_message
-from ingest.writer import BatchWriter, Message, read_counters
+from ingest import writer as writer_module
+from ingest.batch import Message
+from ingest.staging import read_counters
+from ingest.writer import BatchWriter
 from tests.factories import station, vehicle
 from tests.ingest_helpers import nmea_payload, obd_payload
 
@@ -226,8 +229,6 @@ def test_retention_drops_old_readings_and_keeps_recent(any_db_url: str) -> None:
 
 def test_duplicate_in_a_plain_insert_batch_is_redone_with_dedupe_and_counted(any_db_url: str) -> None:
     """The fast path (plain INSERT) meets a resent sample: the batch is redone with ON CONFLICT, nothing twice."""
-    from ingest import writer as writer_module
-
     with psycopg.connect(any_db_url, autocommit=True, row_factory=dict_row) as conn:
         v = vehicle(conn)
         other = vehicle(conn)

@@ -536,6 +536,11 @@ def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | No
 _fast_parse = _load_fast_parse()
 
 
+def compiled_fast_path() -> bool:
+    """Whether the compiled fast path is built and matches this contract (else the Python code parses all)."""
+    return _fast_parse is not None
+
+
 # Topics repeat (a few per device), so memoising the pure topic check saves its regex on the hot path.
 _topic_cached = functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)(parse_topic)
 
