@@ -69,10 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
 
+    signing = auth_service.TokenSigning.from_settings(settings)  # no secret, no API (ConfigError)
+
     def authenticate(conn: Conn, token: str) -> dict | None:
-        return auth_service.user_for_token(conn, token, secret=settings.secret_key)
+        return auth_service.user_for_token(conn, token, signing=signing)
 
     app.state.authenticate = authenticate
+    app.state.token_signing = signing
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])

@@ -16,7 +16,7 @@ from backoffice import cli as backoffice_cli
 from fleetapp import demo, scheduler, serve
 from fleetapp.seed import seed_registry
 from fleetcore.db import migrate
-from fleetcore.errors import CliError, DomainError
+from fleetcore.errors import CliError, ConfigError, DomainError
 from fleetcore.settings import get_settings
 from ingest import cli as ingest_cli
 from monitor import cli as monitor_cli
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         rc = args.func(args)
-    except (CliError, DomainError) as exc:
+    except (CliError, ConfigError, DomainError) as exc:
         print(f"fleet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

@@ -30,7 +30,7 @@ from fleetcore.audit import audit
 from fleetcore.db import Conn, connect, migrate
 from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
-from fleetcore.settings import PLACEHOLDER_SECRET, Settings, get_settings
+from fleetcore.settings import Settings, get_settings, secret_problem
 from ingest.consumer import run as ingest_run
 from monitor.service import run as monitor_run
 from simulators.runner import run as simulate
@@ -191,6 +191,20 @@ def _demo_password(data_dir: Path) -> str:
     return password
 
 
+def _installation_secret(data_dir: Path) -> str:
+    """This installation's token secret: generated once (32 random bytes) and kept, owner-only, in data_dir."""
+    path = data_dir / "secret-key"
+    with contextlib.suppress(OSError):
+        saved = path.read_text().strip()
+        if saved and secret_problem(saved) is None:
+            return saved
+    secret = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
 def _ensure_admin(settings: Settings, password: str) -> bool:
     """Create the demo administrator with this password; False when the user already existed."""
     with connect(settings.require_database_url(), autocommit=True) as conn:
@@ -322,8 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"broker:   embedded {type(broker).__name__} at {update['mqtt_url']} (MQTT {broker.protocol})",
                 file=out,
             )
-        if settings.secret_key == PLACEHOLDER_SECRET:
-            update["secret_key"] = secrets.token_urlsafe(32)  # tokens of this run only
+        if not settings.secret_key:
+            update["secret_key"] = _installation_secret(data_dir)
         demo.settings = settings = settings.model_copy(update=update)
         if stop.is_set():
             return 0

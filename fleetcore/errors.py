@@ -48,3 +48,7 @@ class ServiceUnavailable(DomainError):
 
 class CliError(Exception):
     """A user mistake on the command line: printed without a traceback, exit code 2."""
+
+
+class ConfigError(Exception):
+    """A required setting is missing or unusable: the process stops at start-up with this message."""

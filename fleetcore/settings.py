@@ -6,10 +6,18 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me-in-production"
+from fleetcore.errors import ConfigError
+
+# A token secret must carry at least 32 random bytes (RFC 7518 §3.2: an HS256 key as long as the hash output).
+MIN_SECRET_BYTES = 32
+# Base64url or hex of 32 random bytes has at least 16 distinct characters; a word repeated, or a run of one
+# character, has few (a cheap guard against "x" * 40, not an entropy proof).
+MIN_SECRET_DISTINCT_CHARS = 16
+# Secrets published in this project's history, docs or common examples: never accepted.
+KNOWN_SECRETS = frozenset({"change-me-in-production", "changeme", "change-me", "secret", "your-secret-key"})
 
 
 class MqttUrl:
@@ -52,7 +60,11 @@ class Settings(BaseSettings):
     readings_chunk_interval: str = "1 day"
     readings_retention_days: int = Field(default=400, ge=1)
 
-    secret_key: str = PLACEHOLDER_SECRET
+    # Signs API access tokens (HS256). No default: `fleet api` will not start without one, and a short, repeated
+    # or published value is refused in every environment (`fleet demo` generates one per installation).
+    secret_key: str | None = None
+    token_issuer: str = "fleet-platform"
+    token_audience: str = "fleet-api"
     access_token_minutes: int = Field(default=60, ge=1)
 
     api_host: str = "127.0.0.1"
@@ -111,24 +123,47 @@ class Settings(BaseSettings):
             raise ValueError("FLEET_TOPIC_ROOT must be a plain topic prefix without wildcards")
         return v
 
-    @model_validator(mode="after")
-    def _production_secret(self) -> Settings:
-        if self.environment == "production" and self.secret_key == PLACEHOLDER_SECRET:
-            raise ValueError("FLEET_SECRET_KEY must be set to a real secret in production")
-        return self
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if problem := secret_problem(v):
+            raise ValueError(f"FLEET_SECRET_KEY {problem}; generate one with {SECRET_HOWTO}")
+        return v
 
     @property
     def mqtt(self) -> MqttUrl:
         if not self.mqtt_url:
-            raise RuntimeError("FLEET_MQTT_URL is not set")
+            raise ConfigError("FLEET_MQTT_URL is not set")
         return MqttUrl(self.mqtt_url, protocol=self.mqtt_protocol)
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError(
-                "FLEET_DATABASE_URL is not set (only `fleet demo` starts an embedded database)"
-            )
+            raise ConfigError("FLEET_DATABASE_URL is not set (only `fleet demo` starts an embedded database)")
         return self.database_url
+
+    def require_secret_key(self) -> str:
+        """The token secret; a process that signs or checks tokens refuses to start without one."""
+        if not self.secret_key:
+            raise ConfigError(f"FLEET_SECRET_KEY is not set; generate one with {SECRET_HOWTO}")
+        return self.secret_key
+
+
+SECRET_HOWTO = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` may not sign tokens (None when it may): empty, published, short or low-variety."""
+    if not secret.strip():
+        return "is empty"
+    if secret.strip().lower() in KNOWN_SECRETS:
+        return "is a published placeholder"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(secret)) < MIN_SECRET_DISTINCT_CHARS:
+        return f"has fewer than {MIN_SECRET_DISTINCT_CHARS} distinct characters (not random)"
+    return None
 
 
 @lru_cache(maxsize=1)

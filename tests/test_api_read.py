@@ -23,7 +23,9 @@ def _login(client: TestClient, u: dict) -> dict:
 
 @pytest.fixture
 def api(any_db_url):
-    settings = Settings(environment="test", database_url=any_db_url, secret_key="x" * 40)
+    settings = Settings(
+        environment="test", database_url=any_db_url, secret_key="read-api-test-secret-0123456789-abcdefghij"
+    )
     with connect(any_db_url, autocommit=True) as conn:
         v = factories.vehicle(conn)
         disp = factories.user(conn, role="dispatcher")

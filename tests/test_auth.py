@@ -39,7 +39,15 @@ def login(client: TestClient, username: str, password: str = PASSWORD):
 def token_for(settings, username: str, role: str = "admin", **claims) -> str:
     """A token signed with the app's secret, with any claims overridden."""
     now = dt.datetime.now(dt.UTC)
-    payload = {"sub": username, "role": role, "iat": now, "exp": now + dt.timedelta(minutes=5), **claims}
+    payload = {
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "sub": username,
+        "role": role,
+        "iat": now,
+        "exp": now + dt.timedelta(minutes=5),
+        **claims,
+    }
     payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, settings.secret_key, algorithm=ALGORITHM)
 
@@ -53,8 +61,11 @@ def test_password_flow_issues_expiring_bearer_token(api):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == settings.access_token_minutes * 60
-    claims = jwt.decode(body["access_token"], settings.secret_key, algorithms=[ALGORITHM])
+    claims = jwt.decode(
+        body["access_token"], settings.secret_key, algorithms=[ALGORITHM], audience=settings.token_audience
+    )
     assert claims["sub"] == users["dispatcher"]["username"]
+    assert claims["iss"] == settings.token_issuer and claims["aud"] == settings.token_audience
     assert claims["exp"] - claims["iat"] == settings.access_token_minutes * 60
     me = client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200 and me.json()["role"] == "dispatcher"
@@ -97,6 +108,10 @@ def test_expired_forged_and_malformed_tokens_are_401(api):
         ),
         "no exp claim": token_for(settings, name, exp=None),
         "no sub claim": token_for(settings, name, sub=None),
+        "no audience": token_for(settings, name, aud=None),
+        "another audience": token_for(settings, name, aud="some-other-service"),
+        "no issuer": token_for(settings, name, iss=None),
+        "another issuer": token_for(settings, name, iss="someone-else"),
         "unknown user": token_for(settings, "ghost-user"),
         "alg none": jwt.encode({"sub": name, "exp": now + dt.timedelta(minutes=5)}, None, algorithm="none"),
         "tampered": still_valid[:-4] + ("AAAA" if not still_valid.endswith("AAAA") else "BBBB"),
@@ -389,5 +404,5 @@ def test_cli_users_add(db_url, settings):
 
 def test_token_minutes_setting_controls_expiry(settings):
     t = create_access_token(subject="a", role="admin", secret=settings.secret_key, minutes=1)
-    claims = jwt.decode(t, settings.secret_key, algorithms=[ALGORITHM])
+    claims = jwt.decode(t, settings.secret_key, algorithms=[ALGORITHM], audience=settings.token_audience)
     assert claims["exp"] - claims["iat"] == 60

@@ -211,7 +211,13 @@ def app_client(settings, db_url):
 
 
 def test_every_route_is_public_or_role_guarded():
-    app = create_app(Settings(environment="test", database_url="postgresql://nobody@127.0.0.1:1/none"))
+    app = create_app(
+        Settings(
+            environment="test",
+            database_url="postgresql://nobody@127.0.0.1:1/none",
+            secret_key="permissions-test-secret-0123456789-abcdefgh",
+        )
+    )
     table = route_table(app)
     assert any(i.path == "/api/v1/fleet/stations" for i in table), "route discovery found no fleet routes"
     unguarded = problems_without_role_dependency(table)

@@ -22,10 +22,25 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-def create_access_token(*, subject: str, role: str, secret: str, minutes: int, version: int = 0) -> str:
+DEFAULT_ISSUER = "fleet-platform"
+DEFAULT_AUDIENCE = "fleet-api"
+
+
+def create_access_token(
+    *,
+    subject: str,
+    role: str,
+    secret: str,
+    minutes: int,
+    version: int = 0,
+    issuer: str = DEFAULT_ISSUER,
+    audience: str = DEFAULT_AUDIENCE,
+) -> str:
     """A signed token; `version` is the user's token_version (bumped to revoke all older tokens)."""
     now = dt.datetime.now(dt.UTC)
     payload = {
+        "iss": issuer,
+        "aud": audience,
         "sub": subject,
         "role": role,
         "ver": version,
@@ -35,9 +50,18 @@ def create_access_token(*, subject: str, role: str, secret: str, minutes: int, v
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret: str) -> dict | None:
-    """The token's claims, or None when it is invalid or expired."""
+def decode_access_token(
+    token: str, *, secret: str, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE
+) -> dict | None:
+    """The token's claims, or None when it is invalid, expired, or meant for another issuer or audience."""
     try:
-        return jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        return jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            options={"require": ["exp", "sub", "iss", "aud"]},
+        )
     except jwt.PyJWTError:
         return None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from backoffice.auth.security import decode_access_token, hash_password, verify_password
+from dataclasses import dataclass
+
+from backoffice.auth.security import create_access_token, decode_access_token, hash_password, verify_password
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.settings import Settings
 
 ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
 DEPARTMENTS = ("operations", "customer_service", "technology", "finance", "administration")
@@ -72,12 +75,45 @@ def list_(conn: Conn) -> list[dict]:
     ).fetchall()
 
 
-def user_for_token(conn: Conn, token: str, *, secret: str) -> dict | None:
+@dataclass(frozen=True)
+class TokenSigning:
+    """How this installation signs and checks access tokens (secret, issuer, audience, lifetime)."""
+
+    secret: str
+    issuer: str
+    audience: str
+    minutes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenSigning:
+        return cls(
+            secret=settings.require_secret_key(),
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            minutes=settings.access_token_minutes,
+        )
+
+    def issue(self, user: dict) -> str:
+        return create_access_token(
+            subject=user["username"],
+            role=user["role"],
+            secret=self.secret,
+            minutes=self.minutes,
+            version=user["token_version"],
+            issuer=self.issuer,
+            audience=self.audience,
+        )
+
+    def claims(self, token: str) -> dict | None:
+        return decode_access_token(token, secret=self.secret, issuer=self.issuer, audience=self.audience)
+
+
+def user_for_token(conn: Conn, token: str, *, signing: TokenSigning) -> dict | None:
     """The active staff user a bearer token stands for, or None (invalid, expired or revoked token).
 
     Runs on the caller's connection (a request holds one pooled connection, never two).
     """
-    claims = decode_access_token(token, secret=secret)
+    claims = signing.claims(token)
     if claims is None:
         return None
     user = conn.execute(

@@ -13,7 +13,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from backoffice.auth import service
-from backoffice.auth.security import create_access_token, hash_password, verify_password
+from backoffice.auth.security import hash_password, verify_password
 from backoffice.hr.models import UserOut
 from fleetcore import audit as audit_log
 from fleetcore.api.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
@@ -62,13 +62,7 @@ def login(
             detail="wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = create_access_token(
-        subject=user["username"],
-        role=user["role"],
-        secret=settings.secret_key,
-        minutes=settings.access_token_minutes,
-        version=user["token_version"],
-    )
+    token = service.TokenSigning.from_settings(settings).issue(user)
     return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
 
 
