@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from backoffice.auth import service as auth_service
 from backoffice.auth import views as auth_views
+from backoffice.broker import views as broker_views
 from backoffice.customers import views as customers_views
 from backoffice.finance import views as finance_views
 from backoffice.fleet import views as fleet_views
@@ -32,6 +33,7 @@ ROUTERS = (
     orders_views.router,
     finance_views.router,
     hr_views.router,
+    broker_views.router,
     monitor_views.router,
 )
 

@@ -56,8 +56,7 @@ class MqttConnection:
             clean_session=None if self.v5 else clean_start,
             manual_ack=manual_ack,
         )
-        if url.username:
-            self.client.username_pw_set(url.username, url.password)
+        url.configure(self.client)
         if will:
             topic, payload, qos, retain = will
             self.client.will_set(topic, payload, qos=qos, retain=retain)

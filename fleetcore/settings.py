@@ -20,25 +20,39 @@ MIN_SECRET_DISTINCT_CHARS = 16
 KNOWN_SECRETS = frozenset({"change-me-in-production", "changeme", "change-me", "secret", "your-secret-key"})
 
 
-class MqttUrl:
-    """Parsed `mqtt://user:pass@host:port` URL."""
+# IANA-registered MQTT ports: plain and over TLS.
+MQTT_PORT, MQTTS_PORT = 1883, 8883
 
-    def __init__(self, url: str, protocol: str = "5") -> None:
+
+class MqttUrl:
+    """Parsed `mqtt://user:pass@host:port` (or `mqtts://` over TLS) URL."""
+
+    def __init__(self, url: str, protocol: str = "5", ca_file: str | None = None) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
         if not parts.hostname:
             raise ValueError(f"MQTT URL has no host: {url!r}")
         self.url = url
+        self.tls = parts.scheme in ("mqtts", "ssl")
+        # CA bundle that signed the broker's certificate (None: the system's trusted CAs).
+        self.ca_file = ca_file
         self.host: str = parts.hostname
-        self.port: int = parts.port or 1883
+        self.port: int = parts.port or (MQTTS_PORT if self.tls else MQTT_PORT)
         self.username: str | None = parts.username
         self.password: str | None = parts.password
         # "5" everywhere in production; "3.1.1" only for brokers without MQTT 5 (the demo's amqtt fallback).
         self.protocol = protocol
 
     def __repr__(self) -> str:
-        return f"MqttUrl({self.host}:{self.port})"
+        return f"MqttUrl({'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port})"
+
+    def configure(self, client: object) -> None:
+        """Credentials and TLS on a paho client, the same for every process and the simulator's devices."""
+        if self.username:
+            client.username_pw_set(self.username, self.password)  # type: ignore[attr-defined]
+        if self.tls:
+            client.tls_set(ca_certs=self.ca_file)  # type: ignore[attr-defined]  # verifies the broker's name
 
 
 class Settings(BaseSettings):
@@ -50,6 +64,8 @@ class Settings(BaseSettings):
     # libpq URL; empty means "use the embedded server" (only `fleet demo` starts one).
     database_url: str | None = None
     mqtt_url: str | None = None
+    # With an mqtts:// URL: the CA certificate that signed the broker's (unset: the system's trusted CAs).
+    mqtt_ca_file: str | None = None
     # MQTT protocol version the clients speak. Keep 5 (persistent sessions with expiry, shared subscriptions);
     # 3.1.1 exists only for brokers that lack MQTT 5, such as the in-process amqtt broker of `fleet demo`.
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
@@ -136,7 +152,7 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttUrl:
         if not self.mqtt_url:
             raise ConfigError("FLEET_MQTT_URL is not set")
-        return MqttUrl(self.mqtt_url, protocol=self.mqtt_protocol)
+        return MqttUrl(self.mqtt_url, protocol=self.mqtt_protocol, ca_file=self.mqtt_ca_file)
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -128,8 +128,7 @@ class PerDeviceSink:
         # MQTT 5 unless the settings say the broker only speaks 3.1.1 (FLEET_MQTT_PROTOCOL)
         proto = mqtt.MQTTv311 if getattr(self.url, "protocol", "5") == "3.1.1" else mqtt.MQTTv5
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.prefix + dev_id, protocol=proto)
-        if self.url.username:
-            c.username_pw_set(self.url.username, self.url.password)
+        self.url.configure(c)
         c.will_set(device.topics[STATUS], b"offline", qos=1, retain=True)
         c.max_inflight_messages_set(50)
         c.on_socket_open = self._sock_open

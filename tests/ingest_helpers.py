@@ -39,8 +39,19 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 class Mosquitto:
     """A private Mosquitto with unbounded per-session queues, optionally persistent across restarts."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persistence: bool = False,
+        authenticated: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.workdir = workdir
+        # With `authenticated`, no anonymous access: accounts and rights come from passwd_file and acl_file
+        # (written by `fleet broker sync`, which must run before start()).
+        self.passwd_file = workdir / "passwd"
+        self.acl_file = workdir / "acl"
         if os.geteuid() == 0:
             # Started as root, Mosquitto drops to the `mosquitto` user, which must be able to write here
             # (log, persistence file).
@@ -50,7 +61,13 @@ class Mosquitto:
         self.conf = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            # (CA certificate, server certificate, server key): this listener speaks MQTT over TLS only.
+            *([f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}"] if tls else []),
+            *(
+                ["allow_anonymous false", f"password_file {self.passwd_file}", f"acl_file {self.acl_file}"]
+                if authenticated
+                else ["allow_anonymous true"]
+            ),
             # A persistent session's backlog must never be dropped (Debian's default is 1000). Not 0 ("no limit"):
             # with 0, Mosquitto 2.0 skips the Receive Maximum check for live messages (db__ready_for_flight).
             "max_queued_messages 100000000",
@@ -89,6 +106,11 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
 
 @contextlib.contextmanager
