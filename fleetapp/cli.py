@@ -13,7 +13,7 @@ import sys
 from pydantic import ValidationError
 
 from backoffice import cli as backoffice_cli
-from fleetapp import broker, demo, scheduler, serve
+from fleetapp import backup, broker, demo, scheduler, serve
 from fleetapp.seed import seed_registry
 from fleetcore.db import migrate
 from fleetcore.errors import CliError, ConfigError, DomainError
@@ -22,7 +22,17 @@ from ingest import cli as ingest_cli
 from monitor import cli as monitor_cli
 from simulators import cli as simulators_cli
 
-COMMAND_MODULES = (serve, backoffice_cli, ingest_cli, monitor_cli, simulators_cli, demo, scheduler, broker)
+COMMAND_MODULES = (
+    serve,
+    backoffice_cli,
+    ingest_cli,
+    monitor_cli,
+    simulators_cli,
+    demo,
+    scheduler,
+    broker,
+    backup,
+)
 
 
 def _register_migrate(sub: argparse._SubParsersAction) -> None:
