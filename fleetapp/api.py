@@ -17,6 +17,7 @@ from backoffice.fleet import views as fleet_views
 from backoffice.hr import views as hr_views
 from backoffice.orders import views as orders_views
 from backoffice.telemetry import views as telemetry_views
+from fleetapp import http_guard
 from fleetcore.api.deps import borrow, get_current_user, install_pool, route_roles
 from fleetcore.api.errors import install_error_handlers
 from fleetcore.db import Conn, make_pool
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticate = authenticate
     app.state.token_signing = signing
     install_error_handlers(app)
+    http_guard.install(app, settings)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:

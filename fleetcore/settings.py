@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     # anyio thread pool (40 threads by default), which runs the sync routes that use the connections.
     api_pool_size: int = Field(default=20, ge=1, le=40)
     api_db_wait_s: float = Field(default=10.0, gt=0)
+    # Browser origins allowed to call the API cross-site (comma-separated, e.g. https://ops.example.com); empty:
+    # same-origin only (the console is served by the API itself).
+    api_cors_origins: str = ""
+    # Largest request body accepted (413 beyond): a vehicle CSV of ~20,000 rows fits.
+    api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
     # Ingest batching: flush when this many rows are held or this many ms passed.
     ingest_batch_size: int = Field(default=2000, ge=1)
@@ -147,6 +152,10 @@ class Settings(BaseSettings):
         if problem := secret_problem(v):
             raise ValueError(f"FLEET_SECRET_KEY {problem}; generate one with {SECRET_HOWTO}")
         return v
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.api_cors_origins.split(",") if o.strip())
 
     @property
     def mqtt(self) -> MqttUrl:
