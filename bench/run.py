@@ -16,31 +16,48 @@ import contextlib
 import json
 import os
 import platform
-import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from bench.common import (
+    COALESCED_FLUSH_MS,
+    HERE,
+    TARGET_BROKER_RATIO,
+    TARGET_NAIVE_RATIO,
+    PacedPublisher,
+    backlog,
+    counter,
+    counter_rows,
+    cpu_budget,
+    cpu_snapshot,
+    drop_database,
+    ingest_env,
+    log,
+    make_database,
+    proc_cpu_s,
+    proc_rss_mb,
+    quantile,
+    reset_tables,
+    scrape,
+    start_ingest,
+    stop,
+    topics,
+)
+from bench.report import rounded, write_report
 from fleetcore.contract import READING_COLUMNS
-from fleetcore.db import migrate, scalar
-from fleetcore.protocol.obd import encode_pid
+from fleetcore.db import scalar
 from fleetcore.protocol.parse import process_message
-from fleetcore.protocol.vin import with_check_digit
 from fleetcore.settings import Settings
 from tests.ingest_helpers import (
-    _utf8,
-    _varint,
     create_session,
     free_port,
     mosquitto,
@@ -50,147 +67,7 @@ from tests.ingest_helpers import (
     wait_port,
 )
 
-HERE = Path(__file__).resolve().parent
-ADMIN_URL = os.environ.get(
-    "FLEET_BENCH_PG_ADMIN",
-    os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-KINDS = ("telemetry", "event", "obd", "nmea", "status")
-# Device protocol mix of the benchmark traffic: mostly JSON units, some raw OBD dongles and NMEA trackers.
-PROTOCOL_MIX = ("json", "json", "json", "obd", "nmea")
-TARGET_BROKER_RATIO = 0.5
-TARGET_NAIVE_RATIO = 20.0
 TARGET_P99_S = 1.0
-# FLEET_INGEST_STATE_FLUSH_MS of the extra drain that writes vehicle_state coalesced (the default upserts per batch)
-COALESCED_FLUSH_MS = 500
-
-
-def log(msg: str) -> None:
-    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ set-up
-
-
-def make_database(devices: int) -> tuple[str, list[tuple[str, str]]]:
-    """A fresh migrated database with `devices` registered vehicles; returns its URL and (device_id, protocol)."""
-
-    name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = ADMIN_URL.rpartition("/")
-    url = f"{base}/{name}"
-    migrate(url, Settings(environment="test"))
-    rng = random.Random(1)
-    chars = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
-    devs = [(f"bench-{i:06d}", PROTOCOL_MIX[i % len(PROTOCOL_MIX)]) for i in range(devices)]
-    with psycopg.connect(url, autocommit=False) as conn:
-        sid = scalar(
-            conn.execute(
-                "INSERT INTO stations (code, name, lat, lon) VALUES ('BENCH', 'Bench', 52.5, 13.4) RETURNING id"
-            )
-        )
-        vins = [with_check_digit("WVW" + "".join(rng.choice(chars) for _ in range(14))) for _ in devs]
-        ids = [
-            r[0]
-            for r in conn.execute(
-                """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id)
-               SELECT v, 'BX-' || n, 'Volkswagen', 'Golf', 2023, 'compact', %s
-               FROM unnest(%s::text[], %s::int[]) AS u(v, n) RETURNING id""",
-                (sid, vins, list(range(len(devs)))),
-            ).fetchall()
-        ]
-        conn.execute(
-            "INSERT INTO devices (device_id, protocol) SELECT * FROM unnest(%s::text[], %s::text[])",
-            ([d for d, _ in devs], [p for _, p in devs]),
-        )
-        conn.execute(
-            "INSERT INTO device_installs (device_id, vehicle_id) SELECT * FROM unnest(%s::text[], %s::bigint[])",
-            ([d for d, _ in devs], ids),
-        )
-        conn.execute(
-            "INSERT INTO vehicle_state (vehicle_id, device_id) SELECT * FROM unnest(%s::bigint[], %s::text[])",
-            (ids, [d for d, _ in devs]),
-        )
-        conn.commit()
-    return url, devs
-
-
-def drop_database(url: str) -> None:
-    name = url.rpartition("/")[2]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def reset_tables(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE readings, device_events, ingest_rejections, ingest_quarantine")
-        conn.execute("UPDATE ingest_counters SET value = 0")
-        conn.execute("UPDATE vehicle_state SET ts = NULL, last_seen = NULL")
-
-
-def backlog(root: str, devs: list[tuple[str, str]], n: int) -> list[tuple[str, bytes]]:
-    """n distinct samples round-robin over the devices, 1 s apart per device, within the last day."""
-    base = recent_ms(-22 * 3600)
-    out: list[tuple[str, bytes]] = []
-    seq = 0
-    while len(out) < n:
-        for d, (device_id, proto) in enumerate(devs):
-            out.append(sample_message(root, device_id, proto, seq, base + seq * 1000 + d))
-            if len(out) == n:
-                break
-        seq += 1
-    return out
-
-
-def topics(root: str) -> list[str]:
-    return [f"{root}/devices/+/{k}" for k in KINDS]
-
-
-def counter(url: str, name: str = "readings_stored") -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return scalar(conn.execute("SELECT value FROM ingest_counters WHERE name = %s", (name,)))
-
-
-# ------------------------------------------------------------------------------------------------ measures
-
-
-def ingest_env(
-    url: str,
-    broker_url: str,
-    root: str,
-    client_id: str,
-    metrics_port: int | None = None,
-    writers: int | None = None,
-) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "FLEET_DATABASE_URL": url,
-        "FLEET_MQTT_URL": broker_url,
-        "FLEET_TOPIC_ROOT": root,
-        "FLEET_INGEST_CLIENT_ID": client_id,
-        "FLEET_ENVIRONMENT": "test",
-    }
-    if metrics_port:
-        env["FLEET_INGEST_METRICS_PORT"] = str(metrics_port)
-    if writers:
-        env["FLEET_INGEST_WRITERS"] = str(writers)
-    return env
-
-
-def start_ingest(env: dict[str, str], logfile: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "fleetapp.cli", "ingest"]
-    with logfile.open("ab") as f:
-        return subprocess.Popen(args, env=env, stdout=f, stderr=f, cwd=HERE.parent)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def measure_drain(
@@ -379,199 +256,6 @@ def measure_naive(url: str, broker, data: list) -> dict:  # noqa: ANN001
     }
 
 
-def counter_rows(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return scalar(conn.execute("SELECT count(*) FROM readings"))
-
-
-def _nmea_sentence(body: str) -> str:
-    cs = 0
-    for ch in body:
-        cs ^= ord(ch)
-    return f"${body}*{cs:02X}"
-
-
-class FastPayloads:
-    """Per-device payload templates with the time filled in per sample: the steady-state publisher shares the
-    machine with ingest, so it must cost little (pynmea2 encoding alone would take ~0.3 ms per NMEA sample)."""
-
-    def __init__(self, root: str, devs: list[tuple[str, str]]) -> None:
-        self.items = []
-        frames = json.dumps(
-            [
-                encode_pid(0x0C, 1800),
-                encode_pid(0x0D, 50),
-                encode_pid(0x05, 88),
-                encode_pid(0x2F, 40.0),
-                encode_pid(0x42, 14.1),
-            ]
-        )
-        for device_id, proto in devs:
-            kind = {"json": "telemetry", "obd": "obd", "nmea": "nmea"}[proto]
-            self.items.append((f"{root}/devices/{device_id}/{kind}".encode(), proto, frames))
-
-    def payload(self, i: int, seq: int, ts_ms: int) -> tuple[bytes, bytes]:
-        topic, proto, frames = self.items[i]
-        if proto == "json":
-            return topic, (
-                f'{{"ts":{ts_ms},"seq":{seq},"lat":52.52,"lon":13.405,"speed_kmh":42.5,"heading_deg":90.0,'
-                f'"odometer_km":{10000 + seq * 0.01:.2f},"fuel_pct":50.0,"battery_v":14.1,"ignition":true,'
-                f'"rpm":1800,"coolant_c":88}}'
-            ).encode()
-        if proto == "obd":
-            return topic, f'{{"ts":{ts_ms},"seq":{seq},"frames":{frames}}}'.encode()
-        t = datetime.fromtimestamp(ts_ms / 1000, UTC)
-        hms = f"{t:%H%M%S}.{t.microsecond // 10000:02d}"
-        rmc = _nmea_sentence(f"GPRMC,{hms},A,4807.80000,N,01134.80000,E,5.400,90.00,{t:%d%m%y},,,A")
-        gga = _nmea_sentence(f"GPGGA,{hms},4807.80000,N,01134.80000,E,1,09,0.90,520.0,M,,M,,")
-        return topic, f"{rmc}\r\n{gga}".encode()
-
-
-class PacedPublisher(threading.Thread):
-    """N devices × 1 Hz over one raw MQTT connection, each sample stamped with its publish time."""
-
-    def __init__(self, port: int, root: str, devs: list[tuple[str, str]], seconds: float) -> None:
-        super().__init__(daemon=True)
-        self.port, self.root, self.devs, self.seconds = port, root, devs, seconds
-        self.sent = 0
-        self.late_ticks = 0
-        self.fast = FastPayloads(root, devs)
-
-    def run(self) -> None:
-        ticks_per_s = 10  # spread each second's samples over 10 ticks, as real devices are not synchronised
-        per_tick = max(1, len(self.devs) // ticks_per_s)
-        with socket.create_connection(("127.0.0.1", self.port)) as s:
-            body = (
-                _utf8("MQTT")
-                + bytes([4, 0x02])
-                + (60).to_bytes(2, "big")
-                + _utf8(f"pace-{uuid.uuid4().hex[:6]}")
-            )
-            s.sendall(b"\x10" + _varint(len(body)) + body)
-            s.recv(4)
-            s.setblocking(False)
-            t_start = time.monotonic()
-            tick = 0
-            seq = 0
-            while time.monotonic() - t_start < self.seconds:
-                chunk = bytearray()
-                lo = (tick % ticks_per_s) * per_tick
-                # whole 10 ms steps: NMEA time has centiseconds, and the NMEA dedupe key is the time
-                now_ms = int(time.time() * 100) * 10
-                for i in range(lo, min(lo + per_tick, len(self.devs))):
-                    topic, payload = self.fast.payload(i, seq, now_ms)
-                    var = _utf8(topic) + ((self.sent % 65535) + 1).to_bytes(2, "big")
-                    chunk += b"\x32" + _varint(len(var) + len(payload)) + var + payload
-                    self.sent += 1
-                s.setblocking(True)
-                s.sendall(chunk)
-                s.setblocking(False)
-                try:
-                    while s.recv(1 << 20):
-                        pass
-                except BlockingIOError:
-                    pass
-                tick += 1
-                if tick % ticks_per_s == 0:
-                    seq += 1
-                delay = t_start + tick / ticks_per_s - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    self.late_ticks += 1
-            s.setblocking(True)
-            time.sleep(0.5)
-            s.sendall(b"\xe0\x00")
-
-
-def scrape(port: int) -> dict[float, float]:
-    """The lag histogram buckets (cumulative) from the worker's /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    buckets: dict[float, float] = {}
-    for fam in text_string_to_metric_families(text):
-        if fam.name == "fleet_ingest_lag_seconds":
-            for s in fam.samples:
-                if s.name.endswith("_bucket"):
-                    buckets[float(s.labels["le"])] = s.value
-    return buckets
-
-
-def quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
-    """histogram_quantile over the difference of two scrapes (linear within a bucket, as Prometheus does)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1]
-    if total <= 0:
-        return None
-    rank = q * total
-    prev_b, prev_c = 0.0, 0.0
-    for b, c in zip(bounds, counts, strict=True):
-        if c >= rank:
-            if b == float("inf"):
-                return prev_b
-            return prev_b + (b - prev_b) * ((rank - prev_c) / max(c - prev_c, 1e-9))
-        prev_b, prev_c = b, c
-    return None
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pg_cpu_s() -> float | None:
-    """CPU seconds of every PostgreSQL server process on this machine, finished backends included (the
-    postmaster's children times hold them once it has reaped them); None when /proc does not show them."""
-    total, found = 0.0, False
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if comm != "postgres":
-            continue
-        f = stat.rsplit(")", 1)[1].split()
-        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])  # utime stime cutime cstime
-        found = True
-    return total / os.sysconf("SC_CLK_TCK") if found else None
-
-
-def cpu_snapshot(workers: list[subprocess.Popen], broker) -> dict[str, float | None]:  # noqa: ANN001
-    """CPU seconds so far of the ingest workers, the PostgreSQL server and the broker."""
-    return {
-        "workers": sum(proc_cpu_s(p.pid) for p in workers),
-        "postgres": pg_cpu_s(),
-        "broker": proc_cpu_s(broker.proc.pid) if getattr(broker, "proc", None) else None,
-    }
-
-
-def cpu_budget(before: dict, after: dict, messages: int, seconds: float) -> dict:
-    """µs of CPU per message by component between two snapshots, and how busy that kept the machine."""
-    out: dict[str, float | None] = {}
-    for k in before:
-        a, b = before[k], after[k]
-        out[k] = None if a is None or b is None else round((b - a) / messages * 1e6, 1)
-    parts = [v for v in out.values() if v is not None]
-    out["total"] = round(sum(parts), 1) if len(parts) == len(before) else None
-    if out["total"] is not None:
-        out["machine_busy_pct"] = round(
-            out["total"] * messages / 1e6 / (seconds * (os.cpu_count() or 1)) * 100, 1
-        )
-    return out
-
-
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def measure_steady(  # noqa: ANN001
     url: str, broker, devs: list, seconds: float, tmp: Path, workers: int = 1, writers: int | None = None
 ) -> dict:
@@ -622,8 +306,8 @@ def measure_steady(  # noqa: ANN001
         "published": sent,
         "stored": stored,
         "late_publisher_ticks": pub.late_ticks,
-        "latency_p50_s": _round(quantile(0.5, before, after)),
-        "latency_p99_s": _round(quantile(0.99, before, after)),
+        "latency_p50_s": rounded(quantile(0.5, before, after)),
+        "latency_p99_s": rounded(quantile(0.99, before, after)),
         "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
         "rss_mb_max": round(max(rss), 1) if rss else None,
         "rss_mb_mean": round(statistics.mean(rss), 1) if rss else None,
@@ -652,205 +336,6 @@ def measure_parse_cost(devs: list[tuple[str, str]], n: int = 2000, fast: bool = 
             process_message(root, topic, payload, now=now, fast=fast)
         out[proto] = round((time.process_time() - t0) / n * 1e6, 1)
     return out
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 4)
-
-
-# ------------------------------------------------------------------------------------------------ report
-
-
-def write_report(res: dict) -> None:
-    (HERE / "results.json").write_text(json.dumps(res, indent=2) + "\n")
-    d, b, n, s = res["drain"], res["broker_limit"], res["naive"], res["steady"]
-    dm, sm = res.get("drain_multi"), res.get("steady_multi")
-    # the memory bound: the largest RSS of the one-worker drains (files from before it was recorded have none)
-    mil = max(res["runs"]["drain"], key=lambda x: x.get("rss_mb_max_per_worker", 0), default=None)
-    if mil is not None and "rss_mb_max_per_worker" not in mil:
-        mil = None
-    r = res["ratios"]
-    ing = res["params"]["ingest"]
-
-    def verdict(value: float | None, target: float) -> str:
-        return "n/a" if value is None else f"**{value}** ({'met' if value >= target else 'missed'})"
-
-    def writers(n: int | None) -> str:
-        return "" if n is None else f" × {n} writer{'s' if n != 1 else ''}"
-
-    one = f"1 worker{writers(ing.get('writers'))}"
-    two = f"{dm['workers']} workers{writers(ing.get('multi_writers'))}, shared subscription" if dm else None
-    limit_runs = ", ".join(f"{x['rate_msgs_s']:,.0f}" for x in res["runs"]["broker_limit"])
-    row = lambda label, one, multi: f"| {label} | {one} |" + (f" {multi} |" if dm else "")  # noqa: E731
-    lines = [
-        "# Ingest benchmark",
-        "",
-        f"Run {res['date']} on `{res['machine']['hostname']}` ({res['machine']['nproc']} CPUs, {res['machine']['python']}), "
-        f"private Mosquitto, PostgreSQL {res['machine']['postgres']}{' + TimescaleDB' if res['machine']['timescale'] else ''}. "
-        f"Backlog {res['params']['backlog']:,} messages from {res['params']['devices']:,} devices "
-        f"(protocol mix {'/'.join(PROTOCOL_MIX)}); medians of {res['params']['repeat']} run(s); each run measures "
-        "the broker limit and the drains on the same backlog, and a ratio is the median of the per-run ratios. "
-        f"Ingest settings: batch {ing['batch_size']:,} messages / {ing['batch_ms']} ms, "
-        f"max in flight {ing['max_inflight']:,}. {res['params']['note']}",
-        "",
-        f"| measure | {one} |" + (f" {two} |" if dm else ""),
-        "|---|---|" + ("---|" if dm else ""),
-        row(
-            "1. drain rate: backlog → committed rows, counted from process start",
-            f"**{d['rate_msgs_s']:,.0f} msg/s**",
-            f"**{dm['rate_msgs_s']:,.0f} msg/s**" if dm else "",
-        ),
-        row(
-            "1. drain rate counted from the MQTT connect (interpreter start-up excluded)",
-            f"{d['rate_from_connect_msgs_s']:,.0f} msg/s",
-            f"{dm['rate_from_connect_msgs_s']:,.0f} msg/s" if dm else "",
-        ),
-        row(
-            f"ratio ingest / broker limit (target ≥ {TARGET_BROKER_RATIO})",
-            verdict(r["ingest_over_broker"], TARGET_BROKER_RATIO),
-            verdict(r.get("multi_over_broker"), TARGET_BROKER_RATIO),
-        ),
-        row(
-            f"ratio ingest / naive (target ≥ {TARGET_NAIVE_RATIO:.0f})",
-            verdict(r["ingest_over_naive"], TARGET_NAIVE_RATIO),
-            verdict(r.get("multi_over_naive"), TARGET_NAIVE_RATIO),
-        ),
-        row(
-            f"4. steady {s['devices']:,} devices × 1 Hz, {s['seconds']} s: publish→commit p50 / p99 (target p99 < 1 s)",
-            f"{_ms(s['latency_p50_s'])} / **{_ms(s['latency_p99_s'])}**",
-            f"{_ms(sm['latency_p50_s'])} / **{_ms(sm['latency_p99_s'])}**" if sm else "",
-        ),
-        row(
-            "4. ingest CPU (% of one core, summed) / RSS (max, summed)",
-            f"{s['cpu_pct_of_one_core']} % / {s['rss_mb_max']} MB",
-            f"{sm['cpu_pct_of_one_core']} % / {sm['rss_mb_max']} MB" if sm else "",
-        ),
-        "",
-        f"2. Broker limit (`mosquitto_sub`, QoS 1, persistent session → /dev/null): **{b['rate_msgs_s']:,.0f} msg/s** "
-        f"(runs: {limit_runs}).",
-        "",
-        f"3. Naive consumer (stock paho, one INSERT + COMMIT per message, {n['messages']:,} messages): "
-        f"**{n['rate_msgs_s']:,.0f} msg/s**.",
-        "",
-        *(
-            [
-                f"Memory bound: a backlog of {mil['messages']:,} messages drained by one worker "
-                f"({mil['stored']:,} stored); the worker's RSS peaked at "
-                f"**{mil['rss_mb_max_per_worker']} MB** (it holds at most {ing['max_inflight']:,} messages, "
-                "`FLEET_INGEST_MAX_INFLIGHT`, plus the batches being written, one per writer).",
-                "",
-            ]
-            if mil
-            else []
-        ),
-        *_budget_lines(res, b["rate_msgs_s"]),
-        *_python_parser_lines(res),
-        *_coalesced_lines(res),
-        f"Steady state: published {s['published']:,}, stored {s['stored']:,} (includes warm-up). "
-        "Latency is commit time minus the sample time the publisher stamped at publish (ingest's lag histogram, "
-        "interpolated within buckets).",
-        "",
-        "Parser CPU per message (µs), compiled fast path / Python code: "
-        + ", ".join(
-            f"{k} {v} / {res.get('parse_cpu_us_python', {}).get(k, 'n/a')}"
-            for k, v in res["parse_cpu_us"].items()
-        )
-        + " (process CPU time of `process_message` on 2,000 messages of each protocol).",
-        "",
-        "Raw runs: see `bench/results.json`.",
-    ]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
-
-
-def _budget(runs: list[dict] | None) -> dict | None:
-    """Median over runs of each component of the drains' CPU budget."""
-    budgets = [r["cpu_us_per_msg"] for r in runs or [] if r.get("cpu_us_per_msg")]
-    if not budgets:
-        return None
-    out = {}
-    for k in budgets[0]:
-        vals = [b[k] for b in budgets if b.get(k) is not None]
-        out[k] = round(statistics.median(vals), 1) if vals else None
-    return out
-
-
-def _budget_lines(res: dict, broker_limit: float) -> list[str]:
-    """The CPU budget table: where each drained message's CPU goes, and the ceiling that puts on the drain rate."""
-    one, multi = _budget(res["runs"]["drain"]), _budget(res["runs"].get("drain_multi"))
-    if one is None:
-        return []
-    cores = res["machine"]["nproc"]
-    cols = [one] + ([multi] if multi else [])
-    head = "| µs of CPU per message | 1 worker |" + (
-        f" {res['drain_multi']['workers']} workers |" if multi else ""
-    )
-
-    def row(label: str, key: str, fmt: str = "{}") -> str:
-        return f"| {label} |" + "".join(
-            f" {'n/a' if c.get(key) is None else fmt.format(c[key])} |" for c in cols
-        )
-
-    ceiling = f"| CPU ceiling: {cores} cores × 10⁶ ÷ total |" + "".join(
-        f" {cores * 1e6 / c['total']:,.0f} msg/s |" if c.get("total") else " n/a |" for c in cols
-    )
-    half = broker_limit / 2
-    return [
-        "Where the CPU goes in the drains (from the MQTT connect to the last commit, medians of the runs; "
-        "PostgreSQL is every server process, WAL writer and checkpointer included; read from /proc):",
-        "",
-        head,
-        "|---|---|" + ("---|" if multi else ""),
-        row("ingest workers (Python: MQTT read, parse, COPY)", "workers"),
-        row("PostgreSQL", "postgres"),
-        row("Mosquitto (delivery and acks)", "broker"),
-        row("**total**", "total", "**{}**"),
-        row(f"machine busy (% of {cores} cores)", "machine_busy_pct", "{} %"),
-        ceiling,
-        "",
-        f"Half the broker limit ({half:,.0f} msg/s) on {cores} cores leaves at most "
-        f"**{cores * 1e6 / half:.1f} µs** of CPU per message for the three together.",
-        "",
-    ]
-
-
-def _python_parser_lines(res: dict) -> list[str]:
-    """The one-worker drain again with the Python parser: what the compiled fast path gains."""
-    runs = res["runs"].get("drain_python_parser")
-    if not runs:
-        return []
-    budget = _budget(runs) or {}
-    one = _budget(res["runs"]["drain"]) or {}
-    rate = statistics.median(d["rate_msgs_s"] for d in runs)
-    return [
-        "Compiled parser vs Python parser: the one-worker drain again on the same backlog with "
-        f"`FLEET_INGEST_COMPILED_PARSER=false`: **{rate:,.0f} msg/s** ({res['ratios']['python_parser_over_broker']} "
-        f"of the broker limit); the compiled fast path drains **{res['ratios']['compiled_over_python_parser']}×** as "
-        f"fast (median of the per-run ratios). Worker CPU per message: {one.get('workers')} µs compiled, "
-        f"{budget.get('workers')} µs Python.",
-        "",
-    ]
-
-
-def _coalesced_lines(res: dict) -> list[str]:
-    """The multi-worker drain again with vehicle_state coalesced over batches (FLEET_INGEST_STATE_FLUSH_MS > 0)."""
-    runs = res["runs"].get("drain_multi_coalesced_state")
-    if not runs:
-        return []
-    c = _budget(runs) or {}
-    p = _budget(res["runs"].get("drain_multi")) or {}
-    rate = statistics.median(d["rate_msgs_s"] for d in runs)
-    return [
-        f"vehicle_state per batch (default) vs coalesced: the {runs[0]['workers']}-worker drain again with "
-        f"`FLEET_INGEST_STATE_FLUSH_MS={runs[0]['state_flush_ms']}`: **{rate:,.0f} msg/s** "
-        f"({res['ratios']['multi_coalesced_over_broker']} of the broker limit, against "
-        f"{res['ratios']['multi_over_broker']} per batch). CPU µs per message, coalesced / per batch: "
-        f"PostgreSQL {c.get('postgres')} / {p.get('postgres')}, workers {c.get('workers')} / {p.get('workers')}.",
-        "",
-    ]
-
-
-def _ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v * 1000:.0f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:

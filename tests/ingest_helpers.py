@@ -181,7 +181,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 # --------------------------------------------------------------------------------------------- publishing
 
 
-def _varint(n: int) -> bytes:
+def mqtt_varint(n: int) -> bytes:
     out = bytearray()
     while True:
         b = n % 128
@@ -191,7 +191,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _utf8(s: str | bytes) -> bytes:
+def mqtt_string(s: str | bytes) -> bytes:
     b = s.encode() if isinstance(s, str) else s
     return len(b).to_bytes(2, "big") + b
 
@@ -218,8 +218,8 @@ def publish_raw(
     cid = client_id or f"rawpub-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
     with socket.create_connection((host, port)) as s:
-        body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(cid)
-        s.sendall(b"\x10" + _varint(len(body)) + body)
+        body = mqtt_string("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + mqtt_string(cid)
+        s.sendall(b"\x10" + mqtt_varint(len(body)) + body)
         connack = _recv_exact(s, 4)
         if connack[0] != 0x20 or connack[3] != 0:
             raise ConnectionError(f"CONNACK refused: {connack!r}")
@@ -234,8 +234,8 @@ def publish_raw(
             while sent < total and sent - acked < RAW_WINDOW and len(chunk) < 256 * 1024:
                 topic, payload = messages[sent]
                 mid = sent % 65535 + 1
-                var = _utf8(topic) + mid.to_bytes(2, "big")
-                chunk += bytes([header]) + _varint(len(var) + len(payload)) + var + payload
+                var = mqtt_string(topic) + mid.to_bytes(2, "big")
+                chunk += bytes([header]) + mqtt_varint(len(var) + len(payload)) + var + payload
                 sent += 1
             if chunk:
                 s.sendall(chunk)

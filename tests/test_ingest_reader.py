@@ -9,14 +9,14 @@ import pytest
 from fleetcore.settings import Settings
 from ingest import consumer as C
 from ingest.client import BufferedSocket
-from tests.ingest_helpers import _utf8, _varint
+from tests.ingest_helpers import mqtt_string, mqtt_varint
 
 ROOT = "test/fleet/v1"
 
 
 def _publish(mid: int, topic: str, payload: bytes, *, flags: int = 0, props: bytes = b"") -> bytes:
-    body = _utf8(topic) + mid.to_bytes(2, "big") + _varint(len(props)) + props + payload
-    return bytes([0x32 | flags]) + _varint(len(body)) + body
+    body = mqtt_string(topic) + mid.to_bytes(2, "big") + mqtt_varint(len(props)) + props + payload
+    return bytes([0x32 | flags]) + mqtt_varint(len(body)) + body
 
 
 class _Trickle:
@@ -50,7 +50,7 @@ def test_packets_split_across_reads_arrive_whole_and_in_order(step: int) -> None
         payload = b'{"ts": 1700000000000, "seq": %d, "speed_kmh": 12.5}' % i + b" " * (i % 200)
         flags = 0x08 if i % 50 == 3 else 0  # a few redeliveries (DUP) take the same fast path
         # every 40th packet carries a property (User Property), which only paho's own decoder handles
-        props = b"\x26" + _utf8("k") + _utf8("v") if i % 40 == 5 else b""
+        props = b"\x26" + mqtt_string("k") + mqtt_string("v") if i % 40 == 5 else b""
         stream += _publish(i + 1, topic, payload, flags=flags, props=props)
         sent.append((i + 1, topic, payload))
     client._sock = BufferedSocket(_Trickle(bytes(stream), step))
