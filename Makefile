@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench lint score clean
+.PHONY: setup services test test-fast demo bench bench-api lint score clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: setup
 
 bench: setup services
 	$(PY) -m bench.run
+
+# 200 API clients (mixed reads and writes) while ingest takes 5,000 msg/s: bench/api_load.md
+bench-api: setup services
+	$(PY) -m bench.api_load
 
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8
