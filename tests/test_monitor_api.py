@@ -17,8 +17,8 @@ from fleetapp.api import create_app
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.mqtt import MqttConnection
-from monitor import alerts
-from monitor.service import MonitorService
+from monitor import service
+from monitor.worker import MonitorService
 from tests import factories
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
@@ -44,10 +44,10 @@ def api(settings):
 def test_rest_filters_ack_resolve_and_roles(api, settings):
     client, v, _, h = api
     with connect(settings.database_url, autocommit=True) as conn:
-        crash, _ = alerts.raise_(
+        crash, _ = service.raise_(
             conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="crash"
         )
-        alerts.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel")
+        service.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel")
     assert client.get("/api/v1/alerts").status_code == 401
     assert client.get("/api/v1/alerts", headers=h["finance"]).status_code == 403
     assert client.post(f"/api/v1/alerts/{crash['id']}/ack", headers=h["finance"]).status_code == 403

@@ -14,7 +14,7 @@ import pytest
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.mqtt import MqttConnection
-from monitor.service import MonitorService
+from monitor.worker import MonitorService
 from tests import factories
 
 
