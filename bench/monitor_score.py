@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from monitor.detectors import AUTO_RESOLVE, KINDS, Clear, Detection, FleetMonitor, VehicleInfo
+from monitor.detectors import Clear, Detection, FleetMonitor, VehicleInfo
+from monitor.models import AUTO_RESOLVE, KINDS
 from simulators.runner import ScenarioLike, fleet_registry, simulate_messages
 
 log = logging.getLogger(__name__)

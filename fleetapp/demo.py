@@ -32,7 +32,7 @@ from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import Settings, get_settings, secret_problem
 from ingest.consumer import run as ingest_run
-from monitor.service import run as monitor_run
+from monitor.worker import run as monitor_run
 from simulators.runner import run as simulate
 
 log = logging.getLogger("fleet.demo")

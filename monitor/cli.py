@@ -6,6 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from fleetcore.db import connect
+from fleetcore.errors import Invalid
+from fleetcore.runtime import stop_on_signals
+from fleetcore.settings import get_settings
+from monitor import geofence
+from monitor.worker import run
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="live fault and accident detection (alerts)")
@@ -14,27 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = msub.add_parser("geofence-add", help="add a geofence polygon (GeoJSON file)")
     g.add_argument("--code", required=True)
     g.add_argument("--name", default="")
-    g.add_argument("--kind", required=True, choices=("station", "permitted", "restricted"))
+    g.add_argument("--kind", required=True, choices=geofence.KINDS)
     g.add_argument("--station", help="station code (for kind=station)")
     g.add_argument("geojson", type=Path, help="file with a GeoJSON Polygon/MultiPolygon or Feature")
     g.set_defaults(func=_geofence_add)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fleetcore.runtime import stop_on_signals
-    from fleetcore.settings import get_settings
-    from monitor.service import run
-
     run(get_settings(), stop_on_signals())
     return 0
 
 
 def _geofence_add(args: argparse.Namespace) -> int:
-    from fleetcore.db import connect
-    from fleetcore.errors import Invalid
-    from fleetcore.settings import get_settings
-    from monitor import geofence
-
     try:
         doc = json.loads(args.geojson.read_text())
     except (OSError, ValueError) as exc:

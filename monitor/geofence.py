@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
-from shapely import STRtree
+from shapely import STRtree, affinity
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
 
 from fleetcore.db import Conn, one
+from fleetcore.errors import Invalid
 
 KINDS = ("station", "permitted", "restricted")
 # Stations without a drawn polygon get a circle of this radius: a rental lot plus its access road.
@@ -74,12 +76,8 @@ class GeofenceSet:
 
 def circle(lat: float, lon: float, radius_m: float) -> BaseGeometry:
     """An approximate circle (an ellipse in degrees, so it is round on the ground)."""
-    import math
-
     dlat = metres_to_deg(radius_m)
     dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-    from shapely import affinity
-
     return affinity.scale(Point(lon, lat).buffer(1.0, 32), xfact=dlon, yfact=dlat)
 
 
@@ -93,8 +91,6 @@ def create(
     station_id: int | None = None,
 ) -> dict:
     """Store a geofence (GeoJSON Polygon/MultiPolygon in lon/lat); the geometry is validated with shapely."""
-    from fleetcore.errors import Invalid
-
     if kind not in KINDS:
         raise Invalid(f"geofence kind must be one of {', '.join(KINDS)}")
     try:

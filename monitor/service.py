@@ -1,267 +1,304 @@
-"""`fleet monitor`: its own MQTT consumer of the device topics, the detectors, and the alert writer.
+"""The alert service: raise / repeat / acknowledge / resolve / auto-resolve, vehicle health, live notifications.
 
-A paho network thread only enqueues (topic, payload, arrival time); one worker thread parses, runs the pure
-detectors (monitor.detectors) and writes alerts in one transaction per batch, so notifications reach the API
-at commit. Time-driven checks (device silence) run every TICK_S; the registry (vehicle status: is it rented?)
-is re-read every REFRESH_S and geofences every GEOFENCE_REFRESH_S.
+Table ownership: the monitor owns `alerts`, `geofences`, `monitor_thresholds` and the health columns of
+`vehicle_state` (`health`, `rentable`, `open_alerts`, written only by `refresh_vehicle`); ingest owns the rest
+of `vehicle_state`. Every function takes the caller's connection and runs in the caller's transaction; staff
+actions (ack, resolve) write their audit record (fleetcore.audit) in that same transaction.
+
+One active (open or acknowledged) alert per (vehicle, kind) is enforced by the partial unique index
+`alerts_one_active`; a repeat bumps `occurrences` and `last_seen_at`, raises the severity if the new one is
+higher and appends evidence (up to MAX_EVIDENCE items). Every change is announced with
+`pg_notify(CHANNEL, json)` in the same transaction, so listeners see it exactly when it is committed.
+
+Lock order: a transaction that touches several vehicles must do so in ascending vehicle_id (the monitor's
+worker sorts each batch), taking a vehicle's `alerts` row before its `vehicle_state` row; ingest locks
+`vehicle_state` rows in ascending vehicle_id too, so the two writers never wait on each other in a cycle.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import queue
-import threading
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import datetime as dt
+import json
+from typing import Any
 
-import psycopg
+from psycopg.types.json import Jsonb
 
-from fleetcore.contract import subscription
-from fleetcore.db import Conn, connect
-from fleetcore.mqtt import MqttConnection
-from fleetcore.settings import Settings
-from monitor import alerts, geofence
-from monitor.detectors import AUTO_RESOLVE, Clear, Detection, FleetMonitor, Output, StateChange, VehicleInfo
-from monitor.thresholds import DEFAULT, Thresholds, for_class
+from fleetcore.audit import audit
+from fleetcore.db import Conn, one
+from fleetcore.errors import Conflict, Invalid, NotFound
+from monitor.models import HEALTH_CRITICAL_SEVERITIES, HEALTH_WARNING_SEVERITIES, SEVERITIES, STATUSES
 
-log = logging.getLogger(__name__)
-
-TICK_S = 1.0
-REFRESH_S = 5.0  # a rental that starts is seen within this (well inside the 20 s movement window)
-GEOFENCE_REFRESH_S = 60.0
-UNKNOWN_DEVICE_RETRY_S = 30.0
-BATCH_MAX = 200  # bounds how long an urgent message can wait behind samples (~40 ms)
-QUEUE_MAX = 200_000
+CHANNEL = "fleet_alerts"
+MAX_EVIDENCE = 20
+# pg_notify payloads must stay under 8000 bytes; evidence is left out of notifications past this size.
+NOTIFY_LIMIT = 7000
+ALERT_COLUMNS = (
+    "a.id, a.vehicle_id, v.vin, v.plate, a.kind, a.severity, a.status, a.message, a.opened_at, a.last_seen_at, "
+    "a.occurrences, a.evidence, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, "
+    "a.resolution_note, a.created_at, a.updated_at"
+)
+# A severity's rank in SQL: its position in models.SEVERITIES, passed as the %(severities)s parameter.
+_SEV_RANK = "array_position(%(severities)s::text[], {})"
 
 
-@dataclass
-class Stats:
-    messages: int = 0
-    detections: int = 0
-    alerts_opened: int = 0
-    resolved: int = 0
-    write_errors: int = 0
-    started: float = field(default_factory=time.monotonic)
+def jsonable(row: dict) -> dict:
+    """A row with datetimes as ISO 8601 strings."""
+    return {k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in row.items()}
 
 
-class Registry:
-    """device_id → VehicleInfo from the registry, cached; vehicle status refreshed periodically."""
-
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.by_device: dict[str, VehicleInfo] = {}
-        self.misses: dict[str, float] = {}
-        self.overrides: dict[str, dict[str, float]] = {}
-
-    _SQL = """SELECT i.device_id, v.id AS vehicle_id, v.vin, v.class, v.status
-                FROM device_installs i JOIN vehicles v ON v.id = i.vehicle_id
-               WHERE i.removed_at IS NULL"""
-
-    def load(self) -> None:
-        rows = self.conn.execute(self._SQL).fetchall()
-        self.conn.commit()
-        for r in rows:
-            info = self.by_device.get(r["device_id"])
-            if info is None or info.vehicle_id != r["vehicle_id"]:
-                self.by_device[r["device_id"]] = VehicleInfo(
-                    r["vehicle_id"], r["device_id"], r["class"], r["status"], r["vin"]
-                )
-            else:
-                info.status = r["status"]
-        try:
-            rows = self.conn.execute("SELECT vehicle_class, name, value FROM monitor_thresholds").fetchall()
-            self.conn.commit()
-        except psycopg.errors.UndefinedTable:
-            self.conn.rollback()
-            rows = []
-        self.overrides = {}
-        for r in rows:
-            self.overrides.setdefault(r["vehicle_class"], {})[r["name"]] = r["value"]
-
-    def lookup(self, device_id: str) -> VehicleInfo | None:
-        info = self.by_device.get(device_id)
-        if info is not None:
-            return info
-        if time.monotonic() - self.misses.get(device_id, -1e9) < UNKNOWN_DEVICE_RETRY_S:
-            return None
-        row = self.conn.execute(self._SQL + " AND i.device_id = %s", (device_id,)).fetchone()
-        self.conn.commit()
-        if row is None:
-            self.misses[device_id] = time.monotonic()
-            return None
-        info = VehicleInfo(row["vehicle_id"], row["device_id"], row["class"], row["status"], row["vin"])
-        self.by_device[device_id] = info
-        return info
-
-    def thresholds(self, vehicle_class: str) -> Thresholds:
-        return for_class(vehicle_class, self.overrides) if vehicle_class else DEFAULT
+def notify(conn: Conn, *, message: dict) -> None:
+    """Announce a change to LISTEN-ers (delivered when the transaction commits)."""
+    text = json.dumps(message, default=str)
+    if len(text) > NOTIFY_LIMIT and "alert" in message:
+        slim = {**message, "alert": {k: v for k, v in message["alert"].items() if k != "evidence"}}
+        text = json.dumps(slim, default=str)
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, text))
 
 
-def write_outputs(conn: Conn, outputs: list[tuple[VehicleInfo, Output]], stats: Stats) -> None:
-    """Apply detector outputs in one transaction (notifications go out at commit)."""
-    with conn.transaction():
-        for info, o in outputs:
-            if isinstance(o, Detection):
-                _, created = alerts.raise_(
-                    conn, vehicle_id=info.vehicle_id, kind=o.kind, severity=o.severity, ts=o.ts,
-                    message=o.message, evidence=o.evidence,
-                )  # fmt: skip
-                stats.detections += 1
-                stats.alerts_opened += int(created)
-            elif isinstance(o, Clear):
-                if o.kind in AUTO_RESOLVE and alerts.auto_resolve(
-                    conn, vehicle_id=info.vehicle_id, kind=o.kind, ts=o.ts, reason=o.reason
-                ):
-                    stats.resolved += 1
-            elif isinstance(o, StateChange):
-                alerts.vehicle_event(
-                    conn, vehicle_id=info.vehicle_id, vin=info.vin, event=o.what, ts=o.ts, data=o.data
-                )
+def get(conn: Conn, *, alert_id: int) -> dict | None:
+    return conn.execute(
+        f"SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = %s",
+        (alert_id,),
+    ).fetchone()
 
 
-class MonitorService:
-    """The consumer: build with settings, `run(stop)` until the event is set."""
+def get_or_raise(conn: Conn, *, alert_id: int) -> dict:
+    row = get(conn, alert_id=alert_id)
+    if row is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return row
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.queue: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
-        # Events (crash, tow, ...) and status jump the telemetry backlog: a dispatcher must see a crash in
-        # seconds even when the worker is behind on 1 Hz samples.
-        self.urgent: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
-        self.stats = Stats()
-        self.ready = threading.Event()
-        self.dropped = 0
 
-    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
-        try:
-            item = (message.topic, bytes(message.payload), datetime.now(UTC))
-            topic = message.topic
-            if topic.endswith("/event") or topic.endswith("/status"):
-                self.urgent.put_nowait(item)
-            else:
-                self.queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1  # back-pressure: the worker is far behind; counted and logged by the worker
+def get_active(conn: Conn, *, vehicle_id: int, kind: str) -> dict | None:
+    """The open or acknowledged alert of this kind for the vehicle."""
+    return conn.execute(
+        f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id
+             WHERE a.vehicle_id = %s AND a.kind = %s AND a.status <> 'resolved'""",
+        (vehicle_id, kind),
+    ).fetchone()
 
-    def run(self, stop: threading.Event) -> None:
-        s = self.settings
-        conn = connect(s.require_database_url())
-        registry = Registry(conn)
-        registry.load()
-        geo = geofence.load(conn, buffer_m=DEFAULT.geofence_buffer_m)
-        conn.commit()
-        fleet = FleetMonitor(s.topic_root, registry.lookup, thresholds=registry.thresholds, geofences=geo)
-        mqtt = MqttConnection(
-            s.mqtt,
-            s.monitor_client_id,
-            # Events and status at QoS 1 (never lost); samples at QoS 0: the monitor judges the live stream,
-            # ingest is the durable consumer, and QoS 0 spares a PUBACK per sample and the broker's in-flight
-            # window (mosquitto's default max_inflight_messages is 20) that throttled 1,000 msg/s.
-            subscriptions=[
-                (subscription(s.topic_root, "event"), 1),
-                (subscription(s.topic_root, "status"), 1),
-                (subscription(s.topic_root, "telemetry"), 0),
-                (subscription(s.topic_root, "obd"), 0),
-                (subscription(s.topic_root, "nmea"), 0),
-            ],
-            on_message=self._on_message,
-            max_inflight=1000,
+
+def list_(
+    conn: Conn,
+    *,
+    status: list[str] | None = None,
+    kind: list[str] | None = None,
+    severity: list[str] | None = None,
+    vin: str | None = None,
+    vehicle_id: int | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    """Alerts matching the filters (newest first) and the total count; the time filter is on overlap."""
+    for name, values, allowed in (("status", status, STATUSES), ("severity", severity, SEVERITIES)):
+        bad = set(values or ()) - set(allowed)
+        if bad:
+            raise Invalid(f"unknown {name} {', '.join(sorted(bad))}; allowed: {', '.join(allowed)}")
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if status:
+        where.append("a.status = ANY(%s)")
+        params.append(status)
+    if kind:
+        where.append("a.kind = ANY(%s)")
+        params.append(kind)
+    if severity:
+        where.append("a.severity = ANY(%s)")
+        params.append(severity)
+    if vin:
+        where.append("v.vin = %s")
+        params.append(vin)
+    if vehicle_id is not None:
+        where.append("a.vehicle_id = %s")
+        params.append(vehicle_id)
+    if start is not None:
+        where.append("a.last_seen_at >= %s")
+        params.append(start)
+    if end is not None:
+        where.append("a.opened_at < %s")
+        params.append(end)
+    cond = " AND ".join(where)
+    total = one(
+        conn.execute(
+            f"SELECT count(*) AS n FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}", params
         )
-        mqtt.start()
-        log.info("monitor consuming %s as %s", subscription(s.topic_root), s.monitor_client_id)
-        self.ready.set()
-        next_tick = next_refresh = time.monotonic()
-        next_geo = time.monotonic() + GEOFENCE_REFRESH_S
-        try:
-            while not stop.is_set():
-                batch = self._drain()
-                outputs: list = []
-                for topic, payload, arrived in batch:
-                    self.stats.messages += 1
-                    try:
-                        outputs += fleet.handle(topic, payload, arrived)
-                    except Exception:  # one bad message never stops the stream
-                        log.exception("detector error on %s", topic)
-                mono = time.monotonic()
-                if mono >= next_tick:
-                    next_tick = mono + TICK_S
-                    outputs += fleet.tick(datetime.now(UTC))
-                written = self._write(conn, outputs) if outputs else True
-                if conn.closed or conn.broken:
-                    fresh = self._reconnect(stop)
-                    if fresh is None:
-                        break
-                    conn = registry.conn = fresh
-                    if not written:
-                        self._write(conn, outputs)  # once more on the new connection
-                if mono >= next_refresh:
-                    next_refresh = mono + REFRESH_S
-                    log.info(
-                        "monitor: %d messages, %d detections, backlog %d samples / %d urgent, %d dropped",
-                        self.stats.messages, self.stats.detections, self.queue.qsize(), self.urgent.qsize(),
-                        self.dropped,
-                    )  # fmt: skip
-                    self._safe(conn, registry.load)
-                if mono >= next_geo:
-                    next_geo = mono + GEOFENCE_REFRESH_S
-                    self._safe(conn, lambda c=conn: fleet.set_geofences(geofence.load(c)))
-        finally:
-            mqtt.stop()
-            conn.close()
-            log.info("monitor stopped: %s", self.stats)
-
-    def _drain(self) -> list[tuple[str, bytes, datetime]]:
-        """Urgent messages first (all of them), else up to BATCH_MAX samples; waits briefly when idle."""
-        batch: list[tuple[str, bytes, datetime]] = []
-        for q, limit in ((self.urgent, QUEUE_MAX), (self.queue, BATCH_MAX)):
-            while len(batch) < limit:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                return batch
-        try:
-            return [self.queue.get(timeout=0.05)]
-        except queue.Empty:
-            return []
-
-    def _write(self, conn: Conn, outputs: list) -> bool:
-        try:
-            write_outputs(conn, outputs, self.stats)
-            return True
-        except psycopg.Error:
-            self.stats.write_errors += 1
-            log.exception("writing %d detector outputs failed", len(outputs))
-            return False
-
-    def _reconnect(self, stop: threading.Event) -> Conn | None:
-        """A new database connection after the old one broke (server restart); None when stopped meanwhile."""
-        delay = 1.0
-        while True:
-            try:
-                conn = connect(self.settings.require_database_url())
-                log.info("monitor reconnected to the database")
-                return conn
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable (%s); retrying in %.0f s", exc, delay)
-                if stop.wait(delay):
-                    return None
-                delay = min(delay * 2, 30.0)
-
-    @staticmethod
-    def _safe(conn: Conn, fn) -> None:  # noqa: ANN001
-        try:
-            fn()
-            conn.commit()
-        except psycopg.Error:
-            log.exception("refresh failed")
-            with contextlib.suppress(psycopg.Error):
-                conn.rollback()  # a broken connection is replaced by the main loop
+    )["n"]
+    rows = conn.execute(
+        f"""SELECT {ALERT_COLUMNS} FROM alerts a JOIN vehicles v ON v.id = a.vehicle_id WHERE {cond}
+             ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s""",
+        [*params, limit, offset],
+    ).fetchall()
+    return rows, total
 
 
-def run(settings: Settings, stop: threading.Event, service: MonitorService | None = None) -> None:
-    """Run the monitor process until `stop` is set."""
-    (service or MonitorService(settings)).run(stop)
+def raise_(
+    conn: Conn,
+    *,
+    vehicle_id: int,
+    kind: str,
+    severity: str,
+    ts: dt.datetime,
+    message: str,
+    evidence: dict | None = None,
+) -> tuple[dict, bool]:
+    """Open an alert, or count a repeat on the active one. Returns (alert, created)."""
+    if severity not in SEVERITIES:
+        raise Invalid(f"unknown severity {severity!r}")
+    item = [evidence] if evidence is not None else []
+    row = one(
+        conn.execute(
+            f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
+            VALUES (%(vehicle_id)s, %(kind)s, %(severity)s, %(message)s, %(ts)s, %(ts)s, %(evidence)s)
+            ON CONFLICT (vehicle_id, kind) WHERE status <> 'resolved' DO UPDATE SET
+                occurrences = a.occurrences + 1,
+                last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+                severity = CASE WHEN {_SEV_RANK.format("EXCLUDED.severity")} > {_SEV_RANK.format("a.severity")}
+                                THEN EXCLUDED.severity ELSE a.severity END,
+                message = EXCLUDED.message,
+                evidence = CASE WHEN jsonb_array_length(a.evidence) >= {MAX_EVIDENCE} THEN a.evidence
+                                ELSE a.evidence || EXCLUDED.evidence END,
+                updated_at = now()
+            RETURNING id, (xmax = 0) AS created""",
+            {
+                "vehicle_id": vehicle_id,
+                "kind": kind,
+                "severity": severity,
+                "message": message,
+                "ts": ts,
+                "evidence": Jsonb(item),
+                "severities": list(SEVERITIES),
+            },
+        )
+    )
+    alert = get_or_raise(conn, alert_id=row["id"])
+    created = bool(row["created"])
+    notify(
+        conn,
+        message={"type": "alert", "event": "opened" if created else "repeated", "alert": jsonable(alert)},
+    )
+    refresh_vehicle(conn, vehicle_id=vehicle_id)
+    return alert, created
+
+
+def auto_resolve(conn: Conn, *, vehicle_id: int, kind: str, ts: dt.datetime, reason: str = "") -> dict | None:
+    """Resolve the active alert of this kind because its condition cleared (resolved_by = 'auto')."""
+    row = conn.execute(
+        """UPDATE alerts SET status = 'resolved', resolved_at = %s, resolved_by = 'auto', resolution_note = %s,
+                             updated_at = now()
+            WHERE vehicle_id = %s AND kind = %s AND status <> 'resolved' RETURNING id""",
+        (ts, reason or "condition cleared", vehicle_id, kind),
+    ).fetchone()
+    if row is None:
+        return None
+    alert = get_or_raise(conn, alert_id=row["id"])
+    notify(conn, message={"type": "alert", "event": "resolved", "alert": jsonable(alert)})
+    refresh_vehicle(conn, vehicle_id=vehicle_id)
+    return alert
+
+
+def ack(conn: Conn, *, alert_id: int, user: dict) -> dict:
+    """open → acknowledged (who, when); acknowledging twice is harmless; a resolved alert is a conflict."""
+    before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
+    if before is None:
+        raise NotFound(f"alert {alert_id} not found")
+    if before["status"] == "resolved":
+        raise Conflict(f"alert {alert_id} is already resolved")
+    if before["status"] == "open":
+        conn.execute(
+            """UPDATE alerts SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = %s,
+                                 updated_at = now() WHERE id = %s""",
+            (user["username"], alert_id),
+        )
+        _audit(conn, user, "alert.ack", alert_id, before)
+    alert = get_or_raise(conn, alert_id=alert_id)
+    notify(conn, message={"type": "alert", "event": "acknowledged", "alert": jsonable(alert)})
+    return alert
+
+
+def resolve(conn: Conn, *, alert_id: int, user: dict, note: str = "") -> dict:
+    """open/acknowledged → resolved (who, when, note)."""
+    before = conn.execute("SELECT * FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
+    if before is None:
+        raise NotFound(f"alert {alert_id} not found")
+    if before["status"] == "resolved":
+        raise Conflict(f"alert {alert_id} is already resolved")
+    conn.execute(
+        """UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = %s, resolution_note = %s,
+                             acknowledged_at = coalesce(acknowledged_at, now()),
+                             acknowledged_by = coalesce(acknowledged_by, %s), updated_at = now()
+            WHERE id = %s""",
+        (user["username"], note, user["username"], alert_id),
+    )
+    _audit(conn, user, "alert.resolve", alert_id, before)
+    alert = get_or_raise(conn, alert_id=alert_id)
+    notify(conn, message={"type": "alert", "event": "resolved", "alert": jsonable(alert)})
+    refresh_vehicle(conn, vehicle_id=alert["vehicle_id"])
+    return alert
+
+
+def _audit(conn: Conn, user: dict, action: str, alert_id: int, before: dict) -> None:
+    after = one(conn.execute("SELECT * FROM alerts WHERE id = %s", (alert_id,)))
+    slim = {k: v for k, v in (before or {}).items() if k != "evidence"}
+    audit(
+        conn,
+        actor=user,
+        action=action,
+        entity="alert",
+        entity_id=alert_id,
+        before=slim,
+        after={k: v for k, v in after.items() if k != "evidence"},
+    )
+
+
+def refresh_vehicle(conn: Conn, *, vehicle_id: int) -> dict | None:
+    """Recompute health / rentable / open_alerts; returns the new values (and notifies) only if they changed.
+
+    Health: critical with any active critical alert, warning with any active high or medium one, else ok.
+    Rentable is false while a critical alert is not resolved (acknowledged still counts).
+    """
+    row = conn.execute(
+        """WITH a AS (
+               SELECT count(*)::int AS n,
+                      coalesce(bool_or(severity = ANY(%(crit)s)), false) AS crit,
+                      coalesce(bool_or(severity = ANY(%(warn)s)), false) AS warn
+                 FROM alerts WHERE vehicle_id = %(v)s AND status <> 'resolved')
+           INSERT INTO vehicle_state AS s (vehicle_id, health, rentable, open_alerts)
+           SELECT %(v)s, CASE WHEN crit THEN 'critical' WHEN warn THEN 'warning' ELSE 'ok' END, NOT crit, n FROM a
+           ON CONFLICT (vehicle_id) DO UPDATE SET
+               health = EXCLUDED.health, rentable = EXCLUDED.rentable, open_alerts = EXCLUDED.open_alerts
+           WHERE (s.health, s.rentable, s.open_alerts)
+                 IS DISTINCT FROM (EXCLUDED.health, EXCLUDED.rentable, EXCLUDED.open_alerts)
+           RETURNING vehicle_id, health, rentable, open_alerts""",
+        {"v": vehicle_id, "crit": list(HEALTH_CRITICAL_SEVERITIES), "warn": list(HEALTH_WARNING_SEVERITIES)},
+    ).fetchone()
+    if row is None:
+        return None
+    vin = conn.execute("SELECT vin FROM vehicles WHERE id = %s", (vehicle_id,)).fetchone()
+    msg = {
+        "type": "vehicle",
+        "event": "health",
+        "vehicle_id": vehicle_id,
+        "vin": vin["vin"] if vin else None,
+        "health": row["health"],
+        "rentable": row["rentable"],
+        "open_alerts": row["open_alerts"],
+    }
+    notify(conn, message=msg)
+    return msg
+
+
+def vehicle_event(conn: Conn, *, vehicle_id: int, vin: str, event: str, ts: Any, data: dict) -> None:
+    """Announce a vehicle state change that is not an alert (online/offline, station enter/exit)."""
+    notify(
+        conn,
+        message={
+            "type": "vehicle",
+            "event": event,
+            "vehicle_id": vehicle_id,
+            "vin": vin,
+            "ts": ts.isoformat() if isinstance(ts, dt.datetime) else ts,
+            **data,
+        },
+    )

@@ -18,15 +18,16 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from fleetcore.api.deps import ConnDep, borrow, require_roles
+from fleetcore.api.errors import ERROR_RESPONSES
 from fleetcore.errors import ServiceUnavailable
-from monitor import alerts
+from monitor import service
+from monitor.models import STATUSES, AlertOut, AlertPage, ResolveIn
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"])
+router = APIRouter(prefix="/api/v1", tags=["alerts"], responses=ERROR_RESPONSES)
 STREAM_ROLES = ("dispatcher", "technician")
 Ops = Annotated[dict, Depends(require_roles(*STREAM_ROLES))]
 CLIENT_QUEUE = 1000  # messages buffered per WebSocket client before it is dropped as too slow
@@ -34,10 +35,6 @@ LISTEN_RETRY_S = 1.0
 # WebSocket close codes in the 4000-4999 application range, mirroring HTTP 401/403.
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_TOO_SLOW = 4401, 4403, 4408
 WS_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded (no database connection free)
-
-
-class ResolveIn(BaseModel):
-    note: str = Field(default="", max_length=2000)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -48,13 +45,11 @@ def _split(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=AlertPage)
 def list_alerts(
     conn: ConnDep,
     user: Ops,
-    status: Annotated[
-        list[str] | None, Query(description="open, acknowledged, resolved (comma-separated)")
-    ] = None,
+    status: Annotated[list[str] | None, Query(description=f"{', '.join(STATUSES)} (comma-separated)")] = None,
     kind: Annotated[list[str] | None, Query()] = None,
     severity: Annotated[list[str] | None, Query()] = None,
     vehicle: Annotated[str | None, Query(description="VIN")] = None,
@@ -64,28 +59,28 @@ def list_alerts(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
     """Alerts, newest first; `from`/`to` select alerts active at any time in the window."""
-    items, total = alerts.list_(
+    items, total = service.list_(
         conn, status=_split(status), kind=_split(kind), severity=_split(severity),
         vin=vehicle.upper() if vehicle else None, start=start, end=end, limit=limit, offset=offset,
     )  # fmt: skip
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", response_model=AlertOut)
 def get_alert(alert_id: int, conn: ConnDep, user: Ops) -> dict:
-    return alerts.get_or_raise(conn, alert_id=alert_id)
+    return service.get_or_raise(conn, alert_id=alert_id)
 
 
-@router.post("/alerts/{alert_id}/ack")
+@router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
 def ack_alert(alert_id: int, conn: ConnDep, user: Ops) -> dict:
     """Acknowledge: someone is on it (who and when are recorded)."""
-    return alerts.ack(conn, alert_id=alert_id, user=user)
+    return service.ack(conn, alert_id=alert_id, user=user)
 
 
-@router.post("/alerts/{alert_id}/resolve")
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
 def resolve_alert(alert_id: int, conn: ConnDep, user: Ops, body: ResolveIn | None = None) -> dict:
     """Resolve with a note; a vehicle with no other critical alert becomes rentable again."""
-    return alerts.resolve(conn, alert_id=alert_id, user=user, note=(body.note if body else ""))
+    return service.resolve(conn, alert_id=alert_id, user=user, note=(body.note if body else ""))
 
 
 class StreamHub:
@@ -112,7 +107,7 @@ class StreamHub:
             try:
                 aconn = await psycopg.AsyncConnection.connect(self.db_url, autocommit=True)
                 async with aconn:
-                    await aconn.execute(f"LISTEN {alerts.CHANNEL}")
+                    await aconn.execute(f"LISTEN {service.CHANNEL}")
                     self.listening.set()
                     async for n in aconn.notifies():
                         self.received += 1

@@ -11,7 +11,7 @@ import pytest
 
 from fleetcore.db import connect
 from fleetcore.errors import Conflict, Invalid, NotFound
-from monitor import alerts
+from monitor import service
 from tests import factories
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
@@ -25,22 +25,22 @@ def state(conn, vid):
 
 def test_repeats_update_one_active_alert_and_escalate(conn):
     v = factories.vehicle(conn)
-    a, created = alerts.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="high", ts=T0,
+    a, created = service.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="high", ts=T0,
                                message="coolant 113", evidence={"coolant_c": 113})  # fmt: skip
     assert created and a["status"] == "open" and a["occurrences"] == 1 and a["vin"] == v["vin"]
     assert state(conn, v["id"]) == {"health": "warning", "rentable": True, "open_alerts": 1}
-    b, created = alerts.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="critical",
+    b, created = service.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="critical",
                                ts=T0 + dt.timedelta(minutes=1), message="coolant 122", evidence={"coolant_c": 122})  # fmt: skip
     assert not created and b["id"] == a["id"]
     assert b["occurrences"] == 2 and b["severity"] == "critical" and b["message"] == "coolant 122"
     assert b["opened_at"] == T0 and b["last_seen_at"] == T0 + dt.timedelta(minutes=1)
     assert [e["coolant_c"] for e in b["evidence"]] == [113, 122]
     # A lower severity repeat never downgrades.
-    c, _ = alerts.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="low", ts=T0, message="x")
+    c, _ = service.raise_(conn, vehicle_id=v["id"], kind="overheating", severity="low", ts=T0, message="x")
     assert c["severity"] == "critical" and c["last_seen_at"] == T0 + dt.timedelta(minutes=1)
     assert state(conn, v["id"]) == {"health": "critical", "rentable": False, "open_alerts": 1}
     # Other kinds are separate alerts.
-    alerts.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel 8 %")
+    service.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel 8 %")
     assert (
         conn.execute("SELECT count(*) AS n FROM alerts WHERE vehicle_id = %s", (v["id"],)).fetchone()["n"]
         == 2
@@ -49,42 +49,42 @@ def test_repeats_update_one_active_alert_and_escalate(conn):
 
 def test_evidence_is_capped(conn):
     v = factories.vehicle(conn)
-    for i in range(alerts.MAX_EVIDENCE + 5):
-        a, _ = alerts.raise_(conn, vehicle_id=v["id"], kind="harsh_brake", severity="low", ts=T0, message="m",
+    for i in range(service.MAX_EVIDENCE + 5):
+        a, _ = service.raise_(conn, vehicle_id=v["id"], kind="harsh_brake", severity="low", ts=T0, message="m",
                              evidence={"i": i})  # fmt: skip
-    assert a["occurrences"] == alerts.MAX_EVIDENCE + 5 and len(a["evidence"]) == alerts.MAX_EVIDENCE
+    assert a["occurrences"] == service.MAX_EVIDENCE + 5 and len(a["evidence"]) == service.MAX_EVIDENCE
 
 
 def test_ack_then_resolve_with_note_and_audit(conn):
     v = factories.vehicle(conn)
     disp = factories.user(conn, role="dispatcher")
-    a, _ = alerts.raise_(conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="crash")
+    a, _ = service.raise_(conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="crash")
     assert state(conn, v["id"])["rentable"] is False
-    acked = alerts.ack(conn, alert_id=a["id"], user=disp)
+    acked = service.ack(conn, alert_id=a["id"], user=disp)
     assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == disp["username"]
     assert acked["acknowledged_at"] is not None
     assert state(conn, v["id"])["rentable"] is False  # acknowledged is still not resolved
     # A repeat while acknowledged stays on the same alert and keeps it acknowledged.
-    again, created = alerts.raise_(
+    again, created = service.raise_(
         conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="c"
     )
     assert not created and again["status"] == "acknowledged" and again["occurrences"] == 2
-    done = alerts.resolve(conn, alert_id=a["id"], user=disp, note="driver fine, car towed to workshop")
+    done = service.resolve(conn, alert_id=a["id"], user=disp, note="driver fine, car towed to workshop")
     assert done["status"] == "resolved" and done["resolved_by"] == disp["username"]
     assert done["resolution_note"] == "driver fine, car towed to workshop"
     assert state(conn, v["id"]) == {"health": "ok", "rentable": True, "open_alerts": 0}
     with pytest.raises(Conflict):
-        alerts.resolve(conn, alert_id=a["id"], user=disp)
+        service.resolve(conn, alert_id=a["id"], user=disp)
     with pytest.raises(Conflict):
-        alerts.ack(conn, alert_id=a["id"], user=disp)
+        service.ack(conn, alert_id=a["id"], user=disp)
     with pytest.raises(NotFound):
-        alerts.ack(conn, alert_id=999_999, user=disp)
+        service.ack(conn, alert_id=999_999, user=disp)
     actions = [
         r["action"] for r in conn.execute("SELECT action FROM audit_log WHERE entity = 'alert' ORDER BY id")
     ]
     assert actions == ["alert.ack", "alert.resolve"]
     # After resolution the next occurrence opens a new alert.
-    new, created = alerts.raise_(
+    new, created = service.raise_(
         conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="c"
     )
     assert created and new["id"] != a["id"]
@@ -92,9 +92,11 @@ def test_ack_then_resolve_with_note_and_audit(conn):
 
 def test_auto_resolve_and_health(conn):
     v = factories.vehicle(conn)
-    alerts.raise_(conn, vehicle_id=v["id"], kind="device_offline", severity="medium", ts=T0, message="silent")
-    assert alerts.auto_resolve(conn, vehicle_id=v["id"], kind="low_battery", ts=T0) is None
-    r = alerts.auto_resolve(conn, vehicle_id=v["id"], kind="device_offline", ts=T0 + dt.timedelta(minutes=3),
+    service.raise_(
+        conn, vehicle_id=v["id"], kind="device_offline", severity="medium", ts=T0, message="silent"
+    )
+    assert service.auto_resolve(conn, vehicle_id=v["id"], kind="low_battery", ts=T0) is None
+    r = service.auto_resolve(conn, vehicle_id=v["id"], kind="device_offline", ts=T0 + dt.timedelta(minutes=3),
                             reason="device reporting again")  # fmt: skip
     assert (
         r["status"] == "resolved"
@@ -106,33 +108,33 @@ def test_auto_resolve_and_health(conn):
 
 def test_list_filters_and_pagination(conn):
     v1, v2 = factories.vehicle(conn), factories.vehicle(conn)
-    alerts.raise_(conn, vehicle_id=v1["id"], kind="crash", severity="critical", ts=T0, message="a")
-    alerts.raise_(
+    service.raise_(conn, vehicle_id=v1["id"], kind="crash", severity="critical", ts=T0, message="a")
+    service.raise_(
         conn, vehicle_id=v1["id"], kind="low_fuel", severity="low", ts=T0 + dt.timedelta(hours=1), message="b"
     )
-    c, _ = alerts.raise_(
+    c, _ = service.raise_(
         conn, vehicle_id=v2["id"], kind="dtc", severity="high", ts=T0 + dt.timedelta(hours=2), message="c"
     )
-    alerts.resolve(conn, alert_id=c["id"], user={"username": "x"}, note="")
-    items, total = alerts.list_(conn)
+    service.resolve(conn, alert_id=c["id"], user={"username": "x"}, note="")
+    items, total = service.list_(conn)
     assert total == 3 and [i["message"] for i in items] == ["c", "b", "a"]
-    assert alerts.list_(conn, status=["open", "acknowledged"])[1] == 2
-    assert [i["kind"] for i in alerts.list_(conn, vin=v1["vin"], severity=["critical"])[0]] == ["crash"]
-    assert [i["message"] for i in alerts.list_(conn, start=T0 + dt.timedelta(minutes=30))[0]] == ["c", "b"]
-    assert [i["message"] for i in alerts.list_(conn, end=T0 + dt.timedelta(minutes=30))[0]] == ["a"]
-    items, total = alerts.list_(conn, limit=1, offset=1)
+    assert service.list_(conn, status=["open", "acknowledged"])[1] == 2
+    assert [i["kind"] for i in service.list_(conn, vin=v1["vin"], severity=["critical"])[0]] == ["crash"]
+    assert [i["message"] for i in service.list_(conn, start=T0 + dt.timedelta(minutes=30))[0]] == ["c", "b"]
+    assert [i["message"] for i in service.list_(conn, end=T0 + dt.timedelta(minutes=30))[0]] == ["a"]
+    items, total = service.list_(conn, limit=1, offset=1)
     assert total == 3 and [i["message"] for i in items] == ["b"]
     with pytest.raises(Invalid):
-        alerts.list_(conn, status=["closed"])
+        service.list_(conn, status=["closed"])
 
 
 def test_changes_are_notified_at_commit(db_url):
     with connect(db_url, autocommit=True) as setup:
         v = factories.vehicle(setup)
     with psycopg.connect(db_url, autocommit=True) as listener, connect(db_url) as writer:
-        listener.execute(f"LISTEN {alerts.CHANNEL}")
+        listener.execute(f"LISTEN {service.CHANNEL}")
         with writer.transaction():
-            alerts.raise_(writer, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="m",
+            service.raise_(writer, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="m",
                           evidence={"accel_x": -3.0})  # fmt: skip
             assert list(listener.notifies(timeout=0.3)) == []  # nothing before commit
         got = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]

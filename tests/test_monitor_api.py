@@ -17,11 +17,18 @@ from fleetapp.api import create_app
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.mqtt import MqttConnection
-from monitor import alerts
-from monitor.service import MonitorService
+from monitor import service
+from monitor.worker import MonitorService
 from tests import factories
+from tests.waiting import wait_until
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+# Every alert the API returns has exactly these fields (the routes' response models must not drop any).
+ALERT_KEYS = {
+    "id", "vehicle_id", "vin", "plate", "kind", "severity", "status", "message", "opened_at", "last_seen_at",
+    "occurrences", "evidence", "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by",
+    "resolution_note", "created_at", "updated_at",
+}  # fmt: skip
 
 
 def _token(client: TestClient, u: dict) -> str:
@@ -44,10 +51,10 @@ def api(settings):
 def test_rest_filters_ack_resolve_and_roles(api, settings):
     client, v, _, h = api
     with connect(settings.database_url, autocommit=True) as conn:
-        crash, _ = alerts.raise_(
+        crash, _ = service.raise_(
             conn, vehicle_id=v["id"], kind="crash", severity="critical", ts=T0, message="crash"
         )
-        alerts.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel")
+        service.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel")
     assert client.get("/api/v1/alerts").status_code == 401
     assert client.get("/api/v1/alerts", headers=h["finance"]).status_code == 403
     assert client.post(f"/api/v1/alerts/{crash['id']}/ack", headers=h["finance"]).status_code == 403
@@ -57,6 +64,8 @@ def test_rest_filters_ack_resolve_and_roles(api, settings):
     assert r.status_code == 200
     body = r.json()
     assert body["total"] == 1 and body["items"][0]["kind"] == "crash" and body["items"][0]["evidence"] == []
+    assert set(body) == {"items", "total", "limit", "offset"} and set(body["items"][0]) == ALERT_KEYS
+    assert body["items"][0]["opened_at"] == "2026-11-01T08:00:00Z"
     assert (
         client.get("/api/v1/alerts", headers=h["technician"], params={"kind": "crash,low_fuel"}).json()[
             "total"
@@ -70,6 +79,7 @@ def test_rest_filters_ack_resolve_and_roles(api, settings):
     assert r.json()["total"] == 0
     r = client.post(f"/api/v1/alerts/{crash['id']}/ack", headers=h["dispatcher"])
     assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+    assert set(r.json()) == ALERT_KEYS
     r = client.post(
         f"/api/v1/alerts/{crash['id']}/resolve", headers=h["technician"], json={"note": "false alarm"}
     )
@@ -117,11 +127,10 @@ def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
     pub = MqttConnection(settings.mqtt, f"test-pub-{uuid.uuid4().hex[:8]}")
     pub.start()
     try:
-        assert service.ready.wait(20)
+        assert service.subscribed.wait(20), "the monitor's subscriptions were not acknowledged"
         with client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws:
             hello = ws.receive_json()
             assert hello["type"] == "hello" and hello["listening"] is True
-            time.sleep(0.5)  # the monitor's subscription is acknowledged by now
             now = dt.datetime.now(dt.UTC)
             sent = time.monotonic()
             payload = {"ts": now.isoformat(), "seq": 1, "type": "crash", "peak_g": 3.4, "speed_kmh": 42}
@@ -147,16 +156,16 @@ def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
         # A second crash event is a repeat on the same alert, not a new one.
         payload.update(seq=2, ts=(now + dt.timedelta(seconds=40)).isoformat())
         pub.publish(topic_for(settings.topic_root, v["device_id"], "event"), json.dumps(payload), qos=1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def occurrences() -> list[int]:
             with connect(settings.database_url) as conn:
                 rows = conn.execute(
                     "SELECT occurrences FROM alerts WHERE vehicle_id = %s", (v["id"],)
                 ).fetchall()
-            if rows and rows[0]["occurrences"] == 2:
-                break
-            time.sleep(0.1)
-        assert [r["occurrences"] for r in rows] == [2]
+            return [r["occurrences"] for r in rows]
+
+        wait_until(lambda: occurrences() == [2], timeout=10, message="the repeat was not counted")
+        assert occurrences() == [2]
     finally:
         pub.stop()
         stop.set()

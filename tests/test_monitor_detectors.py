@@ -10,7 +10,6 @@ from shapely.geometry import box
 from fleetcore.contract import READING_COLUMNS
 from monitor import dtc_codes
 from monitor.detectors import (
-    AUTO_RESOLVE,
     Clear,
     Detection,
     FleetMonitor,
@@ -19,6 +18,7 @@ from monitor.detectors import (
     VehicleMonitor,
 )
 from monitor.geofence import Geofence, GeofenceSet, circle
+from monitor.models import AUTO_RESOLVE
 from monitor.thresholds import DEFAULT, for_class
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)

@@ -244,7 +244,7 @@ def test_full_rental_priced_from_telemetry(settings, conn):
 def test_crash_during_rental_is_attached_as_damage_check(settings, conn):
     """A crash the monitor raises from the device's event during the rental lands on the order at return."""
     from ingest.consumer import run as ingest_run
-    from monitor.service import run as monitor_run
+    from monitor.worker import run as monitor_run
 
     s = factories.station(conn)
     car = factories.vehicle(conn, station_code=s["code"], vehicle_class="economy", protocol="json")

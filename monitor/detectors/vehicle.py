@@ -1,92 +1,30 @@
-"""Pure per-vehicle detectors over parsed samples and events: no I/O, unit-testable, replayable.
+"""One vehicle's detectors: the per-vehicle state machines over samples, device events, status and time.
 
-`VehicleMonitor` keeps one vehicle's running state and turns readings (dicts keyed by READING_COLUMNS),
-device events and status changes into `Detection` (raise or repeat an alert), `Clear` (the condition ended:
-auto-resolve) and `StateChange` (pushed to dispatchers, not an alert). `FleetMonitor` routes raw MQTT
-messages to the right vehicle through `fleetcore.protocol.parse.process_message`; the live process and the scorer
-both use it, so what is scored is what runs.
+`VehicleMonitor` keeps one vehicle's running state and turns readings (dicts keyed by READING_COLUMNS), device
+events and status changes into `Detection` (raise or repeat an alert), `Clear` (the condition ended:
+auto-resolve) and `StateChange` (pushed to dispatchers, not an alert). Pure: no I/O; the caller passes the clock
+(`now`, the arrival time) where silence matters, every other rule runs on sample time.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime
 
 from fleetcore.geo import haversine_m
 from monitor import dtc_codes
+from monitor.detectors.outputs import Clear, Detection, Output, StateChange, VehicleInfo, evidence_of
 from monitor.geofence import GeofenceSet
 from monitor.thresholds import DEFAULT, Thresholds
 
-SEVERITIES = ("low", "medium", "high", "critical")
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-
-KINDS = (
-    "crash", "harsh_brake", "harsh_accel", "harsh_turn", "overheating", "low_battery", "charging_fault", "dtc",
-    "low_fuel", "overspeed", "geofence_exit", "geofence_enter", "unauthorized_movement", "tow",
-    "device_offline", "gps_jump",
-)  # fmt: skip
-# Kinds resolved automatically when the condition clears: conditions with a measurable "healthy again"
-# state. Episodes (crash, harsh_*, tow, unauthorized_movement, overspeed, gps_jump, geofence_enter, dtc)
-# stay open until a person acknowledges and resolves them: someone has to look at what happened.
-AUTO_RESOLVE = frozenset(
-    {"device_offline", "low_battery", "charging_fault", "overheating", "low_fuel", "geofence_exit"}
-)
 # Vehicle statuses under which nobody is entitled to drive the car.
 NOT_RENTED = frozenset({"available", "reserved", "maintenance", "out_of_service", "retired"})
 DEVICE_HARSH = {"harsh_brake", "harsh_accel", "harsh_turn"}
 # After a detection of an episode kind, the same kind re-arms only after the condition was absent this long
 # (a tow or a speeding stretch interrupted by a traffic light is one episode).
 REARM_S = 60.0
-
-
-@dataclass(slots=True)
-class Detection:
-    kind: str
-    severity: str
-    ts: datetime
-    message: str
-    evidence: dict
-
-
-@dataclass(slots=True)
-class Clear:
-    kind: str
-    ts: datetime
-    reason: str
-
-
-@dataclass(slots=True)
-class StateChange:
-    what: str  # online | offline | station_enter | station_exit
-    ts: datetime
-    data: dict = field(default_factory=dict)
-
-
-Output = Detection | Clear | StateChange
-
-
-@dataclass(slots=True)
-class VehicleInfo:
-    """What the monitor needs to know about a vehicle from the registry and the back office."""
-
-    vehicle_id: int
-    device_id: str
-    vehicle_class: str = "compact"
-    status: str = "available"
-    vin: str = ""
-
-
-def evidence_of(r: dict) -> dict:
-    """A reading as compact JSON-able evidence (absent fields dropped)."""
-    out = {}
-    for k, v in r.items():
-        if v is None or k == "device_id":
-            continue
-        out[k] = v.isoformat() if isinstance(v, datetime) else v
-    return out
 
 
 class Sustain:
@@ -156,7 +94,7 @@ class VehicleMonitor:
     # ---- entry points -------------------------------------------------------------------------------------------
     def on_readings(self, readings: Iterable[dict], now: datetime) -> list[Output]:
         """Apply samples (in time order); samples older than the newest applied one are skipped."""
-        out = self._heard(now)
+        out = self.heard(now)
         for r in sorted(readings, key=lambda r: r["ts"]):
             if self.last_ts is not None and r["ts"] <= self.last_ts:
                 continue  # late or duplicate: sustained-condition logic needs time order
@@ -166,7 +104,7 @@ class VehicleMonitor:
 
     def on_event(self, ev_type: str, ts: datetime, data: dict, now: datetime) -> list[Output]:
         """A device-reported event (crash, harsh_*, tow, ignition_on/off, ...)."""
-        out = self._heard(now)
+        out = self.heard(now)
         th = self.th
         if ev_type == "crash":
             self.last_crash_ts = ts
@@ -220,7 +158,7 @@ class VehicleMonitor:
     def on_status(self, status: str, now: datetime) -> list[Output]:
         """The retained status topic: `online`, or `offline` (usually the broker publishing the last will)."""
         if status == "online":
-            return self._heard(now)
+            return self.heard(now)
         if self.offline_status_since is None:
             self.offline_status_since = now
         return [StateChange("offline", now, {"reason": "status offline"})]
@@ -265,8 +203,8 @@ class VehicleMonitor:
             )
         return out
 
-    # ---- internals ----------------------------------------------------------------------------------------------
-    def _heard(self, now: datetime) -> list[Output]:
+    def heard(self, now: datetime) -> list[Output]:
+        """A message arrived (any kind): the device is alive; clears a device_offline alert."""
         self.last_heard = now
         self.offline_status_since = None
         if self.offline_alerted:
@@ -275,6 +213,7 @@ class VehicleMonitor:
             return [Clear("device_offline", now, "device reporting again"), StateChange("online", now)]
         return []
 
+    # ---- internals ----------------------------------------------------------------------------------------------
     def _crash_near(self, ts: datetime) -> bool:
         return self.last_crash_ts is not None and abs((ts - self.last_crash_ts).total_seconds()) < 30
 
@@ -620,72 +559,3 @@ class VehicleMonitor:
                     self.active.discard("geofence_exit")
                     out.append(Clear("geofence_exit", ts, "back inside the permitted region"))
         return out
-
-
-class FleetMonitor:
-    """All vehicles: parses raw MQTT messages and routes them to each vehicle's detectors."""
-
-    def __init__(
-        self,
-        root: str,
-        lookup: Callable[[str], VehicleInfo | None],
-        *,
-        thresholds: Callable[[str], Thresholds] | None = None,
-        geofences: GeofenceSet | None = None,
-    ) -> None:
-        self.root = root
-        self.lookup = lookup
-        self.thresholds = thresholds or (lambda _cls: DEFAULT)
-        self.geofences = geofences
-        self.vehicles: dict[str, VehicleMonitor] = {}
-        self.rejected = 0
-        self.unknown = 0
-
-    def vehicle(self, device_id: str) -> VehicleMonitor | None:
-        vm = self.vehicles.get(device_id)
-        if vm is None:
-            info = self.lookup(device_id)
-            if info is None:
-                return None
-            vm = VehicleMonitor(info, self.thresholds(info.vehicle_class), self.geofences)
-            self.vehicles[device_id] = vm
-        return vm
-
-    def set_geofences(self, geofences: GeofenceSet | None) -> None:
-        self.geofences = geofences
-        for vm in self.vehicles.values():
-            vm.geofences = geofences
-
-    def handle(self, topic: str, payload: bytes, now: datetime) -> list[tuple[VehicleInfo, Output]]:
-        """Parse one message and run its vehicle's detectors; bad or unknown-device messages yield nothing."""
-        from fleetcore.protocol.parse import Rejection, process_message, reading_as_dict
-
-        parsed = process_message(self.root, topic, payload, now=now)
-        if isinstance(parsed, Rejection):
-            self.rejected += 1
-            return []
-        vm = self.vehicle(parsed.device_id)
-        if vm is None:
-            self.unknown += 1
-            return []
-        out: list[Output] = []
-        if parsed.status is not None:
-            out += vm.on_status(parsed.status, now)
-        if parsed.readings:
-            out += vm.on_readings([reading_as_dict(row) for row in parsed.readings], now)
-        for ev in parsed.events:
-            out += vm.on_event(ev.type, ev.ts, ev.data, now)
-        if not parsed.readings and not parsed.events and parsed.status is None:
-            out += vm._heard(now)
-        return [(vm.info, o) for o in out]
-
-    def tick(self, now: datetime) -> list[tuple[VehicleInfo, Output]]:
-        """Run every vehicle's time-driven checks."""
-        out = []
-        for vm in self.vehicles.values():
-            out += [(vm.info, o) for o in vm.tick(now)]
-        return out
-
-
-def later(ts: datetime, seconds: float) -> datetime:
-    return ts + timedelta(seconds=seconds)
