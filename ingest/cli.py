@@ -8,10 +8,9 @@ import json
 from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import get_settings
-
-# The worker and the admin tasks are imported by the command that runs them, not here: every `fleet` command
-# builds its parser from this module, and importing the worker (paho, psycopg, the parser's C extension) costs
-# ~0.25 s (python -X importtime), more than building the whole parser, on every command that does not need it.
+from ingest.consumer import run
+from ingest.replay import apply_retention, replay
+from ingest.slots import PLACEHOLDER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ingest.consumer import run
 
     settings = get_settings()
     if not settings.database_url:
@@ -54,8 +52,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
-    from ingest.consumer import run
-    from ingest.slots import PLACEHOLDER
 
     settings = get_settings()
     if args.client_id:
@@ -71,7 +67,6 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ingest.replay import replay
 
     settings = get_settings()
     result = replay(settings.require_database_url(), settings.topic_root, device_id=args.device)
@@ -80,7 +75,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from ingest.replay import apply_retention
 
     settings = get_settings()
     days = args.days if args.days is not None else settings.readings_retention_days

@@ -12,7 +12,8 @@ from typing import Protocol
 from fleetcore.contract import EVENT, NMEA, OBD, STATUS, TELEMETRY, topic_for
 from fleetcore.protocol.nmea import encode_gga, encode_rmc
 from fleetcore.protocol.obd import encode_dtcs, encode_pid
-from simulators.vehicle import Snapshot, VehicleSpec
+from simulators.fleet_spec import VehicleSpec
+from simulators.vehicle import Snapshot
 
 KEEPALIVE_S = 30
 # MQTT 3.1.1 §3.1.2.10 / MQTT 5 §3.1.2.10: the broker gives up on a silent client after 1.5 × keep-alive and

@@ -16,9 +16,10 @@ from typing import IO
 
 from fleetcore.settings import Settings
 from simulators.device import Device
+from simulators.fleet_spec import VehicleSpec, make_spec
 from simulators.scenario import Fault, Scenario, ScenarioError, Truth, load_scenario, parse_scenario
 from simulators.transport import MemorySink, PerDeviceSink, SharedSink, SimMessage
-from simulators.vehicle import PARKED, PHYSICS_DT_MAX_S, TOWING, Vehicle, VehicleSpec, make_spec
+from simulators.vehicle import PARKED, PHYSICS_DT_MAX_S, TOWING, Vehicle
 
 log = logging.getLogger(__name__)
 

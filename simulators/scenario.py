@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from simulators.city import STATION_BY_CODE
 from simulators.device import iso_ts
-from simulators.vehicle import DRIVING, PARKED, STOPPED, G, Vehicle, make_spec
+from simulators.fleet_spec import make_spec
+from simulators.vehicle import DRIVING, PARKED, STOPPED, G, Vehicle
 
 if TYPE_CHECKING:
     from simulators.device import Device

@@ -26,12 +26,7 @@ LAYERS: list[set[str]] = [
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 # Imports inside a function, each with its reason.
-DEFERRED_ALLOWED = {
-    # importing the worker costs ~0.25 s; every `fleet` command builds its parser from ingest.cli
-    ("cli", "ingest.consumer"),
-    ("cli", "ingest.slots"),
-    ("cli", "ingest.replay"),
-}
+DEFERRED_ALLOWED: set[tuple[str, str]] = set()
 # Reads of another module's private name, each with its reason.
 PRIVATE_ALLOWED: set[tuple[str, str, str]] = set()
 
