@@ -7,8 +7,7 @@ from typing import Any
 
 from psycopg import sql
 
-from backoffice.orders.sqlutil import Conn, one
-from fleetcore.db import update_columns
+from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 FIELDS = (

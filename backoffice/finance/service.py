@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from backoffice.orders.pricing import VAT_RATE, money
-from backoffice.orders.sqlutil import Conn, one
+from backoffice.finance.models import VAT_RATE, money
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 MAX_PAGE = 500

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Query
 from backoffice.finance import service
 from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
 from backoffice.orders import service as orders
-from backoffice.orders.pricing import to_json
 from fleetcore.api.deps import ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
 from fleetcore.audit import audit
 from fleetcore.errors import Invalid
+from fleetcore.jsonable import to_json
 
 router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=ERROR_RESPONSES)
 Finance = Annotated[dict, Depends(require_roles("finance"))]

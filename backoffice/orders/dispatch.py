@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import psycopg
 
+from backoffice.maintenance import service as maintenance
 from backoffice.orders import service
-from backoffice.orders.sqlutil import Conn, one
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 from fleetcore.geo import haversine_km
 
@@ -18,18 +18,6 @@ log = logging.getLogger(__name__)
 MIN_FUEL_PCT = 25.0
 # Statuses a vehicle may have when it is handed to a customer ('reserved' = held for some order).
 DISPATCHABLE_STATUSES = ("available", "reserved")
-
-
-def _service_due(conn: Conn, *, vehicle_id: int, until: dt.datetime, odometer_km: float) -> bool:
-    """Ask the fleet domain whether the vehicle is due for service before `until` at `odometer_km`."""
-    try:
-        from backoffice.fleet.service import service_due
-    except ImportError:  # fleet domain without a service plan: nothing is due
-        log.warning(
-            "backoffice.fleet.service.service_due is missing; treating vehicles as not due for service"
-        )
-        return False
-    return bool(service_due(conn, vehicle_id=vehicle_id, until=until, odometer_km=odometer_km))
 
 
 def candidates(
@@ -92,7 +80,7 @@ def evaluate(conn: Conn, *, order: dict, cands: list[dict]) -> tuple[list[dict],
         due = False
         if c["odometer_km"] is not None:
             # Due if the service falls inside the rental, assuming the customer drives the full allowance.
-            due = _service_due(
+            due = maintenance.service_due(
                 conn, vehicle_id=c["id"], until=order["return_at"], odometer_km=c["odometer_km"] + included_km
             )
         reasons = rejection_reasons(c, service_due=due)

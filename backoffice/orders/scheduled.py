@@ -6,11 +6,10 @@ import datetime as dt
 import logging
 
 from backoffice.orders import service
-from backoffice.orders.pricing import to_json
-from backoffice.orders.sqlutil import Conn
 from fleetcore.audit import audit
-from fleetcore.db import connect
+from fleetcore.db import Conn, connect
 from fleetcore.jobs import Job
+from fleetcore.jsonable import to_json
 from fleetcore.settings import Settings
 
 log = logging.getLogger(__name__)

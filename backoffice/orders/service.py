@@ -13,10 +13,9 @@ from psycopg.types.json import Jsonb
 from backoffice.customers import service as customers
 from backoffice.finance import service as finance
 from backoffice.orders import pricing
-from backoffice.orders.pricing import to_json
-from backoffice.orders.sqlutil import Conn, one
-from fleetcore.db import update_columns
+from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.jsonable import to_json
 
 log = logging.getLogger(__name__)
 

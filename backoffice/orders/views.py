@@ -27,12 +27,12 @@ from backoffice.orders.models import (
     ReturnIn,
     ReturnOut,
 )
-from backoffice.orders.pricing import to_json
 from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES, envelope
 from fleetcore.audit import audit
 from fleetcore.db import Conn
 from fleetcore.errors import Invalid
+from fleetcore.jsonable import to_json
 
 router = APIRouter(prefix="/api/v1", tags=["orders"], responses=ERROR_RESPONSES)
 # The user dependency comes before the connection in every signature: it borrows (and returns) a pooled

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import TypeAdapter, ValidationError
 
-from backoffice.fleet import service as fleet
 from backoffice.telemetry import service
+from backoffice.vehicles import service as vehicles
 from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
 from fleetcore.errors import Invalid
 
@@ -29,7 +29,7 @@ def list_vehicles(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
-    return fleet.list_vehicles(
+    return vehicles.list_(
         conn, station=station, vehicle_class=vehicle_class, status=status, limit=limit, offset=offset
     )
 
@@ -51,7 +51,7 @@ def _state_out(vehicle: dict, state: dict | None) -> dict:
 
 @router.get("/vehicles/{vin}/state")
 def vehicle_state(vin: str, conn: ConnDep, user: Staff) -> dict:
-    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    v = vehicles.get_or_raise(conn, vin=vin.upper())
     return _state_out(v, service.get_state(conn, vehicle_id=v["id"]))
 
 
@@ -67,7 +67,7 @@ def vehicle_telemetry(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_RAW_ROWS)] = service.MAX_RAW_ROWS,
 ) -> dict:
-    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    v = vehicles.get_or_raise(conn, vin=vin.upper())
     end = end or dt.datetime.now(dt.UTC)
     start = start or end - dt.timedelta(hours=1)
     if start.tzinfo is None or end.tzinfo is None:
