@@ -70,6 +70,14 @@ def count_other_active_admins(conn: Conn, *, user_id: int) -> int:
     )["n"]
 
 
+def count_active_by_department(conn: Conn) -> dict[str, int]:
+    """Active staff per department code (departments without any are missing)."""
+    rows = conn.execute(
+        "SELECT department, count(*) AS n FROM staff_users WHERE active GROUP BY department"
+    ).fetchall()
+    return {r["department"]: r["n"] for r in rows}
+
+
 def authenticate(conn: Conn, *, username: str, password: str) -> dict | None:
     """The active user with this username and password (with its token_version), or None."""
     u = conn.execute("SELECT * FROM staff_users WHERE username = %s", (username.lower(),)).fetchone()

@@ -99,12 +99,9 @@ def reset_password(conn: Conn, *, actor: dict, username: str, password: str) -> 
 
 def list_departments(conn: Conn) -> list[dict]:
     """Departments with their number of active staff."""
-    # The staff count reads staff_users (owned by backoffice.auth) in the same query.
-    return conn.execute(
-        """SELECT d.code, d.name, d.created_at,
-                  (SELECT count(*) FROM staff_users u WHERE u.department = d.code AND u.active) AS active_staff
-             FROM departments d ORDER BY d.code"""
-    ).fetchall()
+    active = auth.count_active_by_department(conn)
+    rows = conn.execute("SELECT code, name, created_at FROM departments ORDER BY code").fetchall()
+    return [{**d, "active_staff": active.get(d["code"], 0)} for d in rows]
 
 
 def get_department(conn: Conn, *, code: str) -> dict | None:
