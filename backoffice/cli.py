@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from backoffice.auth import service as users
-from backoffice.fleet import service as fleet
-from fleetcore.audit import audit
+from backoffice.stations import service as stations
+from backoffice.vehicles import importer
 from fleetcore.db import connect
 from fleetcore.errors import CliError
 from fleetcore.settings import get_settings
+
+CLI = {"username": "cli"}  # the actor of CLI writes in the audit log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,23 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_stations_add(args: argparse.Namespace) -> int:
     with connect(get_settings().require_database_url()) as conn:
-        s = fleet.create_station(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon)
-
-        audit(
-            conn,
-            actor={"username": "cli"},
-            action="station.create",
-            entity="stations",
-            entity_id=s["id"],
-            after=s,
-        )
+        s = stations.create(conn, code=args.code, name=args.name, lat=args.lat, lon=args.lon, actor=CLI)
     print(f"station {s['code']} added (id {s['id']})")
     return 0
 
 
 def cmd_stations_list(args: argparse.Namespace) -> int:
     with connect(get_settings().require_database_url()) as conn:
-        for s in fleet.list_stations(conn):
+        for s in stations.list_(conn):
             print(f"{s['code']:<10} {s['lat']:>10.5f} {s['lon']:>11.5f}  {s['name']}")
     return 0
 
@@ -74,8 +67,8 @@ def cmd_vehicles_import(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {path}: {exc}") from exc
     with connect(get_settings().require_database_url()) as conn:
         try:
-            n = fleet.import_vehicles(conn, text=text)
-        except fleet.ImportError_ as exc:
+            n = importer.import_csv(conn, text=text, actor=CLI)
+        except importer.ImportFailed as exc:
             problems = exc.details if isinstance(exc.details, list) else []
             for d in problems:
                 print(f"{path}:{d['line']}: {d['problem']}", file=sys.stderr)
@@ -90,15 +83,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\r\n")
     with connect(get_settings().require_database_url()) as conn:
         u = users.create(
-            conn, username=args.username, role=args.role, password=password, full_name=args.full_name
-        )
-        audit(
             conn,
-            actor={"username": "cli"},
-            action="user.create",
-            entity="staff_users",
-            entity_id=u["id"],
-            after=u,
+            username=args.username,
+            role=args.role,
+            password=password,
+            full_name=args.full_name,
+            actor=CLI,
         )
     print(f"user {u['username']} ({u['role']}) added")
     return 0

@@ -153,7 +153,7 @@ def _users(url: str, n: int) -> list[str]:
     with connect(url, autocommit=True) as conn:
         for i in range(n):
             role = "dispatcher" if i % 2 else "customer_service"
-            users.create(conn, username=f"load-{i}", role=role, password=PASSWORD)
+            users.create(conn, username=f"load-{i}", role=role, password=PASSWORD, actor=None)
     return [f"load-{i}" for i in range(n)]
 
 

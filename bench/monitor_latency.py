@@ -76,7 +76,9 @@ def setup_db(url: str, n: int) -> tuple[dict[str, str], str]:
             conn.execute("INSERT INTO device_installs (device_id, vehicle_id) VALUES (%s, %s)", (dev, vid))
             conn.execute("INSERT INTO vehicle_state (vehicle_id, device_id) VALUES (%s, %s)", (vid, dev))
             devices[dev] = vin
-        users.create(conn, username="bench-dispatcher", role="dispatcher", password="bench-password-123")
+        users.create(
+            conn, username="bench-dispatcher", role="dispatcher", password="bench-password-123", actor=None
+        )
         conn.commit()
     return devices, "bench-dispatcher"
 

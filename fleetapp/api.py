@@ -12,11 +12,15 @@ from backoffice.auth import service as auth_service
 from backoffice.auth import views as auth_views
 from backoffice.broker import views as broker_views
 from backoffice.customers import views as customers_views
+from backoffice.devices import views as devices_views
 from backoffice.finance import views as finance_views
-from backoffice.fleet import views as fleet_views
 from backoffice.hr import views as hr_views
+from backoffice.maintenance import views as maintenance_views
 from backoffice.orders import views as orders_views
+from backoffice.procurement import views as procurement_views
+from backoffice.stations import views as stations_views
 from backoffice.telemetry import views as telemetry_views
+from backoffice.vehicles import views as vehicles_views
 from fleetapp import http_guard
 from fleetcore.api.deps import borrow, get_current_user, install_pool, route_roles
 from fleetcore.api.errors import install_error_handlers
@@ -29,7 +33,11 @@ POOL_OPEN_TIMEOUT_S = 30.0
 ROUTERS = (
     auth_views.router,
     telemetry_views.router,
-    fleet_views.router,
+    stations_views.router,
+    vehicles_views.router,
+    devices_views.router,
+    procurement_views.router,
+    maintenance_views.router,
     customers_views.router,
     orders_views.router,
     finance_views.router,

@@ -26,7 +26,6 @@ from backoffice.auth import service as users
 from fleetapp.api import create_app
 from fleetapp.embedded import EmbeddedPostgres, make_broker, port_free
 from fleetapp.seed import seed_registry
-from fleetcore.audit import audit
 from fleetcore.db import Conn, connect, migrate
 from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
@@ -210,16 +209,13 @@ def _ensure_admin(settings: Settings, password: str) -> bool:
     with connect(settings.require_database_url(), autocommit=True) as conn:
         if users.get(conn, username=ADMIN_USERNAME):
             return False
-        u = users.create(
-            conn, username=ADMIN_USERNAME, role="admin", password=password, full_name="Demo administrator"
-        )
-        audit(
+        users.create(
             conn,
+            username=ADMIN_USERNAME,
+            role="admin",
+            password=password,
+            full_name="Demo administrator",
             actor={"username": "fleet demo"},
-            action="user.create",
-            entity="staff_users",
-            entity_id=u["id"],
-            after=u,
         )
     return True
 

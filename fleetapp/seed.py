@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from backoffice.fleet import service as fleet
-from fleetcore.db import Conn, one
+from backoffice.devices import service as devices
+from backoffice.stations import service as stations
+from backoffice.vehicles import service as vehicle_service
+from fleetcore.db import Conn
 from simulators.city import STATIONS
 from simulators.runner import ScenarioLike, fleet_registry
+
+SIMULATOR = {"username": "simulator"}  # names the writer in the vehicles' status history
 
 
 def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None) -> list[dict]:
@@ -13,59 +17,51 @@ def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLik
 
     Vehicle identity (VIN, plate, device id, class, protocol) depends only on the index, never on the seed, so one
     database serves runs with any seed. The seed is accepted for symmetry with the simulator. Cars that the
-    simulator drives are registered `rented`; parked-only cars (and those with an unauthorized-movement fault in
-    `scenario`) `available`. Returns the registry rows of the fleet (see runner.fleet_registry).
+    simulator drives are `rented` (registered available, then rented out); parked-only cars (and those with an
+    unauthorized-movement fault in `scenario`) `available`. Returns the registry rows of the fleet (see
+    runner.fleet_registry). Writes go through the stations, vehicles and devices services, in bulk where they can.
     """
     del seed  # identities are index-based on purpose (see docstring)
     rows = fleet_registry(vehicles, scenario)
     with conn.transaction():
-        station_ids = {}
         for st in STATIONS:
-            existing = fleet.get_station(conn, code=st.code)
-            if existing is None:
-                existing = fleet.create_station(conn, code=st.code, name=st.name, lat=st.lat, lon=st.lon)
-            station_ids[st.code] = existing["id"]
+            if stations.get(conn, code=st.code) is None:
+                stations.create(conn, code=st.code, name=st.name, lat=st.lat, lon=st.lon, actor=None)
+        known = {v["vin"]: v for v in vehicle_service.list_by_vins(conn, vins=[r["vin"] for r in rows])}
+        new = [r for r in rows if r["vin"] not in known]
+        created = vehicle_service.create_many(
+            conn,
+            vehicles=[
+                {
+                    "vin": r["vin"],
+                    "plate": r["plate"],
+                    "make": r["make"],
+                    "model": r["model"],
+                    "year": r["year"],
+                    "vehicle_class": r["class"],
+                    "station": r["station"],
+                }
+                for r in new
+            ],
+            actor=SIMULATOR,
+            note="registered by fleet simulate --register",
+        )
+        known.update({v["vin"]: v for v in created})
+        # Scenario statuses: only cars the simulator itself parks or drives (available <-> rented) are moved.
+        for status in ("available", "rented"):
+            ids = [
+                known[r["vin"]]["id"]
+                for r in rows
+                if r["status"] == status and known[r["vin"]]["status"] in ("available", "rented")
+            ]
+            vehicle_service.move_status_many(
+                conn, vehicle_ids=ids, status=status, actor=SIMULATOR, note="scenario"
+            )
+        installed = devices.list_active(conn, device_ids=[r["device_id"] for r in rows])
         for r in rows:
-            v = conn.execute("SELECT id, status FROM vehicles WHERE vin = %s", (r["vin"],)).fetchone()
-            if v is None:
-                v = one(
-                    conn.execute(
-                        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, status""",
-                        (
-                            r["vin"],
-                            r["plate"],
-                            r["make"],
-                            r["model"],
-                            r["year"],
-                            r["class"],
-                            station_ids[r["station"]],
-                            r["status"],
-                        ),
-                    )
-                )
-                conn.execute(
-                    "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) "
-                    "VALUES (%s, %s, 'simulator', 'registered by fleet simulate --register')",
-                    (v["id"], r["status"]),
-                )
-            elif v["status"] != r["status"] and v["status"] in ("available", "rented"):
-                conn.execute(
-                    "UPDATE vehicles SET status = %s, updated_at = now() WHERE id = %s",
-                    (r["status"], v["id"]),
-                )
-                conn.execute(
-                    "INSERT INTO vehicle_status_history (vehicle_id, status, changed_by, note) "
-                    "VALUES (%s, %s, 'simulator', 'scenario')",
-                    (v["id"], r["status"]),
-                )
-            r["vehicle_id"] = v["id"]
-            installed = conn.execute(
-                "SELECT vehicle_id FROM device_installs WHERE device_id = %s AND removed_at IS NULL",
-                (r["device_id"],),
-            ).fetchone()
-            if installed is None or installed["vehicle_id"] != v["id"]:
-                fleet.install_device(
-                    conn, device_id=r["device_id"], vehicle_id=v["id"], protocol=r["protocol"]
+            r["vehicle_id"] = known[r["vin"]]["id"]
+            if installed.get(r["device_id"]) != r["vehicle_id"]:
+                devices.bind(
+                    conn, device_id=r["device_id"], vehicle_id=r["vehicle_id"], protocol=r["protocol"]
                 )
     return rows

@@ -41,6 +41,13 @@ def scalar(cur: psycopg.Cursor[Any]) -> Any:
     return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
+def like_contains(text: str | None) -> str | None:
+    """An ILIKE pattern matching `text` anywhere, with LIKE wildcards in it taken literally."""
+    if text is None:
+        return None
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def connect(url: str, *, autocommit: bool = False) -> Conn:
     """Open one connection whose rows are dicts."""
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)

@@ -8,7 +8,9 @@ import uuid
 
 import psycopg
 
-from backoffice.fleet import service as fleet
+from backoffice.auth import service as users
+from backoffice.devices import service as devices
+from backoffice.stations import service as stations
 from fleetcore.protocol.vin import with_check_digit
 
 _counter = itertools.count(1)
@@ -31,7 +33,7 @@ def station(
     name: str = "",
 ) -> dict:
     code = code or f"S{next(_counter):04d}"
-    return fleet.create_station(conn, code=code, name=name or f"Station {code}", lat=lat, lon=lon)
+    return stations.create(conn, code=code, name=name or f"Station {code}", lat=lat, lon=lon, actor=None)
 
 
 def vehicle(
@@ -43,10 +45,14 @@ def vehicle(
     protocol: str = "json",
     status: str = "available",
 ) -> dict:
-    """A registered vehicle with an installed device (a unique device id unless given)."""
+    """A registered vehicle with an installed device (a unique device id unless given).
+
+    Inserted directly, without a status-history row: tests need any status (rented, reserved), which registration
+    refuses, and the status-trigger tests count history rows from a clean start.
+    """
     if station_code is None:
         station_code = station(conn)["code"]
-    st = fleet.get_station(conn, code=station_code)
+    st = stations.get_or_raise(conn, code=station_code)
     device_id = device_id or f"dev-{uuid.uuid4().hex[:12]}"
     n = next(_counter)
     v = conn.execute(
@@ -54,7 +60,7 @@ def vehicle(
            VALUES (%s, %s, 'Volkswagen', 'Golf', 2023, %s, %s, %s) RETURNING *""",
         (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
     ).fetchone()
-    fleet.install_device(conn, device_id=device_id, vehicle_id=v["id"], protocol=protocol)
+    devices.bind(conn, device_id=device_id, vehicle_id=v["id"], protocol=protocol)
     v["device_id"] = device_id
     v["station"] = station_code
     return v
@@ -63,9 +69,7 @@ def vehicle(
 def user(
     conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9"
 ) -> dict:
-    from backoffice.auth import service as users
-
     username = username or f"{role}-{uuid.uuid4().hex[:6]}"
-    u = users.create(conn, username=username, role=role, password=password)
+    u = users.create(conn, username=username, role=role, password=password, actor=None)
     u["password"] = password
     return u

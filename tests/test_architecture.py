@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from fleetapp.api import ROUTERS
+from fleetcore.api.errors import ERROR_RESPONSES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("fleetapp", "backoffice", "monitor", "ingest", "simulators", "fleetcore")
@@ -59,6 +63,18 @@ def test_the_contracts_hold_on_the_tree(tmp_path: Path) -> None:
         ("backoffice/_probe.py", "import fleetapp.api\n", "backoffice is not allowed to import fleetapp"),
         # a route module used by another domain instead of its service
         ("backoffice/hr/_probe.py", "import backoffice.orders.views\n", "backoffice.orders.views"),
+        # two back-office domains depending on each other (vehicles already uses stations)
+        (
+            "backoffice/stations/_probe.py",
+            "import backoffice.vehicles.service\n",
+            "No cycles are allowed in backoffice",
+        ),
+        # the fleet registry reaching into the rental side
+        (
+            "backoffice/stations/_probe.py",
+            "import backoffice.customers.service\n",
+            "backoffice.stations is not allowed to import backoffice.customers",
+        ),
     ],
 )
 def test_a_planted_upward_import_breaks_the_check(
@@ -69,3 +85,55 @@ def test_a_planted_upward_import_breaks_the_check(
     r = _lint(tree)
     assert r.returncode != 0, r.stdout
     assert broken in r.stdout, r.stdout
+
+
+# ---- the back office's domain shape (docs/backoffice-fleet.md, "Domains and table owners") -------------------
+
+BACKOFFICE = ROOT / "backoffice"
+FIRST_PARTY = set(PACKAGES)
+MAX_MODULE_LINES = 600
+
+
+def _modules(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_views_are_thin_no_sql_no_audit_writes() -> None:
+    """Routes parse, call a service and answer: the SQL and the audit records are the services'."""
+    offenders = []
+    for path in BACKOFFICE.glob("*/views.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+                if name in ("execute", "executemany", "audit"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}()")
+    assert offenders == []
+
+
+def test_backoffice_imports_first_party_modules_at_the_top_only() -> None:
+    """An import inside a function hides a dependency (and a cycle) from the reader and from import-linter."""
+    offenders = []
+    for path in _modules(BACKOFFICE):
+        tree = ast.parse(path.read_text())
+        top = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if any(n.split(".")[0] in FIRST_PARTY for n in names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_backoffice_modules_stay_small() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in _modules(BACKOFFICE)}
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_every_backoffice_router_declares_the_error_envelope() -> None:
+    """So the OpenAPI document names every error a back-office route can answer."""
+    backoffice = [r for r in ROUTERS if r.routes[0].endpoint.__module__.startswith("backoffice.")]
+    # every domain's views module is wired into the app (none forgotten), and each router declares the envelope
+    wired = {r.routes[0].endpoint.__module__ for r in backoffice}
+    assert wired == {f"backoffice.{p.parent.name}.views" for p in BACKOFFICE.glob("*/views.py")}
+    for router in backoffice:
+        assert router.responses == ERROR_RESPONSES, router.routes[0].endpoint.__module__

@@ -8,10 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backoffice.auth.security import create_access_token
-from backoffice.fleet import service as fleet
+from backoffice.maintenance import service as maintenance
+from backoffice.vehicles import service as vehicles
 from fleetapp.api import create_app
 from fleetcore.db import connect
 from tests import factories
+
+TECHNICIAN = {"username": "tech.tester", "role": "technician"}
 
 ROLES = ("admin", "dispatcher", "customer_service", "finance", "hr", "technician")
 
@@ -240,7 +243,7 @@ def test_status_trigger_records_direct_sql_and_blocks_unretire(conn):
     h = conn.execute("SELECT * FROM vehicle_status_history WHERE vehicle_id = %s", (v["id"],)).fetchall()
     assert [(r["from_status"], r["status"]) for r in h] == [("available", "rented")]
     conn.execute("UPDATE vehicles SET status = 'available' WHERE id = %s", (v["id"],))
-    fleet.change_status(conn, vehicle_id=v["id"], status="retired", actor="tester")
+    vehicles.change_status(conn, vehicle_id=v["id"], status="retired", actor={"username": "tester"})
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE vehicles SET status = 'available' WHERE id = %s", (v["id"],))
 
@@ -494,34 +497,42 @@ def test_service_due_by_distance_and_date(api):
     conn.execute("UPDATE vehicle_state SET odometer_km = 44000 WHERE vehicle_id = %s", (v["id"],))
     soon = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     assert (
-        fleet.service_due(conn, vehicle_id=v["id"], until=soon) is False
+        maintenance.service_due(conn, vehicle_id=v["id"], until=soon) is False
     )  # 44,000 < 45,000; before 2027-06-01
-    assert fleet.service_due(conn, vehicle_id=v["id"], until=soon, odometer_km=45_000) is True
-    assert fleet.service_due(conn, vehicle_id=v["id"], until=dt.datetime(2027, 6, 1, tzinfo=dt.UTC)) is True
+    assert maintenance.service_due(conn, vehicle_id=v["id"], until=soon, odometer_km=45_000) is True
+    assert (
+        maintenance.service_due(conn, vehicle_id=v["id"], until=dt.datetime(2027, 6, 1, tzinfo=dt.UTC))
+        is True
+    )
     info = api.call("GET", f"/vehicles/{v['vin']}/service", role="dispatcher").json()
     assert info["next_service_km"] == 45000 and info["km_remaining"] == 1000
     # closing a service work order moves the baseline
-    rec = fleet.create_maintenance(
+    rec = maintenance.create(
         conn,
         vehicle_id=v["id"],
         work_order="WO-S1",
         kind="service",
         description="15k service",
         opened_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        actor=TECHNICIAN,
     )
-    fleet.close_maintenance(
-        conn, record_id=rec["id"], closed_at=dt.datetime(2026, 11, 2, tzinfo=dt.UTC), odometer_km=44100
+    maintenance.close(
+        conn,
+        record_id=rec["id"],
+        closed_at=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+        odometer_km=44100,
+        actor=TECHNICIAN,
     )
     assert (
-        fleet.service_due(
+        maintenance.service_due(
             conn, vehicle_id=v["id"], until=dt.datetime(2027, 6, 1, tzinfo=dt.UTC), odometer_km=50_000
         )
         is False
     )
-    assert fleet.service_info(conn, vehicle_id=v["id"])["next_service_km"] == 59100
+    assert maintenance.service_info(conn, vehicle_id=v["id"])["next_service_km"] == 59100
     # shorter interval per vehicle
     api.call("PATCH", f"/vehicles/{v['vin']}", json={"service_interval_km": 5000})
-    assert fleet.service_due(conn, vehicle_id=v["id"], until=soon, odometer_km=49_100) is True
+    assert maintenance.service_due(conn, vehicle_id=v["id"], until=soon, odometer_km=49_100) is True
     r = api.call("PATCH", f"/vehicles/{v['vin']}", json={"service_interval_km": 10})
     assert r.status_code == 422
 
@@ -549,13 +560,15 @@ def test_concurrent_status_changes_are_serialised(db_url):
     with connect(db_url, autocommit=True) as conn:
         v = factories.vehicle(conn)
     first = connect(db_url)
-    fleet.change_status(first, vehicle_id=v["id"], status="rented", actor="first")
+    vehicles.change_status(first, vehicle_id=v["id"], status="rented", actor={"username": "first"})
     outcome: dict[str, object] = {}
 
     def second() -> None:
         with connect(db_url) as conn:
             try:
-                fleet.change_status(conn, vehicle_id=v["id"], status="rented", actor="second")
+                vehicles.change_status(
+                    conn, vehicle_id=v["id"], status="rented", actor={"username": "second"}
+                )
                 outcome["ok"] = True
             except Exception as exc:  # noqa: BLE001 - the assertion below names what we expect
                 outcome["error"] = exc

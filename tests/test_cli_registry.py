@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backoffice.fleet import service as fleet
+from backoffice.vehicles import importer
 from fleetcore.db import connect
 from tests import factories
 
@@ -176,13 +176,13 @@ def test_parse_vehicle_csv_pure():
     text = (
         f'\ufeff{HEADER}\n{v1},B-1,VW,Golf,2023,Compact,ber,d-1\n\n"{v2}",B-2,"VW","Up!",2021,economy,BER,\n'
     )
-    rows, problems = fleet.parse_vehicle_csv(text)
+    rows, problems = importer.parse_csv(text)
     assert problems == []
     assert [(r.line, r.vin, r.vehicle_class, r.station, r.device_id) for r in rows] == [
         (2, v1, "compact", "BER", "d-1"),
         (4, v2, "economy", "BER", ""),
     ]
-    _, problems = fleet.parse_vehicle_csv(f"{HEADER}\n{v1},,VW,,2023,compact,BER,bad id\n")
+    _, problems = importer.parse_csv(f"{HEADER}\n{v1},,VW,,2023,compact,BER,bad id\n")
     assert [p for _, p in problems] == [
         "invalid plate ''",
         "make and model are required",
@@ -201,14 +201,14 @@ def test_concurrent_imports_of_the_same_vehicles_leave_exactly_one(db_url):
         + "\n"
     )
     first = connect(db_url)  # holds its transaction open until the second import is blocked on it
-    assert fleet.import_vehicles(first, text=text) == 3
+    assert importer.import_csv(first, text=text) == 3
     outcome: dict[str, object] = {}
 
     def second() -> None:
         with connect(db_url) as conn:
             try:
-                outcome["n"] = fleet.import_vehicles(conn, text=text)
-            except fleet.ImportError_ as exc:
+                outcome["n"] = importer.import_csv(conn, text=text)
+            except importer.ImportFailed as exc:
                 outcome["error"] = exc
 
     t = threading.Thread(target=second)

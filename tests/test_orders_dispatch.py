@@ -212,3 +212,47 @@ def test_patch_of_assigned_order_keeps_or_drops_the_dispatched_car(staff, conn):
         conn.execute("SELECT status FROM vehicles WHERE id = %s", (v1["id"],)).fetchone()["status"]
         == "available"
     )
+
+
+def test_pickup_moves_the_car_through_the_fleet_transition_check(staff, conn):
+    """Orders change a vehicle's status only through backoffice.vehicles: a car sent to the workshop after it was
+    assigned is not handed out (maintenance -> rented is not an allowed transition), and nothing changes."""
+    client, cs, disp = staff
+    s = factories.station(conn)
+    car = _car(conn, s, odo=1000, fuel=80)
+    cust = create_customer(client, cs)
+    o = _confirmed(client, cs, cust["id"], s, pickup_at=future(0.5), return_at=future(30))
+    assert client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp).json()["status"] == "assigned"
+    r = client.post(
+        f"/api/v1/fleet/vehicles/{car['vin']}/status",
+        headers=disp,
+        json={"status": "maintenance", "note": "noise"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "maintenance"
+
+    r = client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["details"] == {
+        "from": "maintenance",
+        "to": "rented",
+        "allowed": ["available", "out_of_service", "retired"],
+    }
+    assert client.get(f"/api/v1/orders/{o['id']}", headers=disp).json()["status"] == "assigned"
+    hist = conn.execute(
+        "SELECT from_status, status, changed_by FROM vehicle_status_history WHERE vehicle_id = %s ORDER BY id",
+        (car["id"],),
+    ).fetchall()
+    assert [(h["from_status"], h["status"]) for h in hist] == [
+        ("available", "reserved"),
+        ("reserved", "maintenance"),
+    ]
+
+    # back from the workshop, the same order is picked up, and the history names the dispatcher and the order
+    client.post(f"/api/v1/fleet/vehicles/{car['vin']}/status", headers=disp, json={"status": "available"})
+    r = client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp)
+    assert r.status_code == 200, r.text
+    last = conn.execute(
+        "SELECT from_status, status, note FROM vehicle_status_history WHERE vehicle_id = %s ORDER BY id DESC LIMIT 1",
+        (car["id"],),
+    ).fetchone()
+    assert last == {"from_status": "available", "status": "rented", "note": f"picked up for order {o['id']}"}

@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from backoffice.orders import pricing
-from backoffice.orders.pricing import to_json
+from fleetcore.jsonable import to_json
 
 BERLIN = ZoneInfo("Europe/Berlin")
 RATE = {

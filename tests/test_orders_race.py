@@ -83,7 +83,7 @@ def test_ten_concurrent_transactions_for_the_last_car(settings, any_db_url, capl
         cs = token(client, conn, "customer_service")
         racing, _ = _setup(client, conn, cs)
     actor = {"username": "race-test"}
-    caplog.set_level(logging.INFO, logger="backoffice.orders.service")
+    caplog.set_level(logging.INFO, logger="backoffice.orders.holds")
     barrier = threading.Barrier(N)
 
     def confirm(order_id: int) -> str:

@@ -5,55 +5,28 @@ Staff user administration lives in backoffice/hr/views.py.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime
 
+from backoffice.auth import models as m
 from backoffice.auth import service
-from backoffice.auth.security import hash_password, verify_password
-from backoffice.hr.models import UserOut
 from fleetcore import audit as audit_log
 from fleetcore.api.deps import ALL_ROLES, ConnDep, SettingsDep, require_roles
-from fleetcore.audit import audit
-from fleetcore.db import one
+from fleetcore.api.errors import ERROR_RESPONSES
 from fleetcore.errors import Invalid
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(prefix="/api/v1", tags=["auth"], responses=ERROR_RESPONSES)
 Admin = Annotated[dict, Depends(require_roles("admin"))]
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 
 
-class Token(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-
-
-class AuditOut(BaseModel):
-    id: int
-    at: dt.datetime
-    actor_id: int | None
-    actor: str = Field(description="username, or 'cli' / 'system'")
-    action: str
-    entity: str
-    entity_id: str | None
-    before: Any = None
-    after: Any = None
-
-
-class PasswordChangeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    current_password: str = Field(max_length=256)
-    new_password: str = Field(min_length=service.MIN_PASSWORD_LENGTH, max_length=256)
-
-
-@router.post("/auth/token", response_model=Token)
+@router.post("/auth/token", response_model=m.Token)
 def login(
     conn: ConnDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
-) -> Token:
+) -> m.Token:
     """Exchange username and password (form fields) for a bearer token."""
     user = service.authenticate(conn, username=form.username, password=form.password)
     if user is None:
@@ -63,30 +36,24 @@ def login(
             headers={"WWW-Authenticate": "Bearer"},
         )
     token = service.TokenSigning.from_settings(settings).issue(user)
-    return Token(access_token=token, expires_in=settings.access_token_minutes * 60)
+    return m.Token(access_token=token, expires_in=settings.access_token_minutes * 60)
 
 
-@router.get("/auth/me", response_model=UserOut)
+@router.get("/auth/me", response_model=m.UserOut)
 def me(user: Staff) -> dict:
     """The signed-in staff user."""
     return user
 
 
 @router.post("/auth/password", status_code=204)
-def change_own_password(body: PasswordChangeIn, conn: ConnDep, user: Staff) -> None:
+def change_own_password(body: m.PasswordChangeIn, conn: ConnDep, user: Staff) -> None:
     """Change your own password; your other tokens stop working."""
-    row = one(conn.execute("SELECT password_hash FROM staff_users WHERE id = %s", (user["id"],)))
-    if not verify_password(body.current_password, row["password_hash"]):
-        raise Invalid("current password is wrong")
-    conn.execute(
-        """UPDATE staff_users SET password_hash = %s, tokens_valid_after = now(), token_version = token_version + 1,
-                  updated_at = now() WHERE id = %s""",
-        (hash_password(body.new_password), user["id"]),
+    service.change_password(
+        conn, user=user, current_password=body.current_password, new_password=body.new_password
     )
-    audit(conn, actor=user, action="user.password_change", entity="staff_users", entity_id=user["username"])
 
 
-@router.get("/audit", response_model=list[AuditOut])
+@router.get("/audit", response_model=list[m.AuditOut])
 def list_audit(
     conn: ConnDep,
     user: Admin,

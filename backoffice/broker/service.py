@@ -18,6 +18,7 @@ import string
 from psycopg import sql
 
 from backoffice.broker.models import PBKDF2_ITERATIONS, SALT_CHARS, SECRET_BYTES, SERVICE_ROLES
+from backoffice.devices import service as devices
 from fleetcore.audit import audit
 from fleetcore.contract import DEVICE_ID_RE
 from fleetcore.db import Conn, one
@@ -70,7 +71,7 @@ def list_(conn: Conn, *, kind: str | None = None, active: bool | None = None) ->
 
 def issue_device(conn: Conn, *, device_id: str, actor: dict) -> tuple[str, dict]:
     """A first credential for a registered device (or a new one after revocation); returns (secret, account)."""
-    if not conn.execute("SELECT 1 FROM devices WHERE device_id = %s", (device_id,)).fetchone():
+    if devices.get(conn, device_id=device_id) is None:
         raise NotFound(f"device {device_id!r} is not registered")
     existing = get(conn, username=device_id)
     if existing is not None and existing["kind"] != "device":

@@ -7,8 +7,8 @@ from typing import Any
 
 from psycopg import sql
 
-from backoffice.orders.sqlutil import Conn, one
-from fleetcore.db import update_columns
+from fleetcore.audit import audit
+from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 FIELDS = (
@@ -38,11 +38,11 @@ NOT_NULL = ("first_name", "last_name", "address", "blacklisted")
 MAX_PAGE = 500
 
 
-def create(conn: Conn, *, data: dict[str, Any]) -> dict:
+def create(conn: Conn, *, data: dict[str, Any], actor: dict) -> dict:
     """Insert a customer from validated fields."""
     data = _normalise({k: v for k, v in data.items() if k in FIELDS})
     cols = list(data)
-    return one(
+    c = one(
         conn.execute(
             sql.SQL("INSERT INTO customers ({}) VALUES ({}) RETURNING *").format(
                 sql.SQL(", ").join(map(sql.Identifier, cols)),
@@ -51,6 +51,8 @@ def create(conn: Conn, *, data: dict[str, Any]) -> dict:
             [data[c] for c in cols],
         )
     )
+    audit(conn, actor=actor, action="customer.create", entity="customers", entity_id=c["id"], after=c)
+    return c
 
 
 def get(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict | None:
@@ -95,8 +97,8 @@ def list_(
     return {"items": items, "total": total, "limit": params["limit"], "offset": offset}
 
 
-def update(conn: Conn, *, customer_id: int, changes: dict[str, Any]) -> tuple[dict, dict]:
-    """Apply changes; returns (before, after). Un-blacklisting clears the reason."""
+def update(conn: Conn, *, customer_id: int, changes: dict[str, Any], actor: dict) -> dict:
+    """Apply changes (audited when something changed); un-blacklisting clears the reason."""
     before = get_or_raise(conn, customer_id=customer_id, for_update=True)
     changes = _normalise({k: v for k, v in changes.items() if k in FIELDS})
     nulled = [k for k in NOT_NULL if k in changes and changes[k] is None]
@@ -110,18 +112,32 @@ def update(conn: Conn, *, customer_id: int, changes: dict[str, Any]) -> tuple[di
             "blacklist_reason is required when blacklisted is true", details={"field": "blacklist_reason"}
         )
     if not changes:
-        return before, before
+        return before
     after = update_columns(conn, table="customers", key="id", key_value=customer_id, values=changes)
-    return before, after
+    audit(
+        conn,
+        actor=actor,
+        action="customer.update",
+        entity="customers",
+        entity_id=customer_id,
+        before=before,
+        after=after,
+    )
+    return after
 
 
-def delete(conn: Conn, *, customer_id: int) -> dict:
+def delete(conn: Conn, *, customer_id: int, actor: dict) -> dict:
     """Delete a customer without orders (409 otherwise: orders and invoices must keep their customer)."""
     before = get_or_raise(conn, customer_id=customer_id, for_update=True)
+    # A count of the orders table (owned by backoffice.orders, which depends on this domain) for the message;
+    # the foreign key from orders enforces the rule as well.
     n = one(conn.execute("SELECT count(*) AS n FROM orders WHERE customer_id = %s", (customer_id,)))["n"]
     if n:
         raise Conflict(f"customer {customer_id} has {n} order(s) and cannot be deleted; blacklist instead")
     conn.execute("DELETE FROM customers WHERE id = %s", (customer_id,))
+    audit(
+        conn, actor=actor, action="customer.delete", entity="customers", entity_id=customer_id, before=before
+    )
     return before
 
 

@@ -10,7 +10,6 @@ from backoffice.customers import service
 from backoffice.customers.models import CustomerIn, CustomerOut, CustomerPage, CustomerPatch
 from fleetcore.api.deps import ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
-from fleetcore.audit import audit
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"], responses=ERROR_RESPONSES)
 Writer = Annotated[dict, Depends(require_roles("customer_service"))]
@@ -20,9 +19,7 @@ Reader = Annotated[dict, Depends(require_roles("customer_service", "dispatcher",
 @router.post("", status_code=201, response_model=CustomerOut)
 def create_customer(body: CustomerIn, conn: ConnDep, user: Writer) -> dict:
     """Register a customer."""
-    c = service.create(conn, data=body.model_dump())
-    audit(conn, actor=user, action="customer.create", entity="customers", entity_id=c["id"], after=c)
-    return c
+    return service.create(conn, data=body.model_dump(), actor=user)
 
 
 @router.get("", response_model=CustomerPage)
@@ -50,24 +47,12 @@ def get_customer(customer_id: int, conn: ConnDep, user: Reader) -> dict:
 @router.patch("/{customer_id}", response_model=CustomerOut)
 def update_customer(customer_id: int, body: CustomerPatch, conn: ConnDep, user: Writer) -> dict:
     """Change fields (blacklisting needs a reason)."""
-    before, after = service.update(conn, customer_id=customer_id, changes=body.model_dump(exclude_unset=True))
-    if after is not before:
-        audit(
-            conn,
-            actor=user,
-            action="customer.update",
-            entity="customers",
-            entity_id=customer_id,
-            before=before,
-            after=after,
-        )
-    return after
+    return service.update(
+        conn, customer_id=customer_id, changes=body.model_dump(exclude_unset=True), actor=user
+    )
 
 
 @router.delete("/{customer_id}", status_code=204)
 def delete_customer(customer_id: int, conn: ConnDep, user: Writer) -> None:
     """Delete a customer that has no orders."""
-    before = service.delete(conn, customer_id=customer_id)
-    audit(
-        conn, actor=user, action="customer.delete", entity="customers", entity_id=customer_id, before=before
-    )
+    service.delete(conn, customer_id=customer_id, actor=user)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+# German standard VAT rate, § 12 (1) UStG.
+VAT_RATE = Decimal("0.19")
+CENT = Decimal("0.01")
 PaymentMethod = Literal["card", "cash", "bank_transfer", "paypal"]
+
+
+def money(x: Decimal | float | int | str) -> Decimal:
+    """Round to cents, half up (commercial rounding)."""
+    return Decimal(str(x)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class PaymentIn(BaseModel):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from backoffice.orders.pricing import VAT_RATE, money
-from backoffice.orders.sqlutil import Conn, one
+from backoffice.finance.models import VAT_RATE, money
+from fleetcore.audit import audit
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.jsonable import to_json
 
 MAX_PAGE = 500
 
@@ -80,6 +82,16 @@ def get_invoice_or_raise(conn: Conn, *, invoice_id: int, for_update: bool = Fals
     return inv
 
 
+def list_for_order(conn: Conn, *, order_id: int) -> list[dict]:
+    """Every invoice of an order, oldest first, with lines and payments."""
+    return [
+        get_invoice_or_raise(conn, invoice_id=r["id"])
+        for r in conn.execute(
+            "SELECT id FROM invoices WHERE order_id = %s ORDER BY id", (order_id,)
+        ).fetchall()
+    ]
+
+
 def list_invoices(
     conn: Conn,
     *,
@@ -108,9 +120,13 @@ def record_payment(
     method: str,
     reference: str,
     paid_at: dt.datetime | None,
-    recorded_by: str,
+    actor: dict,
 ) -> tuple[dict, dict]:
-    """Record a payment; the invoice becomes paid when the balance reaches zero. Returns (payment, invoice)."""
+    """Record a payment; the invoice becomes paid when the balance reaches zero. Returns (payment, invoice).
+
+    A paid rental invoice completes its order: the caller passes the invoice to backoffice.orders
+    (rental.complete_if_paid), the owner of orders and their archive.
+    """
     inv = get_invoice_or_raise(conn, invoice_id=invoice_id, for_update=True)
     if inv["status"] != "open":
         raise Conflict(f"invoice {inv['number']} is {inv['status']}; payments go to open invoices only")
@@ -124,8 +140,11 @@ def record_payment(
         conn.execute(
             """INSERT INTO payments (invoice_id, amount, method, reference, paid_at, recorded_by)
            VALUES (%s, %s, %s, %s, coalesce(%s, now()), %s) RETURNING *""",
-            (invoice_id, amount, method, reference, paid_at, recorded_by),
+            (invoice_id, amount, method, reference, paid_at, actor["username"]),
         )
+    )
+    audit(
+        conn, actor=actor, action="payment.create", entity="payments", entity_id=pay["id"], after=to_json(pay)
     )
     if amount == inv["balance"]:
         conn.execute(
@@ -134,7 +153,7 @@ def record_payment(
     return pay, get_invoice_or_raise(conn, invoice_id=invoice_id)
 
 
-def void_invoice(conn: Conn, *, invoice_id: int, reason: str) -> tuple[dict, dict]:
+def void_invoice(conn: Conn, *, invoice_id: int, reason: str, actor: dict) -> dict:
     """Void an open invoice without payments (a paid one needs a credit note, not a void)."""
     before = get_invoice_or_raise(conn, invoice_id=invoice_id, for_update=True)
     if before["status"] != "open":
@@ -145,7 +164,17 @@ def void_invoice(conn: Conn, *, invoice_id: int, reason: str) -> tuple[dict, dic
         "UPDATE invoices SET status = 'void', voided_at = now(), void_reason = %s WHERE id = %s",
         (reason, invoice_id),
     )
-    return before, get_invoice_or_raise(conn, invoice_id=invoice_id)
+    after = get_invoice_or_raise(conn, invoice_id=invoice_id)
+    audit(
+        conn,
+        actor=actor,
+        action="invoice.void",
+        entity="invoices",
+        entity_id=invoice_id,
+        before=to_json({"status": before["status"]}),
+        after=to_json({"status": after["status"], "reason": reason}),
+    )
+    return after
 
 
 def revenue(conn: Conn, *, start: dt.datetime, end: dt.datetime) -> dict:

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Query
 
 from backoffice.finance import service
 from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
-from backoffice.orders import service as orders
-from backoffice.orders.pricing import to_json
+from backoffice.orders import rental
 from fleetcore.api.deps import ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
-from fleetcore.audit import audit
 from fleetcore.errors import Invalid
+from fleetcore.jsonable import to_json
 
 router = APIRouter(prefix="/api/v1/finance", tags=["finance"], responses=ERROR_RESPONSES)
 Finance = Annotated[dict, Depends(require_roles("finance"))]
@@ -58,48 +57,16 @@ def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) 
         method=body.method,
         reference=body.reference,
         paid_at=body.paid_at,
-        recorded_by=user["username"],
-    )
-    audit(
-        conn,
         actor=user,
-        action="payment.create",
-        entity="payments",
-        entity_id=payment["id"],
-        after=to_json(payment),
     )
-    archived = None
-    if invoice["status"] == "paid" and invoice["kind"] == "rental":
-        order = orders.get_or_raise(conn, order_id=invoice["order_id"])
-        if order["status"] == "returned":
-            archive = orders.complete_and_archive(conn, order_id=order["id"], actor=user)
-            audit(
-                conn,
-                actor=user,
-                action="order.complete",
-                entity="orders",
-                entity_id=order["id"],
-                before={"status": "returned"},
-                after={"status": "completed", "archived_at": archive["archived_at"]},
-            )
-            archived = {"order_id": order["id"], "archived_at": archive["archived_at"]}
+    archived = rental.complete_if_paid(conn, invoice=invoice, actor=user)
     return to_json({"payment": payment, "invoice": invoice, "archived": archived})
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut)
 def void_invoice(invoice_id: int, body: VoidIn, user: Finance, conn: ConnDep) -> dict:
     """Void an open invoice that has no payments."""
-    before, after = service.void_invoice(conn, invoice_id=invoice_id, reason=body.reason)
-    audit(
-        conn,
-        actor=user,
-        action="invoice.void",
-        entity="invoices",
-        entity_id=invoice_id,
-        before=to_json({"status": before["status"]}),
-        after=to_json({"status": after["status"], "reason": body.reason}),
-    )
-    return to_json(after)
+    return to_json(service.void_invoice(conn, invoice_id=invoice_id, reason=body.reason, actor=user))
 
 
 @router.get("/revenue", response_model=RevenueOut)

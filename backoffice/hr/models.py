@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backoffice.auth.service import MIN_PASSWORD_LENGTH
+from backoffice.auth.models import MIN_PASSWORD_LENGTH, Role
 
-Role = Literal["admin", "dispatcher", "customer_service", "finance", "hr", "technician"]
 DepartmentCode = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
 Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
 
@@ -48,18 +46,6 @@ class DepartmentIn(_In):
 
 class DepartmentPatch(_In):
     name: str = Field(min_length=1, max_length=200)
-
-
-class UserOut(BaseModel):
-    id: int
-    username: str
-    full_name: str
-    department: str
-    role: Role
-    email: str | None = None
-    active: bool
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
 
 
 class DepartmentOut(BaseModel):

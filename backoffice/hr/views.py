@@ -9,17 +9,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from backoffice.auth import service as auth
+from backoffice.auth.models import UserOut
 from backoffice.hr import models as m
 from backoffice.hr import service
 from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
-from fleetcore.audit import audit
+from fleetcore.api.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["hr"])
+router = APIRouter(prefix="/api/v1", tags=["hr"], responses=ERROR_RESPONSES)
 AdminOrHr = Annotated[dict, Depends(require_roles("hr"))]
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 
 
-@router.get("/users", response_model=list[m.UserOut])
+@router.get("/users", response_model=list[UserOut])
 def list_users(
     conn: ConnDep,
     user: AdminOrHr,
@@ -31,103 +33,49 @@ def list_users(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
     """Staff users (admin, hr)."""
-    return service.list_(
-        conn, role=role, department=department, active=active, q=q, limit=limit, offset=offset
-    )
+    return auth.list_(conn, role=role, department=department, active=active, q=q, limit=limit, offset=offset)
 
 
-@router.post("/users", status_code=201, response_model=m.UserOut)
+@router.post("/users", status_code=201, response_model=UserOut)
 def create_user(body: m.UserIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Create a staff user (admin, hr; only admin creates admins)."""
-    created = service.create(conn, actor=user, **body.model_dump())
-    audit(
-        conn,
-        actor=user,
-        action="user.create",
-        entity="staff_users",
-        entity_id=created["username"],
-        after=created,
-    )
-    return created
+    return service.create(conn, actor=user, **body.model_dump())
 
 
-@router.get("/users/{username}", response_model=m.UserOut)
+@router.get("/users/{username}", response_model=UserOut)
 def get_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """One staff user (admin, hr)."""
-    return service.get_or_raise(conn, username=username)
+    return auth.get_or_raise(conn, username=username)
 
 
-@router.patch("/users/{username}", response_model=m.UserOut)
+@router.patch("/users/{username}", response_model=UserOut)
 def update_user(username: str, body: m.UserPatch, conn: ConnDep, user: AdminOrHr) -> dict:
     """Change name, department or email (admin, hr)."""
-    before, after = service.update(
-        conn, actor=user, username=username, changes=body.model_dump(exclude_unset=True)
-    )
-    audit(
-        conn,
-        actor=user,
-        action="user.update",
-        entity="staff_users",
-        entity_id=username,
-        before=before,
-        after=after,
-    )
-    return after
+    return service.update(conn, actor=user, username=username, changes=body.model_dump(exclude_unset=True))
 
 
-@router.post("/users/{username}/role", response_model=m.UserOut)
+@router.post("/users/{username}/role", response_model=UserOut)
 def change_role(username: str, body: m.RoleIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Give the user another role (admin, hr; admin role only by admin)."""
-    before, after = service.change_role(conn, actor=user, username=username, role=body.role)
-    audit(
-        conn,
-        actor=user,
-        action="user.role",
-        entity="staff_users",
-        entity_id=username,
-        before={"role": before["role"]},
-        after={"role": after["role"]},
-    )
-    return after
+    return service.change_role(conn, actor=user, username=username, role=body.role)
 
 
-@router.post("/users/{username}/deactivate", response_model=m.UserOut)
+@router.post("/users/{username}/deactivate", response_model=UserOut)
 def deactivate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """Deactivate: login and existing tokens stop working (admin, hr)."""
-    before, after = service.set_active(conn, actor=user, username=username, active=False)
-    audit(
-        conn,
-        actor=user,
-        action="user.deactivate",
-        entity="staff_users",
-        entity_id=username,
-        before={"active": True},
-        after={"active": False},
-    )
-    return after
+    return service.set_active(conn, actor=user, username=username, active=False)
 
 
-@router.post("/users/{username}/activate", response_model=m.UserOut)
+@router.post("/users/{username}/activate", response_model=UserOut)
 def activate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
     """Reactivate a deactivated user (admin, hr)."""
-    before, after = service.set_active(conn, actor=user, username=username, active=True)
-    audit(
-        conn,
-        actor=user,
-        action="user.activate",
-        entity="staff_users",
-        entity_id=username,
-        before={"active": False},
-        after={"active": True},
-    )
-    return after
+    return service.set_active(conn, actor=user, username=username, active=True)
 
 
 @router.post("/users/{username}/password", status_code=204)
 def reset_password(username: str, body: m.PasswordResetIn, conn: ConnDep, user: AdminOrHr) -> None:
     """Set a new password; the user's existing tokens are revoked (admin, hr). The password is never audited."""
     service.reset_password(conn, actor=user, username=username, password=body.password)
-    audit(conn, actor=user, action="user.password_reset", entity="staff_users", entity_id=username)
 
 
 @router.get("/departments", response_model=list[m.DepartmentOut])
@@ -139,22 +87,10 @@ def list_departments(conn: ConnDep, user: Staff) -> list[dict]:
 @router.post("/departments", status_code=201, response_model=m.DepartmentOut)
 def create_department(body: m.DepartmentIn, conn: ConnDep, user: AdminOrHr) -> dict:
     """Add a department (admin, hr)."""
-    d = service.create_department(conn, code=body.code, name=body.name)
-    audit(conn, actor=user, action="department.create", entity="departments", entity_id=d["code"], after=d)
-    return d
+    return service.create_department(conn, code=body.code, name=body.name, actor=user)
 
 
 @router.patch("/departments/{code}", response_model=m.DepartmentOut)
 def rename_department(code: str, body: m.DepartmentPatch, conn: ConnDep, user: AdminOrHr) -> dict:
     """Rename a department (admin, hr)."""
-    before, after = service.rename_department(conn, code=code, name=body.name)
-    audit(
-        conn,
-        actor=user,
-        action="department.update",
-        entity="departments",
-        entity_id=code,
-        before=before,
-        after=after,
-    )
-    return after
+    return service.rename_department(conn, code=code, name=body.name, actor=user)

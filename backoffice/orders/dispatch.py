@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import psycopg
 
-from backoffice.orders import service
-from backoffice.orders.sqlutil import Conn, one
+from backoffice.maintenance import service as maintenance
+from backoffice.orders import holds, service
+from backoffice.stations import service as stations
+from backoffice.vehicles import service as vehicles
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 from fleetcore.geo import haversine_km
 
@@ -20,23 +22,13 @@ MIN_FUEL_PCT = 25.0
 DISPATCHABLE_STATUSES = ("available", "reserved")
 
 
-def _service_due(conn: Conn, *, vehicle_id: int, until: dt.datetime, odometer_km: float) -> bool:
-    """Ask the fleet domain whether the vehicle is due for service before `until` at `odometer_km`."""
-    try:
-        from backoffice.fleet.service import service_due
-    except ImportError:  # fleet domain without a service plan: nothing is due
-        log.warning(
-            "backoffice.fleet.service.service_due is missing; treating vehicles as not due for service"
-        )
-        return False
-    return bool(service_due(conn, vehicle_id=vehicle_id, until=until, odometer_km=odometer_km))
-
-
 def candidates(
     conn: Conn, *, order: dict, station_id: int | None = None, vin: str | None = None
 ) -> list[dict]:
     """Vehicles of the order's class (at one station, or anywhere) with everything dispatch decides on."""
-    lo, hi = service.period_bounds(order["pickup_at"], order["return_at"])
+    lo, hi = holds.period_bounds(order["pickup_at"], order["return_at"])
+    # One read over vehicles, stations, telemetry state and holds (alerts: the monitor domain's table, read here
+    # until its service offers it).
     return conn.execute(
         """SELECT v.id, v.vin, v.plate, v.class, v.status, v.home_station_id, s.code AS station, s.lat, s.lon,
                   st.odometer_km, st.fuel_pct, st.ts AS state_ts, coalesce(st.rentable, false) AS rentable,
@@ -92,7 +84,7 @@ def evaluate(conn: Conn, *, order: dict, cands: list[dict]) -> tuple[list[dict],
         due = False
         if c["odometer_km"] is not None:
             # Due if the service falls inside the rental, assuming the customer drives the full allowance.
-            due = _service_due(
+            due = maintenance.service_due(
                 conn, vehicle_id=c["id"], until=order["return_at"], odometer_km=c["odometer_km"] + included_km
             )
         reasons = rejection_reasons(c, service_due=due)
@@ -131,24 +123,13 @@ def propose(conn: Conn, *, order: dict, pickup_station: dict) -> dict | None:
 
 def _take(conn: Conn, *, order: dict, vehicle: dict, actor: dict) -> None:
     """Move the order's hold onto this vehicle (the exclusion constraint re-checks overlap) and mark it."""
-    with conn.transaction():
-        cur = conn.execute(
-            "UPDATE vehicle_assignments SET vehicle_id = %s WHERE order_id = %s AND released_at IS NULL",
-            (vehicle["id"], order["id"]),
-        )
-        if cur.rowcount == 0:
-            lo, hi = service.period_bounds(order["pickup_at"], order["return_at"])
-            conn.execute(
-                "INSERT INTO vehicle_assignments (order_id, vehicle_id, period) "
-                "VALUES (%s, %s, tstzrange(%s, %s, '[)'))",
-                (order["id"], vehicle["id"], lo, hi),
-            )
+    holds.move(conn, order=order, vehicle_id=vehicle["id"])
     conn.execute(
         "UPDATE orders SET vehicle_id = %s, status = 'assigned', updated_at = now() WHERE id = %s",
         (vehicle["id"], order["id"]),
     )
     if vehicle["status"] == "available":
-        service.set_vehicle_status(
+        vehicles.move_status(
             conn,
             vehicle_id=vehicle["id"],
             status="reserved",
@@ -156,21 +137,36 @@ def _take(conn: Conn, *, order: dict, vehicle: dict, actor: dict) -> None:
             note=f"assigned to order {order['id']}",
         )
     if order["vehicle_id"] and order["vehicle_id"] != vehicle["id"]:
-        service.release_vehicle_if_idle(
+        holds.release_vehicle_if_idle(
             conn, vehicle_id=order["vehicle_id"], actor=actor, note=f"order {order['id']} re-assigned"
         )
 
 
-def _station_by_id(conn: Conn, station_id: int) -> dict:
-    return one(conn.execute("SELECT * FROM stations WHERE id = %s", (station_id,)))
-
-
 def assign(conn: Conn, *, order_id: int, vin: str | None, accept_transfer: bool, actor: dict) -> dict:
-    """Assign the best vehicle (or the given one); without one at the station, answer with a transfer proposal."""
+    """Assign the best vehicle (or the given one); without one at the station, answer with a transfer proposal.
+
+    An assignment is audited as order.assign (a proposal changes nothing).
+    """
+    result = _assign(conn, order_id=order_id, vin=vin, accept_transfer=accept_transfer, actor=actor)
+    if result["status"] == "assigned":
+        service.audit_order(
+            conn,
+            actor=actor,
+            action="assign",
+            order_id=order_id,
+            before=None,
+            after={"vehicle": result["vehicle"], "transfer": result.get("transfer")},
+        )
+    return result
+
+
+def _assign(conn: Conn, *, order_id: int, vin: str | None, accept_transfer: bool, actor: dict) -> dict:
     order = service.get_or_raise(conn, order_id=order_id, for_update=True)
     if order["status"] not in ("confirmed", "assigned"):
         raise Conflict(f"order {order_id} is {order['status']}; only confirmed orders can be dispatched")
-    pickup_station = _station_by_id(conn, order["pickup_station_id"])
+    pickup_station = stations.get_by_id(conn, station_id=order["pickup_station_id"])
+    if pickup_station is None:  # the foreign key keeps this from happening
+        raise NotFound(f"order {order_id} has no pickup station")
     if vin:
         return _assign_given(
             conn,
@@ -219,7 +215,7 @@ def _assign_given(
 ) -> dict:
     found = candidates(conn, order=order, vin=vin)
     if not found:
-        exists = conn.execute("SELECT class FROM vehicles WHERE vin = %s", (vin,)).fetchone()
+        exists = vehicles.get(conn, vin=vin)
         if exists is None:
             raise NotFound(f"no vehicle with VIN {vin}")
         raise Invalid(f"vehicle {vin} is {exists['class']}, the order is for {order['vehicle_class']}")
@@ -244,10 +240,7 @@ def _assign_given(
                 details={"rule": "spare"},
             )
         distance = haversine_km(pickup_station["lat"], pickup_station["lon"], c["lat"], c["lon"])
-        conn.execute(
-            "UPDATE vehicles SET home_station_id = %s, updated_at = now() WHERE id = %s",
-            (pickup_station["id"], c["id"]),
-        )
+        vehicles.relocate(conn, vehicle_id=c["id"], home_station_id=pickup_station["id"])
         row = one(
             conn.execute(
                 """INSERT INTO vehicle_transfers (vehicle_id, order_id, from_station_id, to_station_id, distance_km,

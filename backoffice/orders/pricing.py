@@ -7,13 +7,12 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from backoffice.finance.models import VAT_RATE, money
+
 # Weekend days are judged on the branch's local calendar; all stations are in Germany.
 BUSINESS_TZ = ZoneInfo("Europe/Berlin")
 DAY = dt.timedelta(hours=24)
 WEEKEND = (5, 6)  # Saturday, Sunday
-# German standard VAT rate, § 12 (1) UStG.
-VAT_RATE = Decimal("0.19")
-CENT = Decimal("0.01")
 # Cancellation policy (documented in docs/backoffice-orders.md).
 FREE_CANCELLATION_HOURS = 48
 LATE_CANCELLATION_SHARE = Decimal("0.5")  # of the first day's price
@@ -22,11 +21,6 @@ NO_SHOW_DAYS = 1
 FUEL_TOLERANCE_PCT = 2.0
 # Odometer resolution of OBD-II PID A6 is 0.1 km; distances are billed to that resolution.
 KM_RESOLUTION = Decimal("0.1")
-
-
-def money(x: Decimal | float | int | str) -> Decimal:
-    """Round to cents, half up (commercial rounding)."""
-    return Decimal(str(x)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def line(code: str, description: str, quantity: Decimal | int, unit_price: Decimal) -> dict:
@@ -191,16 +185,3 @@ def cancellation_fee(quoted: dict, *, pickup_at: dt.datetime, now: dt.datetime, 
     if pickup_at - now > dt.timedelta(hours=FREE_CANCELLATION_HOURS):
         return money(0)
     return money(first_day * LATE_CANCELLATION_SHARE)
-
-
-def to_json(x):
-    """Decimals as strings (money must not become binary floats), datetimes as ISO 8601, recursively."""
-    if isinstance(x, Decimal):
-        return str(x)
-    if isinstance(x, dt.datetime | dt.date):
-        return x.isoformat()
-    if isinstance(x, dict):
-        return {k: to_json(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_json(v) for v in x]
-    return x

@@ -6,10 +6,7 @@ import datetime as dt
 import logging
 
 from backoffice.orders import service
-from backoffice.orders.pricing import to_json
-from backoffice.orders.sqlutil import Conn
-from fleetcore.audit import audit
-from fleetcore.db import connect
+from fleetcore.db import Conn, connect
 from fleetcore.jobs import Job
 from fleetcore.settings import Settings
 
@@ -30,17 +27,9 @@ def sweep_no_shows(conn: Conn, *, grace: dt.timedelta = NO_SHOW_GRACE) -> list[i
     done = []
     for row in due:
         with conn.transaction():  # one order at a time: a failure leaves the others alone
-            before, after, invoice = service.cancel(
+            # audited by the service as order.no_show with actor "system"
+            service.cancel(
                 conn, order_id=row["id"], no_show=True, reason="not picked up (automatic)", actor=SYSTEM_ACTOR
-            )
-            audit(
-                conn,
-                actor=None,
-                action="order.no_show",
-                entity="orders",
-                entity_id=row["id"],
-                before={"status": before["status"]},
-                after=to_json({"status": after["status"], "cancellation_fee": after["cancellation_fee"]}),
             )
         done.append(row["id"])
     if done:

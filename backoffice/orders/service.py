@@ -1,36 +1,35 @@
-"""Orders: intake, confirmation (reservation without overbooking), changes, cancellation, pickup, return, archive."""
+"""Orders: intake, confirmation (a vehicle held without overbooking), changes, cancellation, and the reads.
+
+The one owner of orders and order_changes. Handover, return and the archive are in rental.py, vehicle holds in
+holds.py, vehicle choice in dispatch.py, rates in rates.py. Every write records itself in the order's history
+(order_changes) and in the audit log, in the write's transaction.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from backoffice.customers import service as customers
 from backoffice.finance import service as finance
-from backoffice.orders import pricing
-from backoffice.orders.pricing import to_json
-from backoffice.orders.sqlutil import Conn, one
-from fleetcore.db import update_columns
+from backoffice.orders import holds, pricing, rates
+from backoffice.stations import service as stations
+from fleetcore.audit import audit
+from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
+from fleetcore.jsonable import to_json
 
-log = logging.getLogger(__name__)
-
-# A returned car needs cleaning and a check before the next customer; reservations keep this gap.
-TURNAROUND = dt.timedelta(hours=1)
 # Longest bookable rental; longer hires are contracts outside this system.
 MAX_RENTAL = dt.timedelta(days=90)
 # Bookings open this far ahead (rate tables are set per year).
 MAX_ADVANCE = dt.timedelta(days=366)
 CHANGEABLE = ("pending", "confirmed", "assigned")
-# Vehicles that can never count towards capacity.
-UNBOOKABLE_STATUSES = ("retired", "out_of_service")
 MAX_PAGE = 500
 
+# Station codes, vehicle and customer name are reads of their domains' tables, joined for one query per page.
 ORDER_SELECT = """
 SELECT o.*, ps.code AS pickup_station, rs.code AS return_station, ars.code AS actual_return_station,
        v.vin, v.plate, c.first_name || ' ' || c.last_name AS customer_name,
@@ -111,35 +110,14 @@ def history(conn: Conn, *, order_id: int) -> list[dict]:
     return conn.execute("SELECT * FROM order_changes WHERE order_id = %s ORDER BY id", (order_id,)).fetchall()
 
 
-def get_rate(conn: Conn, *, vehicle_class: str) -> dict:
-    """The rate row of a vehicle class."""
-    r = conn.execute("SELECT * FROM rates WHERE vehicle_class = %s", (vehicle_class,)).fetchone()
-    if r is None:
-        raise Invalid(f"no rate for vehicle class {vehicle_class!r}")
-    return r
-
-
-def list_rates(conn: Conn) -> list[dict]:
-    """All rate rows, cheapest first."""
-    return conn.execute("SELECT * FROM rates ORDER BY daily_rate, vehicle_class").fetchall()
-
-
-def update_rate(conn: Conn, *, vehicle_class: str, values: dict) -> tuple[dict, dict]:
-    """Replace a class's rate row; new quotes use it, existing orders keep the rate they were quoted."""
-    before = get_rate(conn, vehicle_class=vehicle_class)
-    after = update_columns(conn, table="rates", key="vehicle_class", key_value=vehicle_class, values=values)
-    return before, after
-
-
-# ---- helpers ---------------------------------------------------------------------------------------------
-
-
-def _now(conn: Conn) -> dt.datetime:
+def db_now(conn: Conn) -> dt.datetime:
+    """The database's transaction time (every rule compares against the same clock)."""
     return one(conn.execute("SELECT now() AS now"))["now"]
 
 
-def _station(conn: Conn, code: str, field: str) -> dict:
-    s = conn.execute("SELECT * FROM stations WHERE code = %s", (code.upper(),)).fetchone()
+def station_or_invalid(conn: Conn, code: str, field: str) -> dict:
+    """A station named in the request's `field`; Invalid (naming the field) when there is none."""
+    s = stations.get(conn, code=code)
     if s is None:
         raise Invalid(f"{field}: unknown station {code!r}", details={"field": field})
     return s
@@ -160,7 +138,8 @@ def _check_times(
         raise Invalid(f"rentals are limited to {MAX_RENTAL.days} days", details={"field": "return_at"})
 
 
-def _record(conn: Conn, *, order_id: int, actor: dict, action: str, before: Any, after: Any) -> None:
+def record(conn: Conn, *, order_id: int, actor: dict, action: str, before: Any, after: Any) -> None:
+    """One entry in the order's change history."""
     conn.execute(
         "INSERT INTO order_changes (order_id, actor, action, before, after) VALUES (%s, %s, %s, %s, %s)",
         (
@@ -173,99 +152,16 @@ def _record(conn: Conn, *, order_id: int, actor: dict, action: str, before: Any,
     )
 
 
-def set_vehicle_status(
-    conn: Conn,
-    *,
-    vehicle_id: int,
-    status: str,
-    actor: dict,
-    note: str,
-    station_id: int | None = None,
-) -> None:
-    """Change a vehicle's status (the fleet trigger writes the history with this actor and note)."""
-    conn.execute(
-        "SELECT set_config('fleet.actor', %s, true), set_config('fleet.status_note', %s, true)",
-        (actor["username"], note),
-    )
-    conn.execute(
-        "UPDATE vehicles SET status = %s, home_station_id = coalesce(%s, home_station_id), updated_at = now() "
-        "WHERE id = %s",
-        (status, station_id, vehicle_id),
-    )
-
-
-def release_vehicle_if_idle(conn: Conn, *, vehicle_id: int, actor: dict, note: str) -> None:
-    """A 'reserved' vehicle no longer assigned to any open order becomes 'available' again."""
-    v = conn.execute("SELECT status FROM vehicles WHERE id = %s", (vehicle_id,)).fetchone()
-    held = conn.execute(
-        "SELECT 1 FROM orders WHERE vehicle_id = %s AND status = 'assigned' LIMIT 1", (vehicle_id,)
-    ).fetchone()
-    if v and v["status"] == "reserved" and not held:
-        set_vehicle_status(conn, vehicle_id=vehicle_id, status="available", actor=actor, note=note)
-
-
-def period_bounds(pickup_at: dt.datetime, return_at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The time a vehicle is held for a booking: pickup to return plus the turnaround."""
-    return pickup_at, return_at + TURNAROUND
-
-
-def reserve(
-    conn: Conn,
-    *,
-    order_id: int,
-    vehicle_class: str,
-    station_id: int,
-    pickup_at: dt.datetime,
-    return_at: dt.datetime,
-    prefer_vehicle_id: int | None = None,
-) -> dict:
-    """Hold one vehicle of the class at the station for the period; 409 when none is left.
-
-    The exclusion constraint on vehicle_assignments is the guarantee: two transactions that both saw the same
-    free car cannot both insert a hold; the loser gets an exclusion violation and tries the next car.
-    """
-    lo, hi = period_bounds(pickup_at, return_at)
-    cands = conn.execute(
-        """SELECT v.id, v.vin FROM vehicles v LEFT JOIN vehicle_state s ON s.vehicle_id = v.id
-            WHERE v.class = %(cls)s AND v.home_station_id = %(st)s AND v.status <> ALL(%(bad)s)
-              AND NOT EXISTS (SELECT 1 FROM vehicle_assignments a
-                               WHERE a.vehicle_id = v.id AND a.released_at IS NULL
-                                 AND a.period && tstzrange(%(lo)s, %(hi)s, '[)'))
-            ORDER BY (v.id = %(prefer)s) DESC NULLS LAST, s.odometer_km ASC NULLS LAST, v.id""",
-        {
-            "cls": vehicle_class,
-            "st": station_id,
-            "bad": list(UNBOOKABLE_STATUSES),
-            "lo": lo,
-            "hi": hi,
-            "prefer": prefer_vehicle_id,
-        },
-    ).fetchall()
-    for c in cands:
-        try:
-            with conn.transaction():  # a savepoint: a lost race must not abort the whole request
-                conn.execute(
-                    "INSERT INTO vehicle_assignments (order_id, vehicle_id, period) "
-                    "VALUES (%s, %s, tstzrange(%s, %s, '[)'))",
-                    (order_id, c["id"], lo, hi),
-                )
-            return c
-        except psycopg.errors.ExclusionViolation:
-            log.info(
-                "order %s lost vehicle %s to a concurrent booking; trying the next one", order_id, c["vin"]
-            )
-            continue
-    raise Conflict(
-        f"no {vehicle_class} vehicle left at the pickup station for {lo.isoformat()} .. {return_at.isoformat()}",
-        details={"rule": "availability", "vehicle_class": vehicle_class},
-    )
-
-
-def release_assignment(conn: Conn, *, order_id: int) -> None:
-    """End the order's live vehicle hold (kept as history)."""
-    conn.execute(
-        "UPDATE vehicle_assignments SET released_at = now() WHERE order_id = %s AND released_at IS NULL",
-        (order_id,),
+def audit_order(conn: Conn, *, actor: dict, action: str, order_id: int, before: Any, after: Any) -> None:
+    """The audit record of an order write (`order.<action>`)."""
+    audit(
+        conn,
+        actor=actor,
+        action=f"order.{action}",
+        entity="orders",
+        entity_id=order_id,
+        before=to_json(before),
+        after=to_json(after),
     )
 
 
@@ -294,10 +190,10 @@ def create(conn: Conn, *, data: dict, actor: dict) -> dict:
     """Intake: a pending order with a price quote."""
     if customers.get(conn, customer_id=data["customer_id"]) is None:
         raise Invalid(f"customer_id: no customer {data['customer_id']}", details={"field": "customer_id"})
-    ps = _station(conn, data["pickup_station"], "pickup_station")
-    rs = _station(conn, data["return_station"], "return_station")
-    _check_times(data["pickup_at"], data["return_at"], _now(conn), pickup_changed=True)
-    rate = get_rate(conn, vehicle_class=data["vehicle_class"])
+    ps = station_or_invalid(conn, data["pickup_station"], "pickup_station")
+    rs = station_or_invalid(conn, data["return_station"], "return_station")
+    _check_times(data["pickup_at"], data["return_at"], db_now(conn), pickup_changed=True)
+    rate = rates.get(conn, vehicle_class=data["vehicle_class"])
     q = pricing.quote(
         rate, pickup_at=data["pickup_at"], return_at=data["return_at"], one_way=ps["id"] != rs["id"]
     )
@@ -322,16 +218,17 @@ def create(conn: Conn, *, data: dict, actor: dict) -> dict:
         )
     )
     order = get_or_raise(conn, order_id=row["id"])
-    _record(conn, order_id=order["id"], actor=actor, action="create", before=None, after=_summary(order))
+    record(conn, order_id=order["id"], actor=actor, action="create", before=None, after=_summary(order))
+    audit_order(conn, actor=actor, action="create", order_id=order["id"], before=None, after=order)
     return order
 
 
-def confirm(conn: Conn, *, order_id: int, actor: dict) -> tuple[dict, dict]:
+def confirm(conn: Conn, *, order_id: int, actor: dict) -> dict:
     """Pending → confirmed: completeness, qualification (422 + rule), a vehicle held for the period (409)."""
     before = get_or_raise(conn, order_id=order_id, for_update=True)
     if before["status"] != "pending":
         raise Conflict(f"order {order_id} is {before['status']}; only pending orders can be confirmed")
-    if before["pickup_at"] <= _now(conn):
+    if before["pickup_at"] <= db_now(conn):
         raise Invalid(
             "the pickup time has passed; change the order first", details={"rule": "pickup_in_future"}
         )
@@ -342,7 +239,7 @@ def confirm(conn: Conn, *, order_id: int, actor: dict) -> tuple[dict, dict]:
         pickup_at=before["pickup_at"],
         return_at=before["return_at"],
     )
-    reserve(
+    holds.reserve(
         conn,
         order_id=order_id,
         vehicle_class=before["vehicle_class"],
@@ -352,7 +249,7 @@ def confirm(conn: Conn, *, order_id: int, actor: dict) -> tuple[dict, dict]:
     )
     conn.execute("UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = %s", (order_id,))
     after = get_or_raise(conn, order_id=order_id)
-    _record(
+    record(
         conn,
         order_id=order_id,
         actor=actor,
@@ -360,7 +257,15 @@ def confirm(conn: Conn, *, order_id: int, actor: dict) -> tuple[dict, dict]:
         before={"status": before["status"]},
         after={"status": after["status"], "reserved_vehicle_id": after["reserved_vehicle_id"]},
     )
-    return before, after
+    audit_order(
+        conn,
+        actor=actor,
+        action="confirm",
+        order_id=order_id,
+        before={"status": before["status"]},
+        after={"status": after["status"], "reserved_vehicle_id": after["reserved_vehicle_id"]},
+    )
+    return after
 
 
 PATCH_FIELDS = ("vehicle_class", "pickup_station", "return_station", "pickup_at", "return_at", "notes")
@@ -370,7 +275,7 @@ def _summary(o: dict) -> dict:
     return {**{k: o[k] for k in PATCH_FIELDS}, "status": o["status"], "quoted_net": o["quoted_net"]}
 
 
-def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> tuple[dict, dict]:
+def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> dict:
     """Change times, class or stations: re-validated, re-priced, the vehicle hold re-made; history kept."""
     before = get_or_raise(conn, order_id=order_id, for_update=True)
     if before["status"] not in CHANGEABLE:
@@ -383,12 +288,12 @@ def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> tuple[di
             changes[k] = changes[k].upper()
     changed = {k: v for k, v in changes.items() if before[k] != v}
     if not changed:
-        return before, before
+        return before
     new = {**{k: before[k] for k in PATCH_FIELDS}, **changed}
-    ps = _station(conn, new["pickup_station"], "pickup_station")
-    rs = _station(conn, new["return_station"], "return_station")
-    _check_times(new["pickup_at"], new["return_at"], _now(conn), pickup_changed="pickup_at" in changed)
-    rate = get_rate(conn, vehicle_class=new["vehicle_class"])
+    ps = station_or_invalid(conn, new["pickup_station"], "pickup_station")
+    rs = station_or_invalid(conn, new["return_station"], "return_station")
+    _check_times(new["pickup_at"], new["return_at"], db_now(conn), pickup_changed="pickup_at" in changed)
+    rate = rates.get(conn, vehicle_class=new["vehicle_class"])
     q = pricing.quote(
         rate, pickup_at=new["pickup_at"], return_at=new["return_at"], one_way=ps["id"] != rs["id"]
     )
@@ -402,8 +307,8 @@ def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> tuple[di
             pickup_at=new["pickup_at"],
             return_at=new["return_at"],
         )
-        release_assignment(conn, order_id=order_id)
-        held = reserve(
+        holds.release(conn, order_id=order_id)
+        held = holds.reserve(
             conn,
             order_id=order_id,
             vehicle_class=new["vehicle_class"],
@@ -433,11 +338,11 @@ def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> tuple[di
         ),
     )
     if before["vehicle_id"] and vehicle_id is None:
-        release_vehicle_if_idle(
+        holds.release_vehicle_if_idle(
             conn, vehicle_id=before["vehicle_id"], actor=actor, note=f"order {order_id} changed"
         )
     after = get_or_raise(conn, order_id=order_id)
-    _record(
+    record(
         conn,
         order_id=order_id,
         actor=actor,
@@ -453,17 +358,16 @@ def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> tuple[di
             "status": after["status"],
         },
     )
-    return before, after
+    audit_order(conn, actor=actor, action="update", order_id=order_id, before=before, after=after)
+    return after
 
 
-def cancel(
-    conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict
-) -> tuple[dict, dict, dict | None]:
-    """Cancel (or record a no-show) with the fee rules; returns (before, after, fee invoice or None)."""
+def cancel(conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict) -> tuple[dict, dict | None]:
+    """Cancel (or record a no-show) with the fee rules; returns (order, fee invoice or None)."""
     before = get_or_raise(conn, order_id=order_id, for_update=True)
     if before["status"] not in CHANGEABLE:
         raise Conflict(f"order {order_id} is {before['status']} and cannot be cancelled")
-    now = _now(conn)
+    now = db_now(conn)
     if no_show and before["status"] == "pending":
         raise Invalid("a pending (unconfirmed) order cannot be a no-show; cancel it instead")
     if no_show and now < before["pickup_at"]:
@@ -474,14 +378,14 @@ def cancel(
         fee = pricing.cancellation_fee(
             before["quote"], pickup_at=before["pickup_at"], now=now, no_show=no_show
         )
-    release_assignment(conn, order_id=order_id)
+    holds.release(conn, order_id=order_id)
     status = "no_show" if no_show else "cancelled"
     conn.execute(
         "UPDATE orders SET status = %s, cancelled_at = %s, cancellation_fee = %s, updated_at = now() WHERE id = %s",
         (status, now, fee, order_id),
     )
     if before["vehicle_id"]:
-        release_vehicle_if_idle(
+        holds.release_vehicle_if_idle(
             conn, vehicle_id=before["vehicle_id"], actor=actor, note=f"order {order_id} {status}"
         )
     invoice = None
@@ -497,7 +401,7 @@ def cancel(
             lines=[pricing.line(status, desc, 1, fee)],
         )
     after = get_or_raise(conn, order_id=order_id)
-    _record(
+    record(
         conn,
         order_id=order_id,
         actor=actor,
@@ -510,252 +414,12 @@ def cancel(
             "invoice": invoice["number"] if invoice else None,
         },
     )
-    return before, after, invoice
-
-
-def vehicle_state(conn: Conn, *, vehicle_id: int) -> dict:
-    """The vehicle's telemetry state with odometer and fuel; 409 when the car has not reported them."""
-    s = conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
-    if s is None or s["ts"] is None or s["odometer_km"] is None or s["fuel_pct"] is None:
-        raise Conflict(
-            "the vehicle has no telemetry state with odometer and fuel yet; readings are never typed in",
-            details={"rule": "telemetry_state"},
-        )
-    return s
-
-
-def open_critical_alerts(conn: Conn, *, vehicle_id: int) -> list[dict]:
-    """Open or acknowledged critical alerts of a vehicle."""
-    return conn.execute(
-        "SELECT id, kind, message, opened_at FROM alerts WHERE vehicle_id = %s AND status <> 'resolved' "
-        "AND severity = 'critical' ORDER BY id",
-        (vehicle_id,),
-    ).fetchall()
-
-
-def pickup(conn: Conn, *, order_id: int, actor: dict) -> tuple[dict, dict]:
-    """Assigned → active: odometer and fuel from the vehicle's telemetry state; the vehicle becomes rented."""
-    before = get_or_raise(conn, order_id=order_id, for_update=True)
-    if before["status"] != "assigned":
-        raise Conflict(f"order {order_id} is {before['status']}; assign a vehicle before pickup")
-    state = vehicle_state(conn, vehicle_id=before["vehicle_id"])
-    alerts = open_critical_alerts(conn, vehicle_id=before["vehicle_id"])
-    if alerts or not state["rentable"]:
-        raise Conflict(
-            "the assigned vehicle has an open critical alert; assign another vehicle",
-            details={"rule": "healthy", "alerts": [a["id"] for a in alerts]},
-        )
-    # An early pickup uses the car before its hold starts: stretch the hold back to now. The exclusion constraint
-    # refuses if another booking still has the car then.
-    try:
-        with conn.transaction():
-            conn.execute(
-                """UPDATE vehicle_assignments SET period = tstzrange(now(), upper(period), '[)')
-                    WHERE order_id = %s AND released_at IS NULL AND lower(period) > now()""",
-                (order_id,),
-            )
-    except psycopg.errors.ExclusionViolation as exc:
-        raise Conflict(
-            "the vehicle is still held by another booking; pick up at the booked time or re-assign",
-            details={"rule": "early_pickup"},
-        ) from exc
-    conn.execute(
-        """UPDATE orders SET status = 'active', picked_up_at = now(), pickup_odometer_km = %s, pickup_fuel_pct = %s,
-                  updated_at = now() WHERE id = %s""",
-        (state["odometer_km"], state["fuel_pct"], order_id),
-    )
-    set_vehicle_status(
+    audit_order(
         conn,
-        vehicle_id=before["vehicle_id"],
-        status="rented",
         actor=actor,
-        note=f"picked up for order {order_id}",
-    )
-    after = get_or_raise(conn, order_id=order_id)
-    _record(
-        conn,
+        action=status,
         order_id=order_id,
-        actor=actor,
-        action="pickup",
         before={"status": before["status"]},
-        after={
-            "status": "active",
-            "odometer_km": state["odometer_km"],
-            "fuel_pct": state["fuel_pct"],
-            "reading_ts": state["ts"],
-        },
+        after={"status": after["status"], "cancellation_fee": after["cancellation_fee"]},
     )
-    return before, after
-
-
-def return_(conn: Conn, *, order_id: int, return_station: str, actor: dict) -> tuple[dict, dict, dict]:
-    """Active → returned: readings from telemetry, charges, crash alerts as damage check, the invoice."""
-    before = get_or_raise(conn, order_id=order_id, for_update=True)
-    if before["status"] != "active":
-        raise Conflict(f"order {order_id} is {before['status']}; only active rentals can be returned")
-    st = _station(conn, return_station, "return_station")
-    vid = before["vehicle_id"]
-    state = vehicle_state(conn, vehicle_id=vid)
-    if state["odometer_km"] < before["pickup_odometer_km"]:
-        raise Conflict(
-            f"telemetry odometer {state['odometer_km']} km is below the pickup reading "
-            f"{before['pickup_odometer_km']} km; check the device before closing the rental",
-            details={"rule": "odometer_monotonic"},
-        )
-    now = _now(conn)
-    charges = pricing.return_charges(
-        before["quote"],
-        pickup_odometer_km=before["pickup_odometer_km"],
-        return_odometer_km=state["odometer_km"],
-        pickup_fuel_pct=before["pickup_fuel_pct"],
-        return_fuel_pct=state["fuel_pct"],
-        planned_return=before["return_at"],
-        actual_return=now,
-        one_way=st["id"] != before["pickup_station_id"],
-    )
-    # Which reading priced the return, and whether the device reported at all since pickup (a silent device
-    # means kilometres and fuel may be missing from the bill: the dispatcher should look at the car).
-    charges["reading_ts"] = state["ts"]
-    charges["stale_reading"] = state["ts"] < before["picked_up_at"]
-    crashes = conn.execute(
-        """SELECT id AS alert_id, kind, severity, status, message, opened_at FROM alerts
-            WHERE vehicle_id = %s AND kind = 'crash' AND opened_at >= %s AND opened_at <= %s ORDER BY opened_at""",
-        (vid, before["picked_up_at"], now),
-    ).fetchall()
-    damage = [{**c, "check": "inspection_required"} for c in crashes]
-    conn.execute(
-        """UPDATE orders SET status = 'returned', returned_at = %s, actual_return_station_id = %s,
-                  return_odometer_km = %s, return_fuel_pct = %s, damage = %s, charges = %s, updated_at = now()
-            WHERE id = %s""",
-        (
-            now,
-            st["id"],
-            state["odometer_km"],
-            state["fuel_pct"],
-            Jsonb(to_json(damage)),
-            Jsonb(to_json(charges)),
-            order_id,
-        ),
-    )
-    # The hold now covers what actually happened; the car is free for the next booking.
-    conn.execute(
-        """UPDATE vehicle_assignments SET period = tstzrange(%s, greatest(%s, %s), '[]'), released_at = %s
-            WHERE order_id = %s AND released_at IS NULL""",
-        (before["picked_up_at"], before["picked_up_at"], now, now, order_id),
-    )
-    set_vehicle_status(
-        conn,
-        vehicle_id=vid,
-        status="maintenance" if damage else "available",
-        actor=actor,
-        note=f"returned from order {order_id}" + (" with crash alerts: damage check" if damage else ""),
-        station_id=st["id"],
-    )
-    invoice = finance.create_invoice(
-        conn,
-        order_id=order_id,
-        customer_id=before["customer_id"],
-        kind="rental",
-        lines=charges["lines"],
-        currency=before["quote"].get("currency", "EUR"),
-    )
-    after = get_or_raise(conn, order_id=order_id)
-    _record(
-        conn,
-        order_id=order_id,
-        actor=actor,
-        action="return",
-        before={"status": before["status"]},
-        after={
-            "status": "returned",
-            "odometer_km": state["odometer_km"],
-            "fuel_pct": state["fuel_pct"],
-            "reading_ts": state["ts"],
-            "net": charges["net"],
-            "damage_alerts": [d["alert_id"] for d in damage],
-            "invoice": invoice["number"],
-        },
-    )
-    return before, after, invoice
-
-
-# ---- archive ---------------------------------------------------------------------------------------------
-
-
-def complete_and_archive(conn: Conn, *, order_id: int, actor: dict) -> dict:
-    """Returned + rental invoice paid → completed, and an immutable snapshot written to order_archive."""
-    o = get_or_raise(conn, order_id=order_id, for_update=True)
-    if o["status"] != "returned":
-        raise Conflict(f"order {order_id} is {o['status']}; only returned orders can be completed")
-    invoices = [
-        finance.get_invoice_or_raise(conn, invoice_id=r["id"])
-        for r in conn.execute(
-            "SELECT id FROM invoices WHERE order_id = %s ORDER BY id", (order_id,)
-        ).fetchall()
-    ]
-    if not any(i["kind"] == "rental" and i["status"] == "paid" for i in invoices):
-        raise Conflict(f"order {order_id} has no paid rental invoice yet")
-    conn.execute("UPDATE orders SET status = 'completed', updated_at = now() WHERE id = %s", (order_id,))
-    o = get_or_raise(conn, order_id=order_id)
-    vehicle = conn.execute(
-        "SELECT id, vin, plate, make, model, year, class FROM vehicles WHERE id = %s", (o["vehicle_id"],)
-    ).fetchone()
-    snapshot = {
-        "order": {
-            k: o[k]
-            for k in (
-                "id",
-                "status",
-                "channel",
-                "vehicle_class",
-                "pickup_station",
-                "return_station",
-                "actual_return_station",
-                "pickup_at",
-                "return_at",
-                "created_at",
-                "created_by",
-            )
-        },
-        "customer": customers.get_or_raise(conn, customer_id=o["customer_id"]),
-        "vehicle": vehicle,
-        "times": {
-            "booked_pickup": o["pickup_at"],
-            "booked_return": o["return_at"],
-            "picked_up_at": o["picked_up_at"],
-            "returned_at": o["returned_at"],
-        },
-        "readings": {
-            "pickup_odometer_km": o["pickup_odometer_km"],
-            "pickup_fuel_pct": o["pickup_fuel_pct"],
-            "return_odometer_km": o["return_odometer_km"],
-            "return_fuel_pct": o["return_fuel_pct"],
-            "source": "vehicle telemetry state",
-        },
-        "quote": o["quote"],
-        "charges": o["charges"],
-        "damage": o["damage"],
-        "invoices": invoices,
-        "history": history(conn, order_id=order_id),
-    }
-    conn.execute(
-        "INSERT INTO order_archive (order_id, archived_by, snapshot) VALUES (%s, %s, %s)",
-        (order_id, actor["username"], Jsonb(to_json(snapshot))),
-    )
-    _record(
-        conn,
-        order_id=order_id,
-        actor=actor,
-        action="complete",
-        before={"status": "returned"},
-        after={"status": "completed", "archived": True},
-    )
-    return get_archive_or_raise(conn, order_id=order_id)
-
-
-def get_archive_or_raise(conn: Conn, *, order_id: int) -> dict:
-    """The archive record of a completed order; 404 otherwise."""
-    a = conn.execute("SELECT * FROM order_archive WHERE order_id = %s", (order_id,)).fetchone()
-    if a is None:
-        raise NotFound(f"order {order_id} is not archived")
-    return a
+    return after, invoice

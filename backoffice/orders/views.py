@@ -9,7 +9,7 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from backoffice.orders import dispatch, service
+from backoffice.orders import dispatch, rates, rental, service
 from backoffice.orders.models import (
     ORDER_STATUSES,
     ArchiveOut,
@@ -27,12 +27,10 @@ from backoffice.orders.models import (
     ReturnIn,
     ReturnOut,
 )
-from backoffice.orders.pricing import to_json
 from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES, envelope
-from fleetcore.audit import audit
-from fleetcore.db import Conn
 from fleetcore.errors import Invalid
+from fleetcore.jsonable import to_json
 
 router = APIRouter(prefix="/api/v1", tags=["orders"], responses=ERROR_RESPONSES)
 # The user dependency comes before the connection in every signature: it borrows (and returns) a pooled
@@ -45,24 +43,10 @@ Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 Admin = Annotated[dict, Depends(require_roles("admin"))]
 
 
-def _audit(conn: Conn, user: dict, action: str, order_id: int, before, after) -> None:
-    audit(
-        conn,
-        actor=user,
-        action=f"order.{action}",
-        entity="orders",
-        entity_id=order_id,
-        before=to_json(before),
-        after=to_json(after),
-    )
-
-
 @router.post("/orders", status_code=201, response_model=OrderOut)
 def create_order(body: OrderIn, user: Intake, conn: ConnDep) -> dict:
     """Intake → a pending order with a price quote (line items, net, VAT, gross, km allowance)."""
-    o = service.create(conn, data=body.model_dump(), actor=user)
-    _audit(conn, user, "create", o["id"], None, o)
-    return to_json(o)
+    return to_json(service.create(conn, data=body.model_dump(), actor=user))
 
 
 @router.get("/orders", response_model=OrderPage)
@@ -114,27 +98,15 @@ def order_history(order_id: int, user: Reader, conn: ConnDep) -> list[dict]:
 @router.post("/orders/{order_id}/confirm", response_model=OrderOut)
 def confirm_order(order_id: int, user: Intake, conn: ConnDep) -> dict:
     """Qualification (422 naming the failed rule) and a vehicle held for the period (409 when none is left)."""
-    before, after = service.confirm(conn, order_id=order_id, actor=user)
-    _audit(
-        conn,
-        user,
-        "confirm",
-        order_id,
-        {"status": before["status"]},
-        {"status": after["status"], "reserved_vehicle_id": after["reserved_vehicle_id"]},
-    )
-    return to_json(after)
+    return to_json(service.confirm(conn, order_id=order_id, actor=user))
 
 
 @router.patch("/orders/{order_id}", response_model=OrderOut)
 def update_order(order_id: int, body: OrderPatch, user: Intake, conn: ConnDep) -> dict:
     """Change times, class or stations; re-validated, re-priced and re-reserved; history kept."""
-    before, after = service.update(
-        conn, order_id=order_id, changes=body.model_dump(exclude_unset=True), actor=user
+    return to_json(
+        service.update(conn, order_id=order_id, changes=body.model_dump(exclude_unset=True), actor=user)
     )
-    if after is not before:
-        _audit(conn, user, "update", order_id, before, after)
-    return to_json(after)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=CancelOut)
@@ -143,16 +115,8 @@ def cancel_order(
 ) -> dict:
     """Cancel (free > 48 h before pickup, half the first day within 48 h) or record a no-show (one day)."""
     body = body or CancelIn()
-    before, after, invoice = service.cancel(
+    after, invoice = service.cancel(
         conn, order_id=order_id, no_show=body.no_show, reason=body.reason, actor=user
-    )
-    _audit(
-        conn,
-        user,
-        after["status"],
-        order_id,
-        {"status": before["status"]},
-        {"status": after["status"], "cancellation_fee": after["cancellation_fee"]},
     )
     return to_json({"order": after, "cancellation_fee": after["cancellation_fee"], "invoice": invoice})
 
@@ -166,85 +130,38 @@ def assign_order(
     result = dispatch.assign(
         conn, order_id=order_id, vin=body.vin, accept_transfer=body.accept_transfer, actor=user
     )
-    if result["status"] == "assigned":
-        _audit(
-            conn,
-            user,
-            "assign",
-            order_id,
-            None,
-            {"vehicle": result["vehicle"], "transfer": result.get("transfer")},
-        )
     return to_json(result)
 
 
 @router.post("/orders/{order_id}/pickup", response_model=OrderOut)
 def pickup_order(order_id: int, user: Dispatcher, conn: ConnDep) -> dict:
     """Hand over: odometer and fuel come from the vehicle's telemetry state (409 without one)."""
-    before, after = service.pickup(conn, order_id=order_id, actor=user)
-    _audit(
-        conn,
-        user,
-        "pickup",
-        order_id,
-        {"status": before["status"]},
-        {
-            "status": after["status"],
-            "odometer_km": after["pickup_odometer_km"],
-            "fuel_pct": after["pickup_fuel_pct"],
-        },
-    )
-    return to_json(after)
+    return to_json(rental.pickup(conn, order_id=order_id, actor=user))
 
 
 @router.post("/orders/{order_id}/return", response_model=ReturnOut)
 def return_order(order_id: int, body: ReturnIn, user: Dispatcher, conn: ConnDep) -> dict:
     """Take back: readings from telemetry → charges and invoice; crash alerts attached as damage check."""
-    before, after, invoice = service.return_(
-        conn, order_id=order_id, return_station=body.return_station, actor=user
-    )
-    _audit(
-        conn,
-        user,
-        "return",
-        order_id,
-        {"status": before["status"]},
-        {
-            "status": after["status"],
-            "charges": after["charges"],
-            "damage": after["damage"],
-            "invoice": invoice["number"],
-        },
-    )
+    after, invoice = rental.return_(conn, order_id=order_id, return_station=body.return_station, actor=user)
     return to_json({"order": after, "invoice": invoice})
 
 
 @router.get("/orders/{order_id}/archive", response_model=ArchiveOut)
 def get_archive(order_id: int, user: ArchiveReader, conn: ConnDep) -> dict:
     """The immutable record of a completed order."""
-    return to_json(service.get_archive_or_raise(conn, order_id=order_id))
+    return to_json(rental.get_archive_or_raise(conn, order_id=order_id))
 
 
 @router.get("/rates", response_model=list[RateOut])
 def list_rates(user: Staff, conn: ConnDep) -> list[dict]:
     """The rate table per vehicle class."""
-    return to_json(service.list_rates(conn))
+    return to_json(rates.list_(conn))
 
 
 @router.put("/rates/{vehicle_class}", response_model=RateOut)
 def put_rate(vehicle_class: str, body: RateIn, user: Admin, conn: ConnDep) -> dict:
     """Change a class's rates (admin); existing orders keep the rates they were quoted."""
-    before, after = service.update_rate(conn, vehicle_class=vehicle_class, values=body.model_dump())
-    audit(
-        conn,
-        actor=user,
-        action="rate.update",
-        entity="rates",
-        entity_id=vehicle_class,
-        before=before,
-        after=after,
-    )
-    return to_json(after)
+    return to_json(rates.update(conn, vehicle_class=vehicle_class, values=body.model_dump(), actor=user))
 
 
 def setup(app: FastAPI) -> None:

@@ -25,12 +25,6 @@ def get_state(conn: Conn, *, vehicle_id: int) -> dict | None:
     return conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
 
 
-def list_states(conn: Conn) -> list[dict]:
-    return conn.execute(
-        "SELECT v.vin, v.plate, v.class, v.status, s.* FROM vehicle_state s JOIN vehicles v ON v.id = s.vehicle_id ORDER BY v.id"
-    ).fetchall()
-
-
 def telemetry(
     conn: Conn,
     *,

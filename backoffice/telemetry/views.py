@@ -8,18 +8,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import TypeAdapter, ValidationError
 
-from backoffice.fleet import service as fleet
+from backoffice.telemetry import models as m
 from backoffice.telemetry import service
+from backoffice.vehicles import service as vehicles
 from fleetcore.api.deps import ALL_ROLES, ConnDep, require_roles
+from fleetcore.api.errors import ERROR_RESPONSES
 from fleetcore.errors import Invalid
 
-router = APIRouter(prefix="/api/v1", tags=["telemetry"])
+router = APIRouter(prefix="/api/v1", tags=["telemetry"], responses=ERROR_RESPONSES)
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 Tech = Annotated[dict, Depends(require_roles("technician", "dispatcher"))]
 MAX_WINDOW = dt.timedelta(days=31)
 
 
-@router.get("/vehicles")
+@router.get("/vehicles", response_model=list[m.VehicleListItem])
 def list_vehicles(
     conn: ConnDep,
     user: Staff,
@@ -29,7 +31,7 @@ def list_vehicles(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
-    return fleet.list_vehicles(
+    return vehicles.list_(
         conn, station=station, vehicle_class=vehicle_class, status=status, limit=limit, offset=offset
     )
 
@@ -49,13 +51,13 @@ def _state_out(vehicle: dict, state: dict | None) -> dict:
     return out
 
 
-@router.get("/vehicles/{vin}/state")
+@router.get("/vehicles/{vin}/state", response_model=m.VehicleStateOut, response_model_exclude_unset=True)
 def vehicle_state(vin: str, conn: ConnDep, user: Staff) -> dict:
-    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    v = vehicles.get_or_raise(conn, vin=vin.upper())
     return _state_out(v, service.get_state(conn, vehicle_id=v["id"]))
 
 
-@router.get("/vehicles/{vin}/telemetry")
+@router.get("/vehicles/{vin}/telemetry", response_model=m.TelemetryOut)
 def vehicle_telemetry(
     vin: str,
     conn: ConnDep,
@@ -67,7 +69,7 @@ def vehicle_telemetry(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_RAW_ROWS)] = service.MAX_RAW_ROWS,
 ) -> dict:
-    v = fleet.get_vehicle_or_raise(conn, vin=vin.upper())
+    v = vehicles.get_or_raise(conn, vin=vin.upper())
     end = end or dt.datetime.now(dt.UTC)
     start = start or end - dt.timedelta(hours=1)
     if start.tzinfo is None or end.tzinfo is None:
@@ -108,12 +110,12 @@ def parse_bucket(text: str) -> dt.timedelta:
     return width
 
 
-@router.get("/ingest/stats")
+@router.get("/ingest/stats", response_model=m.IngestStatsOut)
 def ingest_stats(conn: ConnDep, user: Tech) -> dict:
     return service.ingest_stats(conn)
 
 
-@router.get("/ingest/rejections")
+@router.get("/ingest/rejections", response_model=list[m.RejectionOut])
 def ingest_rejections(
     conn: ConnDep,
     user: Tech,

@@ -1,0 +1,1 @@
+"""Telematics devices and which vehicle each is installed in."""

@@ -1,0 +1,1 @@
+"""Maintenance: the work-order archive and each vehicle's service plan."""

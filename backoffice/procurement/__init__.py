@@ -1,0 +1,1 @@
+"""Procurement: vehicles planned, ordered and delivered (delivery registers the vehicle)."""

@@ -1,0 +1,1 @@
+"""Rental stations: where vehicles are based and orders are picked up and returned."""

@@ -1,0 +1,1 @@
+"""Vehicles: registration, the CSV importer, status with its transitions and history."""
