@@ -16,6 +16,7 @@ from backoffice.devices import views as devices_views
 from backoffice.finance import views as finance_views
 from backoffice.hr import views as hr_views
 from backoffice.maintenance import views as maintenance_views
+from backoffice.notifications import views as notifications_views
 from backoffice.orders import views as orders_views
 from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
@@ -43,6 +44,7 @@ ROUTERS = (
     finance_views.router,
     hr_views.router,
     broker_views.router,
+    notifications_views.router,
     monitor_views.router,
 )
 

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
 
     monitor_client_id: str = "fleet-monitor"
 
+    # The outbox's SMTP relay (smtp://user:pass@host:25, smtp+starttls://…:587, smtps://…:465); unset: e-mails stay
+    # queued (nothing is sent, nothing is lost).
+    smtp_url: str | None = None
+    mail_from: str = "Fleet platform <noreply@fleet.invalid>"
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, v: str | None) -> str | None:
