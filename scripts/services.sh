@@ -11,6 +11,9 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+# Documents: a CJK font so Chinese renders in PDFs (fleetcore/documents.py), poppler to render pages in tests.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[services] installing ${missing[*]}"
   $SUDO apt-get update -qq
