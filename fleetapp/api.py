@@ -20,6 +20,7 @@ from backoffice.notifications import views as notifications_views
 from backoffice.orders import views as orders_views
 from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
+from backoffice.support import views as support_views
 from backoffice.telemetry import views as telemetry_views
 from backoffice.vehicles import views as vehicles_views
 from fleetapp import http_guard
@@ -45,6 +46,7 @@ ROUTERS = (
     hr_views.router,
     broker_views.router,
     notifications_views.router,
+    support_views.router,
     monitor_views.router,
 )
 

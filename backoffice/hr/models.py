@@ -48,8 +48,13 @@ class DepartmentPatch(_In):
     name: str = Field(min_length=1, max_length=200)
 
 
+class SupervisorIn(_In):
+    supervisor: str | None = Field(min_length=3, max_length=64, description="username, or null to clear")
+
+
 class DepartmentOut(BaseModel):
     code: str
     name: str
     created_at: dt.datetime
+    supervisor_user_id: int | None = None
     active_staff: int | None = Field(default=None, description="active users in the department (lists only)")

@@ -94,3 +94,9 @@ def create_department(body: m.DepartmentIn, conn: ConnDep, user: AdminOrHr) -> d
 def rename_department(code: str, body: m.DepartmentPatch, conn: ConnDep, user: AdminOrHr) -> dict:
     """Rename a department (admin, hr)."""
     return service.rename_department(conn, code=code, name=body.name, actor=user)
+
+
+@router.put("/departments/{code}/supervisor", response_model=m.DepartmentOut)
+def set_supervisor(code: str, body: m.SupervisorIn, conn: ConnDep, user: AdminOrHr) -> dict:
+    """Name the department's supervisor, who gets its overdue cases' escalations (admin, hr)."""
+    return service.set_supervisor(conn, code=code, username=body.supervisor, actor=user)
