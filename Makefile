@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench bench-api lint score clean
+.PHONY: setup services test test-fast demo bench bench-api bench-kb lint score clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ bench: setup services
 # 200 API clients (mixed reads and writes) while ingest takes 5,000 msg/s: bench/api_load.md
 bench-api: setup services
 	$(PY) -m bench.api_load
+
+# Knowledge-base search methods compared on the bilingual fixture set: bench/kb_search.md
+bench-kb: setup services
+	$(PY) -m bench.kb_search
 
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8

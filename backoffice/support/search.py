@@ -42,7 +42,10 @@ def _segmenter() -> None:
 def han_words(run: str) -> list[str]:
     """Words of one run of Han characters (search mode: words and their compounds), stop words left out."""
     _segmenter()
-    return [w for w in jieba.lcut_for_search(run) if w.strip() and w not in ZH_STOP]
+    words = [w for w in jieba.lcut_for_search(run) if w.strip() and w not in ZH_STOP]
+    # Single characters of the words as well: 加满油 and 加油 share 油 though the segmenter splits them differently.
+    chars = [c for w in words if len(w) > 1 for c in w if c not in ZH_STOP]
+    return words + chars
 
 
 def terms(text: str) -> list[str]:
