@@ -22,6 +22,7 @@ from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
 from backoffice.support import views as support_views
 from backoffice.telemetry import views as telemetry_views
+from backoffice.training import views as training_views
 from backoffice.vehicles import views as vehicles_views
 from fleetapp import http_guard
 from fleetcore.api.deps import borrow, get_current_user, install_pool, route_roles
@@ -44,6 +45,7 @@ ROUTERS = (
     orders_views.router,
     finance_views.router,
     hr_views.router,
+    training_views.router,
     broker_views.router,
     notifications_views.router,
     support_views.router,

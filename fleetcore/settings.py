@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -124,6 +125,11 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     mail_from: str = "Fleet platform <noreply@fleet.invalid>"
 
+    # Encryption of personal fields at rest (fleetcore/crypto.py): "id:base64key,..." with the current key first, and
+    # the blind-index key (base64, 32 bytes). Outside production both default to keys derived from secret_key.
+    field_keys: str | None = None
+    blind_index_key: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, v: str | None) -> str | None:
@@ -147,6 +153,19 @@ class Settings(BaseSettings):
         v = v.strip("/")
         if not v or "+" in v or "#" in v:
             raise ValueError("FLEET_TOPIC_ROOT must be a plain topic prefix without wildcards")
+        return v
+
+    @field_validator("field_keys")
+    @classmethod
+    def _check_field_keys(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        seen: set[str] = set()
+        for part in (p.strip() for p in v.split(",") if p.strip()):
+            kid, sep, key = part.partition(":")
+            if not sep or not kid.isdigit() or len(base64.b64decode(key + "==")) != 32 or kid in seen:
+                raise ValueError("FLEET_FIELD_KEYS must be 'id:base64-32-byte-key,...' with distinct ids")
+            seen.add(kid)
         return v
 
     @field_validator("secret_key")

@@ -441,3 +441,19 @@ def cancel(conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict
         after={"status": after["status"], "cancellation_fee": after["cancellation_fee"]},
     )
     return after, invoice
+
+
+def staff_completion(conn: Conn, *, username: str, start: dt.datetime, end: dt.datetime) -> dict:
+    """Orders a staff member took in with pickup in [start, end): how many ended in a rental (returned/completed)
+    rather than cancelled or no-show; orders still open are not counted."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) FILTER (WHERE status IN ('returned', 'completed')) AS completed,
+                      count(*) FILTER (WHERE status IN ('cancelled', 'no_show')) AS lost
+                 FROM orders WHERE created_by = %s AND pickup_at >= %s AND pickup_at < %s""",
+            (username, start, end),
+        )
+    )
+    decided = r["completed"] + r["lost"]
+    rate = round(r["completed"] / decided, 4) if decided else None
+    return {"orders_completed": r["completed"], "orders_lost": r["lost"], "order_completion_rate": rate}

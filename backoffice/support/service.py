@@ -463,3 +463,32 @@ def escalate_overdue(conn: Conn, *, now: dt.datetime) -> list[dict]:
         _audit(conn, None, "escalate", c["id"], after={"level": c["level"]})
         done.append({"case_id": c["id"], "level": c["level"], "supervisor_user_id": supervisor})
     return done
+
+
+def agent_kpis(conn: Conn, *, user_id: int, start: dt.datetime, end: dt.datetime) -> dict:
+    """A customer-service agent's cases opened in [start, end): mean first-response and resolution minutes, the
+    share that met both SLA targets (of resolved cases), mean satisfaction."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) AS cases,
+                      avg(extract(epoch FROM first_response_at - created_at) / 60.0) AS first_response_minutes,
+                      avg(extract(epoch FROM resolved_at - created_at) / 60.0) AS resolution_minutes,
+                      count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,
+                      count(*) FILTER (WHERE resolved_at IS NOT NULL AND resolved_at <= resolution_due
+                                         AND first_response_at <= first_response_due) AS sla_met,
+                      avg(satisfaction) AS satisfaction
+                 FROM support_cases WHERE assignee_user_id = %s AND created_at >= %s AND created_at < %s""",
+            (user_id, start, end),
+        )
+    )
+
+    def rounded(v: Any) -> float | None:
+        return None if v is None else round(float(v), 2)
+
+    return {
+        "cases": r["cases"],
+        "mean_first_response_minutes": rounded(r["first_response_minutes"]),
+        "mean_resolution_minutes": rounded(r["resolution_minutes"]),
+        "sla_met_rate": round(r["sla_met"] / r["resolved"], 4) if r["resolved"] else None,
+        "mean_satisfaction": rounded(r["satisfaction"]),
+    }
