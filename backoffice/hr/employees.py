@@ -44,9 +44,9 @@ def pay(row: dict, *, cipher: FieldCipher) -> dict:
 
 
 def encrypt_pay(base: Decimal, allowance: Decimal, *, cipher: FieldCipher) -> bytes:
-    return cipher.encrypt(
-        json.dumps({"base": str(base), "allowance": str(allowance)}), context=SALARY_CONTEXT
-    )
+    cents = Decimal("0.01")
+    value = {"base": str(Decimal(base).quantize(cents)), "allowance": str(Decimal(allowance).quantize(cents))}
+    return cipher.encrypt(json.dumps(value), context=SALARY_CONTEXT)
 
 
 def get(conn: Conn, *, employee_id: int) -> dict | None:

@@ -66,7 +66,9 @@ class DepartmentOut(BaseModel):
 
 ContractType = Literal["permanent", "fixed_term", "part_time", "intern"]
 Money = Field(gt=0, max_digits=12, decimal_places=2)
-NationalId = Field(pattern=r"^[0-9A-Za-z]{6,32}$", description="identity card number (hr and admin only)")
+NationalId = Field(
+    default=None, pattern=r"^[0-9A-Za-z]{6,32}$", description="identity card number (hr and admin only)"
+)
 
 
 class SalaryOut(BaseModel):
