@@ -18,6 +18,7 @@ from backoffice.hr import views as hr_views
 from backoffice.maintenance import views as maintenance_views
 from backoffice.notifications import views as notifications_views
 from backoffice.orders import views as orders_views
+from backoffice.payroll import views as payroll_views
 from backoffice.performance import views as performance_views
 from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
@@ -48,6 +49,7 @@ ROUTERS = (
     hr_views.router,
     training_views.router,
     performance_views.router,
+    payroll_views.router,
     broker_views.router,
     notifications_views.router,
     support_views.router,
