@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
+from backoffice.admin import views as admin_views
 from backoffice.auth import service as auth_service
 from backoffice.auth import views as auth_views
 from backoffice.broker import views as broker_views
@@ -53,6 +54,7 @@ ROUTERS = (
     broker_views.router,
     notifications_views.router,
     support_views.router,
+    admin_views.router,
     monitor_views.router,
 )
 
