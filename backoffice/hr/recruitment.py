@@ -195,3 +195,19 @@ def hire(conn: Conn, *, candidate_id: int, data: dict, actor: dict, cipher: Fiel
         conn.execute("UPDATE job_requisitions SET status = 'filled' WHERE id = %s", (req["id"],))
         audit(conn, actor=actor, action="requisition.filled", entity="job_requisitions", entity_id=req["id"])
     return {"candidate": after, "employee": emp, "user": user}
+
+
+def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
+    """Re-encrypt offers written under an older field key; returns how many."""
+    n = 0
+    for r in conn.execute(
+        "SELECT id, offer_enc FROM candidates WHERE offer_enc IS NOT NULL FOR UPDATE"
+    ).fetchall():
+        if cipher.needs_rotation(r["offer_enc"]):
+            conn.execute(
+                "UPDATE candidates SET offer_enc = %s WHERE id = %s",
+                (cipher.rotate(r["offer_enc"], context=OFFER_CONTEXT), r["id"]),
+            )
+            n += 1
+    audit(conn, actor=actor, action="candidate.rotate_keys", entity="candidates", after={"rows": n})
+    return n

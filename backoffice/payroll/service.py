@@ -178,3 +178,17 @@ def payslips(conn: Conn, *, period: str, cipher: FieldCipher) -> list[dict]:
     ).fetchall()
     return [{"employee_id": r["employee_id"], "period": period,
              **json.loads(cipher.decrypt(r["detail_enc"], context=PAYSLIP_CONTEXT))} for r in rows]  # fmt: skip
+
+
+def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
+    """Re-encrypt payslips written under an older field key; returns how many."""
+    n = 0
+    for r in conn.execute("SELECT run_id, employee_id, detail_enc FROM payslips FOR UPDATE").fetchall():
+        if cipher.needs_rotation(r["detail_enc"]):
+            conn.execute(
+                "UPDATE payslips SET detail_enc = %s WHERE run_id = %s AND employee_id = %s",
+                (cipher.rotate(r["detail_enc"], context=PAYSLIP_CONTEXT), r["run_id"], r["employee_id"]),
+            )
+            n += 1
+    audit(conn, actor=actor, action="payslip.rotate_keys", entity="payslips", after={"rows": n})
+    return n

@@ -177,3 +177,19 @@ def bonuses(
         (employee_id, start, end),
     ).fetchall()
     return sum((Decimal(cipher.decrypt(r["outcome_enc"], context=OUTCOME_CONTEXT)) for r in rows), Decimal(0))
+
+
+def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
+    """Re-encrypt review outcomes written under an older field key; returns how many."""
+    n = 0
+    for r in conn.execute(
+        "SELECT id, outcome_enc FROM reviews WHERE outcome_enc IS NOT NULL FOR UPDATE"
+    ).fetchall():
+        if cipher.needs_rotation(r["outcome_enc"]):
+            conn.execute(
+                "UPDATE reviews SET outcome_enc = %s WHERE id = %s",
+                (cipher.rotate(r["outcome_enc"], context=OUTCOME_CONTEXT), r["id"]),
+            )
+            n += 1
+    audit(conn, actor=actor, action="review.rotate_keys", entity="reviews", after={"rows": n})
+    return n

@@ -98,7 +98,10 @@ def requirements(user: Staff, conn: ConnDep) -> list[dict]:
 
 @router.put("/requirements/{task_kind}", response_model=m.RequirementOut)
 def set_requirement(
-    task_kind: Annotated[str, Path(pattern=m.TASK_KIND_PATTERN)], body: m.RequirementIn, user: Hr, conn: ConnDep
+    task_kind: Annotated[str, Path(pattern=m.TASK_KIND_PATTERN)],
+    body: m.RequirementIn,
+    user: Hr,
+    conn: ConnDep,
 ) -> dict:
     """Require a certification for a maintenance kind, or none (hr)."""
     return service.set_requirement(conn, task_kind=task_kind, certification=body.certification, actor=user)
