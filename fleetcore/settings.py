@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     token_issuer: str = "fleet-platform"
     token_audience: str = "fleet-api"
     access_token_minutes: int = Field(default=60, ge=1)
+    # Login throttling (OWASP: lock after a few failures, per account and per source): failures allowed within the
+    # window per username and per address, then logins are refused (429 + Retry-After) for the lockout.
+    login_max_failures_user: int = Field(default=5, ge=1)
+    login_max_failures_ip: int = Field(default=20, ge=1)
+    login_window_s: int = Field(default=900, ge=1)
+    login_lockout_s: int = Field(default=900, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
