@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # Signs API access tokens (HS256). No default: `fleet api` will not start without one, and a short, repeated
     # or published value is refused in every environment (`fleet demo` generates one per installation).
     secret_key: str | None = None
+    # Personal identifiers at rest (fleetcore/crypto.py): AES-256-GCM data keys `kid:base64url,...` (the first
+    # encrypts, all decrypt) and the blind-index HMAC key. Outside production they default to keys derived from
+    # the secret key; production requires both.
+    data_keys: str | None = None
+    blind_index_key: str | None = None
     token_issuer: str = "fleet-platform"
     token_audience: str = "fleet-api"
     access_token_minutes: int = Field(default=60, ge=1)
@@ -95,6 +100,8 @@ class Settings(BaseSettings):
     # loop (not in a worker thread) for up to api_db_wait_s, then get 503 + Retry-After. Keep it at or below the
     # anyio thread pool (40 threads by default), which runs the sync routes that use the connections.
     api_pool_size: int = Field(default=20, ge=1, le=40)
+    # Connections opened at start and kept open (the pool grows to api_pool_size under load).
+    api_pool_min: int = Field(default=2, ge=1, le=40)
     api_db_wait_s: float = Field(default=10.0, gt=0)
     # Browser origins allowed to call the API cross-site (comma-separated, e.g. https://ops.example.com); empty:
     # same-origin only (the console is served by the API itself).

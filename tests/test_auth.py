@@ -228,7 +228,8 @@ def test_hr_manages_users_but_not_admins(api):
     assert r.status_code == 200 and r.json()["role"] == "finance"
     assert client.get("/api/v1/fleet/procurements", headers=anna).status_code == 200
     assert (
-        client.post("/api/v1/users/tech.anna/role", headers=admin, json={"role": "finance"}).status_code == 409
+        client.post("/api/v1/users/tech.anna/role", headers=admin, json={"role": "finance"}).status_code
+        == 409
     )
     # update and list with filters
     r = client.patch(

@@ -11,7 +11,6 @@ from fleetcore.audit import audit
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 
-
 # Roles whose accounts only an admin creates: HR onboards staff into the operating roles, but may not create its
 # own peers or administrators (privilege escalation), nor touch credentials or roles of existing accounts.
 PRIVILEGED_ROLES = ("admin", "hr")
