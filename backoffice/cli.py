@@ -1,4 +1,4 @@
-"""Back-office admin subcommands: stations, vehicles, users, personal-field key rotation."""
+"""Back-office admin subcommands: stations, vehicles, users."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import sys
 from pathlib import Path
 
 from backoffice.auth import service as users
-from backoffice.hr import employees, recruitment
-from backoffice.payroll import service as payroll
-from backoffice.performance import service as performance
 from backoffice.stations import service as stations
 from backoffice.vehicles import importer
-from fleetcore.crypto import FieldCipher
 from fleetcore.db import connect
 from fleetcore.errors import CliError
 from fleetcore.settings import get_settings
@@ -47,12 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ua.add_argument("--full-name", default="")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     ua.set_defaults(func=cmd_users_add)
-
-    hr = sub.add_parser("hr", help="HR maintenance").add_subparsers(dest="action", required=True)
-    rk = hr.add_parser(
-        "rotate-keys", help="re-encrypt personal fields under the current key of FLEET_FIELD_KEYS (the first)"
-    )
-    rk.set_defaults(func=cmd_hr_rotate_keys)
 
 
 def cmd_stations_add(args: argparse.Namespace) -> int:
@@ -101,18 +91,4 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             actor=CLI,
         )
     print(f"user {u['username']} ({u['role']}) added")
-    return 0
-
-
-def cmd_hr_rotate_keys(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    cipher = FieldCipher.from_settings(settings)
-    with connect(settings.require_database_url()) as conn:
-        counts = {
-            "employees": employees.rotate_keys(conn, cipher=cipher, actor=CLI),
-            "candidates": recruitment.rotate_keys(conn, cipher=cipher, actor=CLI),
-            "reviews": performance.rotate_keys(conn, cipher=cipher, actor=CLI),
-            "payslips": payroll.rotate_keys(conn, cipher=cipher, actor=CLI),
-        }
-    print(f"re-encrypted under key {cipher.current}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

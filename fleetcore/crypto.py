@@ -1,149 +1,170 @@
-"""Application-level encryption of personal fields at rest (salaries, identity numbers), with key rotation and a
-blind index for exact lookup. Shared by every domain that keeps such fields (HR now; customers' identifiers next).
+"""Encryption of personal identifiers at rest, with key rotation, and blind indexes for exact lookup.
 
-- `FieldCipher.encrypt(value, context=...)` → bytes: version byte, key id (2 bytes), 12-byte random nonce, then
-  AES-256-GCM ciphertext+tag. The `context` (e.g. "employees.salary") is the associated data: a value copied into
-  another column does not decrypt there.
-- Keys: FLEET_FIELD_KEYS = "3:<base64 32 bytes>,2:<...>" — the first is current (new writes), the others are still
-  read. Rotation: put a new key first, run the owner's re-encryption (`needs_rotation` tells which values), then drop
-  the old key.
-- Blind index: HMAC-SHA256 under FLEET_BLIND_INDEX_KEY over the normalised value and the context, truncated to 16
-  bytes; stored next to the ciphertext in a unique column, it finds "the employee with this identity number" without
-  decrypting every row. It is not rotated with the field keys (a new index key means recomputing the column).
-- Development and test installations without keys derive both from FLEET_SECRET_KEY (HKDF, distinct labels);
-  production refuses to start a process that needs them without FLEET_FIELD_KEYS and FLEET_BLIND_INDEX_KEY.
+A protected value is stored as `v1:<key id>:<base64url(nonce ‖ AES-256-GCM ciphertext ‖ tag)>`, the key id telling
+which data key encrypted it, so keys rotate without a flag day: new writes use the current key, old values stay
+readable while their key is listed, and `fleet crypto rotate` re-encrypts them. The table name, column and row are
+bound in as associated data, so a ciphertext copied into another row or column does not decrypt.
+
+Exact lookup (a licence number at the counter, a phone number on a call) uses a blind index: HMAC-SHA256 of the
+normalised value under a separate key, stored beside the ciphertext. It reveals equality, nothing else.
+
+Keys live outside the database: FLEET_DATA_KEYS (`kid:base64url-32-bytes,...`, the first one current) and
+FLEET_BLIND_INDEX_KEY. Outside production, when unset, they are derived from FLEET_SECRET_KEY (HKDF) so a
+development install works without configuration; production refuses to start without them.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
+import logging
 import os
+import re
 import unicodedata
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fleetcore.errors import ConfigError
-from fleetcore.settings import Settings
+from fleetcore.settings import Settings, get_settings
 
-FORMAT_VERSION = 1
-NONCE_BYTES = 12  # NIST SP 800-38D recommends 96-bit nonces for GCM
+log = logging.getLogger(__name__)
+
+PREFIX = "v1"
 KEY_BYTES = 32  # AES-256
-INDEX_BYTES = 16  # 128 bits: collisions are negligible at any staff or customer count
+NONCE_BYTES = 12  # GCM's standard nonce (NIST SP 800-38D)
+BLIND_INDEX_HEX = 32  # 128 bits of the HMAC: collisions are not a concern at fleet scale
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
-class DecryptionError(Exception):
-    """The value was not written under a key this process holds, or was altered, or belongs to another field."""
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _derive(secret: str, label: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=label).derive(secret.encode())
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def parse_keys(text: str) -> tuple[int, dict[int, bytes]]:
-    """'3:<b64>,2:<b64>' → (current id 3, {3: key, 2: key}); ValueError naming what is wrong."""
-    keys: dict[int, bytes] = {}
-    current = None
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        kid_text, _, b64 = part.partition(":")
-        if not kid_text.isdigit() or not 0 < int(kid_text) < 65536:
-            raise ValueError(f"field key id must be 1-65535, got {kid_text!r}")
-        key = base64.b64decode(b64, validate=True)
+def generate_key() -> str:
+    """A new data or index key in the form the settings take (base64url of 32 random bytes)."""
+    return _b64e(os.urandom(KEY_BYTES))
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()).derive(
+        secret.encode()
+    )
+
+
+def parse_keys(spec: str) -> list[tuple[str, bytes]]:
+    """`kid:key,kid:key` → [(kid, 32 bytes)], in order (the first is current)."""
+    out = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        kid, sep, raw = part.partition(":")
+        if not sep or not _KEY_ID.match(kid):
+            raise ConfigError("FLEET_DATA_KEYS is `id:base64key,...` with ids of letters, digits, '-' or '_'")
+        key = _b64d(raw)
         if len(key) != KEY_BYTES:
-            raise ValueError(f"field key {kid_text} must be {KEY_BYTES} bytes (base64), got {len(key)}")
-        kid = int(kid_text)
-        if kid in keys:
-            raise ValueError(f"field key id {kid} appears twice")
-        keys[kid] = key
-        current = kid if current is None else current
-    if current is None:
-        raise ValueError("no field keys given")
-    return current, keys
+            raise ConfigError(
+                f"data key {kid!r} must be {KEY_BYTES} bytes (base64url); generate with `fleet crypto keygen`"
+            )
+        out.append((kid, key))
+    if not out:
+        raise ConfigError("FLEET_DATA_KEYS lists no key")
+    if len({k for k, _ in out}) != len(out):
+        raise ConfigError("FLEET_DATA_KEYS lists a key id twice")
+    return out
 
 
-def new_key_text(kid: int) -> str:
-    """A fresh 'id:base64' key entry for FLEET_FIELD_KEYS."""
-    return f"{kid}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
+def normalise_identifier(value: str) -> str:
+    """Upper case, NFKC, without spaces, dots and dashes: `b 072-rre` and `B072RRE` look up the same."""
+    text = unicodedata.normalize("NFKC", value).upper()
+    return re.sub(r"[\s.\-/]", "", text)
 
 
+def normalise_phone(value: str) -> str:
+    """Digits only, a leading + kept: `+49 30 1234567` and `+49301234567` look up the same."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    digits = re.sub(r"\D", "", text)
+    return ("+" if text.startswith("+") else "") + digits
+
+
+@dataclass(frozen=True)
 class FieldCipher:
-    """Encrypts and decrypts personal fields; computes blind indexes."""
+    """Encrypts and decrypts protected values; computes blind indexes."""
 
-    def __init__(self, keys: dict[int, bytes], current: int, index_key: bytes) -> None:
-        if current not in keys:
-            raise ValueError("the current key must be one of the keys")
-        self.keys = keys
-        self.current = current
-        self._index_key = index_key
+    keys: tuple[tuple[str, bytes], ...]
+    index_key: bytes
+
+    @property
+    def current(self) -> str:
+        return self.keys[0][0]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FieldCipher:
-        return _cipher(
-            settings.field_keys, settings.blind_index_key, settings.secret_key, settings.environment
-        )
+        if settings.data_keys:
+            keys = parse_keys(settings.data_keys)
+        elif settings.environment == "production":
+            raise ConfigError("FLEET_DATA_KEYS must be set in production (see docs/deploy.md, personal data)")
+        else:
+            keys = [("s0", _derive(settings.require_secret_key(), "fleet data key"))]
+        if settings.blind_index_key:
+            index_key = _b64d(settings.blind_index_key)
+            if len(index_key) != KEY_BYTES:
+                raise ConfigError(f"FLEET_BLIND_INDEX_KEY must be {KEY_BYTES} bytes (base64url)")
+        elif settings.environment == "production":
+            raise ConfigError("FLEET_BLIND_INDEX_KEY must be set in production")
+        else:
+            index_key = _derive(settings.require_secret_key(), "fleet blind index key")
+        return cls(keys=tuple(keys), index_key=index_key)
 
-    def encrypt(self, value: str, *, context: str) -> bytes:
+    def encrypt(self, value: str | None, *, context: str) -> str | None:
+        """The stored form of `value` (None stays None); `context` (table.column:row) is authenticated."""
+        if value is None:
+            return None
+        kid, key = self.keys[0]
         nonce = os.urandom(NONCE_BYTES)
-        head = bytes([FORMAT_VERSION]) + self.current.to_bytes(2, "big")
-        ct = AESGCM(self.keys[self.current]).encrypt(nonce, value.encode(), head + context.encode())
-        return head + nonce + ct
+        ct = AESGCM(key).encrypt(nonce, value.encode(), context.encode())
+        return f"{PREFIX}:{kid}:{_b64e(nonce + ct)}"
 
-    def decrypt(self, blob: bytes | memoryview, *, context: str) -> str:
-        blob = bytes(blob)
-        if len(blob) < 3 + NONCE_BYTES + 16 or blob[0] != FORMAT_VERSION:
-            raise DecryptionError("not an encrypted field value")
-        kid = int.from_bytes(blob[1:3], "big")
-        key = self.keys.get(kid)
+    def decrypt(self, stored: str | None, *, context: str) -> str | None:
+        """The plaintext of a stored value. A value written before encryption (no prefix) is returned as is."""
+        if stored is None or not stored.startswith(PREFIX + ":"):
+            return stored
+        _, kid, body = stored.split(":", 2)
+        key = dict(self.keys).get(kid)
         if key is None:
-            raise DecryptionError(f"field key {kid} is not configured (FLEET_FIELD_KEYS)")
-        try:
-            plain = AESGCM(key).decrypt(
-                blob[3 : 3 + NONCE_BYTES], blob[3 + NONCE_BYTES :], blob[:3] + context.encode()
+            raise ConfigError(
+                f"a stored value was encrypted with key {kid!r}, which FLEET_DATA_KEYS no longer lists"
             )
-        except Exception as exc:  # InvalidTag: wrong key, altered value or another field's value
-            raise DecryptionError("field value does not authenticate") from exc
-        return plain.decode()
+        raw = _b64d(body)
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
 
-    def key_id(self, blob: bytes | memoryview) -> int:
-        return int.from_bytes(bytes(blob)[1:3], "big")
+    def needs_rotation(self, stored: str | None) -> bool:
+        """True for a plaintext value or one encrypted under a key other than the current one."""
+        return stored is not None and not stored.startswith(f"{PREFIX}:{self.current}:")
 
-    def needs_rotation(self, blob: bytes | memoryview | None) -> bool:
-        """True for a value written under an older key."""
-        return blob is not None and self.key_id(blob) != self.current
-
-    def rotate(self, blob: bytes | memoryview, *, context: str) -> bytes:
-        """The same value under the current key."""
-        return self.encrypt(self.decrypt(blob, context=context), context=context)
-
-    def blind_index(self, value: str, *, context: str) -> bytes:
-        """Deterministic keyed digest of the normalised value (NFKC, no spaces, upper case) for exact lookup."""
-        norm = unicodedata.normalize("NFKC", value).replace(" ", "").replace("-", "").upper()
-        mac = hmac.new(self._index_key, context.encode() + b"\x00" + norm.encode(), hashlib.sha256)
-        return mac.digest()[:INDEX_BYTES]
+    def blind_index(self, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return hmac.new(self.index_key, value.encode(), hashlib.sha256).hexdigest()[:BLIND_INDEX_HEX]
 
 
-@functools.lru_cache(maxsize=8)
-def _cipher(
-    field_keys: str | None, index_key: str | None, secret: str | None, environment: str
-) -> FieldCipher:
-    if field_keys and index_key:
-        current, keys = parse_keys(field_keys)
-        return FieldCipher(keys, current, base64.b64decode(index_key))
-    if environment == "production":
-        raise ConfigError(
-            "FLEET_FIELD_KEYS and FLEET_BLIND_INDEX_KEY are required in production (see docs/deploy.md)"
-        )
-    if not secret:
-        raise ConfigError(
-            "set FLEET_FIELD_KEYS and FLEET_BLIND_INDEX_KEY (or FLEET_SECRET_KEY outside production)"
-        )
-    if field_keys:
-        current, keys = parse_keys(field_keys)
-    else:
-        current, keys = 1, {1: _derive(secret, b"fleet field key 1")}
-    idx = base64.b64decode(index_key) if index_key else _derive(secret, b"fleet blind index")
-    return FieldCipher(keys, current, idx)
+_configured: FieldCipher | None = None
+
+
+def configure(settings: Settings) -> FieldCipher:
+    """Set the process's cipher from its settings (the API and CLI do this at start); returns it."""
+    global _configured
+    _configured = FieldCipher.from_settings(settings)
+    return _configured
+
+
+def cipher() -> FieldCipher:
+    """The process's cipher (from the process settings if nobody configured one)."""
+    if _configured is None:
+        return configure(get_settings())
+    return _configured

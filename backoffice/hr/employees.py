@@ -1,7 +1,8 @@
 """Employees: the one owner of employees (and attendance, in leave.py). Linked one-to-one to a staff user.
 
-Personal fields (pay, identity number) are encrypted at rest (fleetcore.crypto) and shown only to hr and admin:
-`present` is the single place that decides what a viewer sees, so the rule is tested once for every route.
+Personal fields (pay, identity number) are encrypted at rest (fleetcore.crypto, each value bound to its table,
+column and row) and shown only to hr and admin: `present` is the single place that decides what a viewer sees, so
+the rule is tested once for every route. The identity number also has a blind index for exact lookup.
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ from decimal import Decimal
 
 from backoffice.auth import service as auth
 from fleetcore.audit import audit
-from fleetcore.crypto import FieldCipher
+from fleetcore.crypto import FieldCipher, normalise_identifier
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 
 PERSONAL_ROLES = ("hr", "admin")  # who sees pay and identity numbers
-SALARY_CONTEXT = "employees.salary"
-NATIONAL_ID_CONTEXT = "employees.national_id"
+
+
+def salary_context(employee_id: int) -> str:
+    return f"employees.salary_enc:{employee_id}"
+
+
+def national_id_context(employee_id: int) -> str:
+    return f"employees.national_id_enc:{employee_id}"
+
+
+def national_id_index(national_id: str, *, cipher: FieldCipher) -> str | None:
+    # The field's name goes into the HMAC too, so equal values of different fields do not share an index.
+    return cipher.blind_index("employees.national_id:" + normalise_identifier(national_id))
+
+
 # The username is a read of staff_users (backoffice.auth), joined so a page of employees is one query.
 _SELECT = "SELECT e.*, u.username, u.role FROM employees e JOIN staff_users u ON u.id = e.user_id"
 
@@ -32,21 +46,20 @@ def present(row: dict, *, viewer: dict, cipher: FieldCipher) -> dict:
     out["salary"] = out["national_id"] = None
     if sees_personal(viewer):
         out["salary"] = pay(row, cipher=cipher)
-        if row["national_id_enc"] is not None:
-            out["national_id"] = cipher.decrypt(row["national_id_enc"], context=NATIONAL_ID_CONTEXT)
+        out["national_id"] = cipher.decrypt(row["national_id_enc"], context=national_id_context(row["id"]))
     return out
 
 
 def pay(row: dict, *, cipher: FieldCipher) -> dict:
     """{"base": Decimal, "allowance": Decimal} of an employee row (monthly)."""
-    raw = json.loads(cipher.decrypt(row["salary_enc"], context=SALARY_CONTEXT))
+    raw = json.loads(cipher.decrypt(row["salary_enc"], context=salary_context(row["id"])) or "{}")
     return {k: Decimal(v) for k, v in raw.items()}
 
 
-def encrypt_pay(base: Decimal, allowance: Decimal, *, cipher: FieldCipher) -> bytes:
+def encrypt_pay(employee_id: int, base: Decimal, allowance: Decimal, *, cipher: FieldCipher) -> str:
     cents = Decimal("0.01")
     value = {"base": str(Decimal(base).quantize(cents)), "allowance": str(Decimal(allowance).quantize(cents))}
-    return cipher.encrypt(json.dumps(value), context=SALARY_CONTEXT)
+    return cipher.encrypt(json.dumps(value), context=salary_context(employee_id)) or ""
 
 
 def get(conn: Conn, *, employee_id: int) -> dict | None:
@@ -78,8 +91,7 @@ def list_(
 def find_by_national_id(conn: Conn, *, national_id: str, cipher: FieldCipher) -> dict | None:
     """The employee with this identity number, found through its blind index (no row is decrypted)."""
     return conn.execute(
-        _SELECT + " WHERE e.national_id_bidx = %s",
-        (cipher.blind_index(national_id, context=NATIONAL_ID_CONTEXT),),
+        _SELECT + " WHERE e.national_id_bidx = %s", (national_id_index(national_id, cipher=cipher),)
     ).fetchone()
 
 
@@ -97,20 +109,23 @@ def create(conn: Conn, *, data: dict, actor: dict, cipher: FieldCipher) -> dict:
         raise Conflict(f"staff user {data['username']!r} already has an employee record")
     _check_manager(conn, data.get("manager_id"))
     national = data.get("national_id")
-    bidx = cipher.blind_index(national, context=NATIONAL_ID_CONTEXT) if national else None
+    bidx = national_id_index(national, cipher=cipher) if national else None
     if (
         bidx is not None
         and conn.execute("SELECT 1 FROM employees WHERE national_id_bidx = %s", (bidx,)).fetchone()
     ):
         raise Conflict("an employee with this identity number already exists")
+    # The id first: every encrypted value is bound to its row.
+    new_id = one(conn.execute("SELECT nextval(pg_get_serial_sequence('employees', 'id')) AS id"))["id"]
     row = one(
         conn.execute(
-            """INSERT INTO employees (user_id, employee_no, full_name, department, position, manager_id, hire_date,
-                                      contract_type, contract_end, annual_leave_days, payroll_profile, salary_enc,
-                                      national_id_enc, national_id_bidx)
-               VALUES (%s, 'E' || nextval('employee_no_seq'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            """INSERT INTO employees (id, user_id, employee_no, full_name, department, position, manager_id,
+                                      hire_date, contract_type, contract_end, annual_leave_days, payroll_profile,
+                                      salary_enc, national_id_enc, national_id_bidx)
+               VALUES (%s, %s, 'E' || nextval('employee_no_seq'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                RETURNING id""",
             (
+                new_id,
                 user["id"],
                 data.get("full_name") or user["full_name"] or user["username"],
                 data.get("department") or user["department"],
@@ -121,8 +136,10 @@ def create(conn: Conn, *, data: dict, actor: dict, cipher: FieldCipher) -> dict:
                 data.get("contract_end"),
                 data.get("annual_leave_days", 10),
                 data.get("payroll_profile", "cn"),
-                encrypt_pay(Decimal(data["base_salary"]), Decimal(data.get("allowance", 0)), cipher=cipher),
-                cipher.encrypt(national, context=NATIONAL_ID_CONTEXT) if national else None,
+                encrypt_pay(
+                    new_id, Decimal(data["base_salary"]), Decimal(data.get("allowance", 0)), cipher=cipher
+                ),
+                cipher.encrypt(national, context=national_id_context(new_id)),
                 bidx,
             ),
         )
@@ -181,7 +198,9 @@ def set_pay(
     conn.execute(
         "UPDATE employees SET salary_enc = %s, updated_at = now() WHERE id = %s",
         (
-            encrypt_pay(base, current["allowance"] if allowance is None else allowance, cipher=cipher),
+            encrypt_pay(
+                employee_id, base, current["allowance"] if allowance is None else allowance, cipher=cipher
+            ),
             employee_id,
         ),
     )
@@ -191,20 +210,28 @@ def set_pay(
 
 
 def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
-    """Re-encrypt every personal value written under an older key with the current one; returns rows changed."""
+    """Re-encrypt personal values written under an older key with the current one and recompute the blind index
+    (after FLEET_BLIND_INDEX_KEY changed); returns the rows changed."""
     n = 0
-    for row in conn.execute("SELECT id, salary_enc, national_id_enc FROM employees FOR UPDATE").fetchall():
-        if not (cipher.needs_rotation(row["salary_enc"]) or cipher.needs_rotation(row["national_id_enc"])):
+    rows = conn.execute(
+        "SELECT id, salary_enc, national_id_enc, national_id_bidx FROM employees FOR UPDATE"
+    ).fetchall()
+    for row in rows:
+        national = cipher.decrypt(row["national_id_enc"], context=national_id_context(row["id"]))
+        bidx = national_id_index(national, cipher=cipher) if national else None
+        stale = cipher.needs_rotation(row["salary_enc"]) or cipher.needs_rotation(row["national_id_enc"])
+        if not stale and bidx == row["national_id_bidx"]:
             continue
+        salary = cipher.decrypt(row["salary_enc"], context=salary_context(row["id"]))
         conn.execute(
-            "UPDATE employees SET salary_enc = %s, national_id_enc = %s WHERE id = %s",
+            "UPDATE employees SET salary_enc = %s, national_id_enc = %s, national_id_bidx = %s WHERE id = %s",
             (
-                cipher.rotate(row["salary_enc"], context=SALARY_CONTEXT),
-                None if row["national_id_enc"] is None
-                else cipher.rotate(row["national_id_enc"], context=NATIONAL_ID_CONTEXT),
+                cipher.encrypt(salary, context=salary_context(row["id"])),
+                cipher.encrypt(national, context=national_id_context(row["id"])),
+                bidx,
                 row["id"],
             ),
-        )  # fmt: skip
+        )
         n += 1
     audit(
         conn,

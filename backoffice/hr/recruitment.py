@@ -18,10 +18,13 @@ from fleetcore.errors import Conflict, Invalid, NotFound
 
 # A candidate moves on with at least this score (out of 100) in the interview and in the written test.
 PASS_SCORE = Decimal(60)
-OFFER_CONTEXT = "candidates.offer"
 # Each step and the stage a candidate must be in for it.
 STEP_FROM = {"interview": "applied", "written_test": "interviewed", "background_check": "tested",
              "offer": "checked", "hire": "offered"}  # fmt: skip
+
+
+def offer_context(candidate_id: int) -> str:
+    return f"candidates.offer_enc:{candidate_id}"
 
 
 def create_requisition(conn: Conn, *, data: dict, actor: dict) -> dict:
@@ -140,7 +143,8 @@ def offer(
 ) -> dict:  # fmt: skip
     _step(conn, candidate_id, "offer")
     enc = cipher.encrypt(
-        json.dumps({"base": str(base_salary), "allowance": str(allowance)}), context=OFFER_CONTEXT
+        json.dumps({"base": str(base_salary), "allowance": str(allowance)}),
+        context=offer_context(candidate_id),
     )
     return _set(conn, candidate_id, actor, "offer", "offered", offer_enc=enc, offer_start_date=start_date)
 
@@ -167,8 +171,9 @@ def hire(conn: Conn, *, candidate_id: int, data: dict, actor: dict, cipher: Fiel
     offered = json.loads(
         cipher.decrypt(
             one(conn.execute("SELECT offer_enc FROM candidates WHERE id = %s", (candidate_id,)))["offer_enc"],
-            context=OFFER_CONTEXT,
+            context=offer_context(candidate_id),
         )
+        or "{}"
     )
     user = staff.create(
         conn, actor=actor, username=data["username"], password=data["password"], role=req["role"],
@@ -204,9 +209,10 @@ def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
         "SELECT id, offer_enc FROM candidates WHERE offer_enc IS NOT NULL FOR UPDATE"
     ).fetchall():
         if cipher.needs_rotation(r["offer_enc"]):
+            ctx = offer_context(r["id"])
             conn.execute(
                 "UPDATE candidates SET offer_enc = %s WHERE id = %s",
-                (cipher.rotate(r["offer_enc"], context=OFFER_CONTEXT), r["id"]),
+                (cipher.encrypt(cipher.decrypt(r["offer_enc"], context=ctx), context=ctx), r["id"]),
             )
             n += 1
     audit(conn, actor=actor, action="candidate.rotate_keys", entity="candidates", after={"rows": n})

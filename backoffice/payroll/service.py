@@ -26,11 +26,14 @@ from fleetcore.db import Conn, one
 from fleetcore.errors import Invalid, NotFound
 from fleetcore.jsonable import to_json
 
-PAYSLIP_CONTEXT = "payslips.detail"
 TOTAL_KEYS = (
     "base", "allowance", "overtime_pay", "bonus", "unpaid_deduction", "gross", "employee_social_total",
     "housing_fund_employee", "income_tax", "net", "employer_social_total", "housing_fund_employer", "employer_cost",
 )  # fmt: skip
+
+
+def payslip_context(run_id: int, employee_id: int) -> str:
+    return f"payslips.detail_enc:{run_id}:{employee_id}"
 
 
 def month_bounds(period: str) -> tuple[dt.date, dt.date]:
@@ -84,12 +87,14 @@ def _year_to_date(
 ) -> tuple[Decimal, Decimal]:
     """Taxable income and tax withheld in the employee's earlier payslips of the same year."""
     rows = conn.execute(
-        "SELECT detail_enc FROM payslips WHERE employee_id = %s AND period >= %s AND period < %s",
+        "SELECT run_id, detail_enc FROM payslips WHERE employee_id = %s AND period >= %s AND period < %s",
         (employee_id, period[:4] + "-01", period),
     ).fetchall()
     taxable, tax = Decimal(0), Decimal(0)
     for r in rows:
-        d = json.loads(cipher.decrypt(r["detail_enc"], context=PAYSLIP_CONTEXT))
+        d = json.loads(
+            cipher.decrypt(r["detail_enc"], context=payslip_context(r["run_id"], employee_id)) or "{}"
+        )
         taxable += Decimal(d["taxable_this_month"])
         tax += Decimal(d["income_tax"])
     return taxable, tax
@@ -157,7 +162,12 @@ def run(conn: Conn, *, period: str, actor: dict, cipher: FieldCipher) -> tuple[d
     for e, slip in slips:
         conn.execute(
             "INSERT INTO payslips (run_id, employee_id, period, detail_enc) VALUES (%s, %s, %s, %s)",
-            (row["id"], e["id"], period, cipher.encrypt(json.dumps(to_json(slip)), context=PAYSLIP_CONTEXT)),
+            (
+                row["id"],
+                e["id"],
+                period,
+                cipher.encrypt(json.dumps(to_json(slip)), context=payslip_context(row["id"], e["id"])),
+            ),  # fmt: skip
         )
     posting = ledger.post(conn, period=period, lines=ledger.journal(totals), actor=actor)
     conn.execute(
@@ -177,7 +187,8 @@ def payslips(conn: Conn, *, period: str, cipher: FieldCipher) -> list[dict]:
         (run_row["id"],),
     ).fetchall()
     return [{"employee_id": r["employee_id"], "period": period,
-             **json.loads(cipher.decrypt(r["detail_enc"], context=PAYSLIP_CONTEXT))} for r in rows]  # fmt: skip
+             **json.loads(cipher.decrypt(r["detail_enc"], context=payslip_context(run_row["id"], r["employee_id"]))
+                          or "{}")} for r in rows]  # fmt: skip
 
 
 def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
@@ -185,10 +196,12 @@ def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
     n = 0
     for r in conn.execute("SELECT run_id, employee_id, detail_enc FROM payslips FOR UPDATE").fetchall():
         if cipher.needs_rotation(r["detail_enc"]):
+            ctx = payslip_context(r["run_id"], r["employee_id"])
             conn.execute(
                 "UPDATE payslips SET detail_enc = %s WHERE run_id = %s AND employee_id = %s",
-                (cipher.rotate(r["detail_enc"], context=PAYSLIP_CONTEXT), r["run_id"], r["employee_id"]),
-            )
+                (cipher.encrypt(cipher.decrypt(r["detail_enc"], context=ctx), context=ctx), r["run_id"],
+                 r["employee_id"]),
+            )  # fmt: skip
             n += 1
     audit(conn, actor=actor, action="payslip.rotate_keys", entity="payslips", after={"rows": n})
     return n

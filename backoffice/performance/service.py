@@ -29,7 +29,11 @@ from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 from fleetcore.jsonable import to_json
 from monitor import service as alerts
 
-OUTCOME_CONTEXT = "reviews.outcome"
+
+def outcome_context(review_id: int) -> str:
+    return f"reviews.outcome_enc:{review_id}"
+
+
 MAX_PERIOD_DAYS = 400
 
 
@@ -58,7 +62,9 @@ def present(row: dict, *, viewer: dict, cipher: FieldCipher) -> dict:
     out = {k: v for k, v in row.items() if k != "outcome_enc"}
     out["outcome_amount"] = None
     if row["outcome_enc"] is not None and employees.sees_personal(viewer):
-        out["outcome_amount"] = Decimal(cipher.decrypt(row["outcome_enc"], context=OUTCOME_CONTEXT))
+        out["outcome_amount"] = Decimal(
+            cipher.decrypt(row["outcome_enc"], context=outcome_context(row["id"])) or 0
+        )
     return out
 
 
@@ -127,7 +133,7 @@ def rate(conn: Conn, *, review_id: int, data: dict, actor: dict, cipher: FieldCi
         raise Invalid(f"amount: a {outcome} names its amount")
     if outcome == "promotion" and not data.get("note"):
         raise Invalid("note: a promotion names the new position")
-    enc = cipher.encrypt(str(amount), context=OUTCOME_CONTEXT) if amount is not None else None
+    enc = cipher.encrypt(str(amount), context=outcome_context(review_id)) if amount is not None else None
     after = one(
         conn.execute(
             """UPDATE reviews SET manager_rating = %s, manager_comment = %s, outcome = %s, outcome_enc = %s,
@@ -147,7 +153,8 @@ def approve(conn: Conn, *, review_id: int, actor: dict, cipher: FieldCipher) -> 
     r = get_or_raise(conn, review_id=review_id, for_update=True)
     if r["status"] != "rated":
         raise Conflict(f"review {review_id} is {r['status']}; only rated reviews are approved")
-    amount = Decimal(cipher.decrypt(r["outcome_enc"], context=OUTCOME_CONTEXT)) if r["outcome_enc"] else None
+    plain = cipher.decrypt(r["outcome_enc"], context=outcome_context(review_id))
+    amount = Decimal(plain) if plain is not None else None
     if r["outcome"] == "promotion":
         employees.update(
             conn, employee_id=r["employee_id"], changes={"position": r["outcome_note"]}, actor=actor
@@ -172,11 +179,14 @@ def bonuses(
 ) -> Decimal:
     """Bonuses approved for the employee in [start, end) (payroll pays them with that month)."""
     rows = conn.execute(
-        """SELECT outcome_enc FROM reviews WHERE employee_id = %s AND status = 'approved' AND outcome = 'bonus'
+        """SELECT id, outcome_enc FROM reviews WHERE employee_id = %s AND status = 'approved' AND outcome = 'bonus'
               AND approved_at >= %s AND approved_at < %s""",
         (employee_id, start, end),
     ).fetchall()
-    return sum((Decimal(cipher.decrypt(r["outcome_enc"], context=OUTCOME_CONTEXT)) for r in rows), Decimal(0))
+    return sum(
+        (Decimal(cipher.decrypt(r["outcome_enc"], context=outcome_context(r["id"])) or 0) for r in rows),
+        Decimal(0),
+    )
 
 
 def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
@@ -186,9 +196,10 @@ def rotate_keys(conn: Conn, *, cipher: FieldCipher, actor: dict | None) -> int:
         "SELECT id, outcome_enc FROM reviews WHERE outcome_enc IS NOT NULL FOR UPDATE"
     ).fetchall():
         if cipher.needs_rotation(r["outcome_enc"]):
+            ctx = outcome_context(r["id"])
             conn.execute(
                 "UPDATE reviews SET outcome_enc = %s WHERE id = %s",
-                (cipher.rotate(r["outcome_enc"], context=OUTCOME_CONTEXT), r["id"]),
+                (cipher.encrypt(cipher.decrypt(r["outcome_enc"], context=ctx), context=ctx), r["id"]),
             )
             n += 1
     audit(conn, actor=actor, action="review.rotate_keys", entity="reviews", after={"rows": n})

@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from psycopg_pool import ConnectionPool
 
+from fleetcore import crypto
 from fleetcore.crypto import FieldCipher
 from fleetcore.db import Conn
 from fleetcore.errors import ServiceUnavailable
@@ -102,9 +103,9 @@ ConnDep = Annotated[Conn, Depends(get_conn)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_cipher(request: Request) -> FieldCipher:
-    """The field cipher of this installation's keys (personal fields at rest, fleetcore.crypto)."""
-    return FieldCipher.from_settings(request.app.state.settings)
+def get_cipher() -> FieldCipher:
+    """The process's cipher for personal fields at rest (fleetcore.crypto; configured by the app at start)."""
+    return crypto.cipher()
 
 
 CipherDep = Annotated[FieldCipher, Depends(get_cipher)]

@@ -1,6 +1,7 @@
 -- HR (backoffice.hr): employees linked to staff users, recruitment, leave and attendance. Performance reviews
 -- (backoffice.performance) and payroll (backoffice.payroll) below. Personal fields are encrypted by the application
--- (fleetcore/crypto.py) and kept in columns named for it: *_enc (AES-GCM ciphertext), *_bidx (blind index).
+-- (fleetcore/crypto.py: AES-256-GCM bound to table, column and row, key id in the value) and kept in columns named
+-- for it: *_enc (ciphertext), *_bidx (blind index).
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
 CREATE TABLE employees (
@@ -18,9 +19,9 @@ CREATE TABLE employees (
     annual_leave_days  integer NOT NULL DEFAULT 10 CHECK (annual_leave_days BETWEEN 0 AND 60),
     payroll_profile    text NOT NULL DEFAULT 'cn',
     -- personal, visible to hr and admin only, encrypted at rest:
-    salary_enc         bytea NOT NULL,           -- {"base": monthly base pay, "allowance": monthly allowances}
-    national_id_enc    bytea,                    -- identity card number
-    national_id_bidx   bytea UNIQUE,             -- blind index of it (exact lookup, duplicates refused)
+    salary_enc         text NOT NULL,            -- {"base": monthly base pay, "allowance": monthly allowances}
+    national_id_enc    text,                     -- identity card number
+    national_id_bidx   text UNIQUE,              -- blind index of it (exact lookup, duplicates refused)
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     CHECK (contract_type <> 'fixed_term' OR contract_end IS NOT NULL),
@@ -53,7 +54,7 @@ CREATE TABLE candidates (
     interview_score     numeric(5, 2) CHECK (interview_score BETWEEN 0 AND 100),
     written_test_score  numeric(5, 2) CHECK (written_test_score BETWEEN 0 AND 100),
     background_check    text CHECK (background_check IN ('clear', 'flagged')),
-    offer_enc           bytea,                  -- the offered pay (personal, encrypted)
+    offer_enc           text,                   -- the offered pay (personal, encrypted)
     offer_start_date    date,
     employee_id         bigint REFERENCES employees (id),
     notes               text NOT NULL DEFAULT '',
@@ -99,7 +100,7 @@ CREATE TABLE reviews (
     manager_rating  integer CHECK (manager_rating BETWEEN 1 AND 5),
     manager_comment text NOT NULL DEFAULT '',
     outcome         text CHECK (outcome IN ('none', 'pay_change', 'promotion', 'bonus')),
-    outcome_enc     bytea,                     -- new pay or bonus amount (personal, encrypted)
+    outcome_enc     text,                      -- new pay or bonus amount (personal, encrypted)
     outcome_note    text NOT NULL DEFAULT '',
     status          text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'rated', 'approved')),
     approved_by     text,
@@ -154,7 +155,7 @@ CREATE TABLE payslips (
     run_id       bigint NOT NULL REFERENCES payroll_runs (id),
     employee_id  bigint NOT NULL REFERENCES employees (id),
     period       text NOT NULL,
-    detail_enc   bytea NOT NULL,               -- every line of the payslip (personal, encrypted)
+    detail_enc   text NOT NULL,                -- every line of the payslip (personal, encrypted)
     PRIMARY KEY (run_id, employee_id),
     UNIQUE (employee_id, period)
 );
