@@ -96,6 +96,7 @@ READING_COLUMNS: tuple[str, ...] = (
     "accel_y",
     "accel_z",
     "dtc",
+    "obd_extra",  # jsonb: OBD values without a column, pending/permanent DTCs, VIN, raw answers (fleetcore.protocol.obd)
 )
 # Fields a sample may carry (the JSON names); accel_g maps to accel_x/y/z.
 SAMPLE_FIELDS = tuple(f.name for f in NUMERIC_FIELDS) + ("ignition", "accel_g", "dtc")

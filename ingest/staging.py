@@ -18,6 +18,7 @@ _STAGE_TYPE_OF = {
     "seq": "int8",
     "ignition": "bool",
     "dtc": "text[]",
+    "obd_extra": "jsonb",
 }
 STAGE_COLUMNS = (*READING_COLUMNS, "vehicle_id", "received_at")
 STAGE_TYPES = [_STAGE_TYPE_OF.get(c, "float8") for c in READING_COLUMNS] + ["int8", "timestamptz"]

@@ -26,16 +26,17 @@
 /* Column indexes of fleetcore.contract.READING_COLUMNS; fleetcore.protocol.parse compares COLUMNS with it at import. */
 enum {
     C_TS, C_DEVICE, C_KIND, C_SEQ, C_LAT, C_LON, C_SPEED, C_HEADING, C_ALT, C_HDOP, C_SATS, C_ODO, C_ENGINE_H,
-    C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, NCOLS
+    C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, C_OBD_EXTRA, NCOLS
 };
 static Py_ssize_t name_len[NCOLS]; /* strlen of COLUMN_NAMES, set at import */
 static const char *const COLUMN_NAMES[NCOLS] = {
     "ts", "device_id", "kind", "seq", "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats",
     "odometer_km", "engine_hours", "rpm", "coolant_c", "engine_load_pct", "throttle_pct", "fuel_pct",
-    "battery_v", "ignition", "accel_x", "accel_y", "accel_z", "dtc",
+    "battery_v", "ignition", "accel_x", "accel_y", "accel_z", "dtc", "obd_extra",
 };
 
 #define MAX_DTC 32          /* codes per message handled here; more go to Python */
+#define MAX_EXTRA 16        /* obd_extra values per sample handled here; more go to Python */
 #define MAX_NUMBER_TEXT 63  /* characters of one JSON number handled here */
 #define MAX_FRAME_BYTES 16
 
@@ -56,6 +57,7 @@ typedef struct {
     int nbytes;
     int col;      /* reading column it feeds, -1 none */
     int formula;  /* F_* below; F_PYTHON: only Python can decode it */
+    PyObject *key; /* col -1: the obd_extra key its value is stored under (a reference owned by pids[]) */
 } PidSpec;
 enum { F_NONE, F_PCT, F_MINUS40, F_DIV4, F_IDENT, F_DIV1000, F_DIV10, F_PYTHON };
 static PidSpec pids[256];
@@ -388,6 +390,9 @@ typedef struct {
     int ignition; /* -1 None, 0, 1 */
     int ndtc;     /* -1: None */
     char dtc[MAX_DTC][5];
+    int nextra;   /* obd_extra values, in frame order (a later frame of the same PID overrides in place) */
+    PyObject *extra_key[MAX_EXTRA]; /* borrowed from pids[] */
+    double extra_val[MAX_EXTRA];
 } Sample;
 
 static void sample_init(Sample *s) {
@@ -482,6 +487,10 @@ static int obd_frame(const unsigned char *s, Py_ssize_t n, Sample *smp) {
         if (p->col >= 0) {
             smp->cells[p->col].state = 1;
             smp->cells[p->col].d = pid_value(p->formula, b + 2, p->nbytes);
+        } else if (p->key) {
+            if (smp->nextra >= MAX_EXTRA) return 0;
+            smp->extra_key[smp->nextra] = p->key;
+            smp->extra_val[smp->nextra++] = pid_value(p->formula, b + 2, p->nbytes);
         }
         return 1;
     }
@@ -869,6 +878,23 @@ static PyObject *build_row(const Sample *smp, PyObject *device_id, PyObject *kin
         if (col == C_IGNITION) {
             v = smp->ignition < 0 ? Py_None : smp->ignition ? Py_True : Py_False;
             Py_INCREF(v);
+        } else if (col == C_OBD_EXTRA) {
+            if (smp->nextra == 0) {
+                v = Py_None;
+                Py_INCREF(v);
+            } else {
+                /* a dict in frame order, a key seen again keeping its place: Python's extra[key] = value */
+                if (!(v = PyDict_New())) goto fail;
+                for (int k = 0; k < smp->nextra; k++) {
+                    PyObject *f = PyFloat_FromDouble(smp->extra_val[k]);
+                    if (!f || PyDict_SetItem(v, smp->extra_key[k], f) < 0) {
+                        Py_XDECREF(f);
+                        Py_DECREF(v);
+                        goto fail;
+                    }
+                    Py_DECREF(f);
+                }
+            }
         } else if (col == C_DTC) {
             if (smp->ndtc < 0) {
                 v = Py_None;
@@ -1004,8 +1030,8 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
     if (!it) return NULL;
     while ((item = PyIter_Next(it))) {
         int pid, nbytes, formula;
-        PyObject *field;
-        if (!PyArg_ParseTuple(item, "iiOi", &pid, &nbytes, &field, &formula)) {
+        PyObject *field, *key;
+        if (!PyArg_ParseTuple(item, "iiOiO", &pid, &nbytes, &field, &formula, &key)) {
             Py_DECREF(item);
             Py_DECREF(it);
             return NULL;
@@ -1025,11 +1051,24 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
             return PyErr_Format(PyExc_ValueError, "bad PID spec %d", pid);
         }
         if (formula == F_NONE && col >= 0) formula = F_PYTHON;
-        new_pids[pid] = (PidSpec){1, nbytes, col, formula};
+        if (col < 0 && formula != F_PYTHON && formula != F_NONE) {
+            if (!PyUnicode_Check(key)) {
+                Py_DECREF(it);
+                for (int k = 0; k < 256; k++) Py_XDECREF(new_pids[k].key);
+                return PyErr_Format(PyExc_ValueError, "PID %d without a column needs an obd_extra key", pid);
+            }
+            Py_INCREF(key);
+            Py_XDECREF(new_pids[pid].key);
+            new_pids[pid] = (PidSpec){1, nbytes, col, formula, key};
+        } else {
+            Py_XDECREF(new_pids[pid].key);
+            new_pids[pid] = (PidSpec){1, nbytes, col, formula, NULL};
+        }
     }
     Py_DECREF(it);
     if (PyErr_Occurred()) return NULL;
     memcpy(ranges, new_ranges, sizeof ranges);
+    for (int k = 0; k < 256; k++) Py_XDECREF(pids[k].key);
     memcpy(pids, new_pids, sizeof pids);
     accel_limit = accel;
     min_ts_ms = min_ms;

@@ -33,7 +33,8 @@ from fleetcore.contract import (
     parse_topic,
 )
 from fleetcore.protocol import nmea as nmea_codec
-from fleetcore.protocol.obd import PIDS, ObdError, decode_frames
+from fleetcore.protocol import obd as obd_codec
+from fleetcore.protocol.obd import PIDS
 
 __all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict", "REASONS"]
 
@@ -48,8 +49,9 @@ REASONS = (
     "future_timestamp",
     "bad_checksum",
     "bad_nmea",
-    "unknown_pid",
+    "unknown_pid",  # no longer produced: an undecoded PID is kept raw in obd_extra (docs/device-guide.md §6)
     "bad_obd_frame",
+    "obd_adapter_error",
     "unknown_event_type",
     "bad_status",
 )
@@ -89,6 +91,8 @@ class Rejection:
     device_id: str | None
     reason: str  # one of REASONS
     detail: str  # names the field / element index / sentence
+    # element-level rejections: the index of the failing element (array), line (NMEA) or frame (one OBD object)
+    index: int | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +135,7 @@ _NUMERIC = {f.name: (_COL[f.name], f.lo, f.hi, f.integer) for f in NUMERIC_FIELD
 _IGNITION = _COL["ignition"]
 _ACCEL_X = _COL["accel_x"]
 _DTC = _COL["dtc"]
+_OBD_EXTRA = _COL["obd_extra"]
 
 
 # ----------------------------------------------------------------------------------------------- values
@@ -280,25 +285,63 @@ def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
     return tuple(row)
 
 
-def _obd(obj: Any, device_id: str, limit: datetime) -> tuple:
+def _obd(obj: Any, device_id: str, limit: datetime) -> tuple[tuple | None, list[obd_codec.ObdProblem]]:
+    """One OBD sample → its reading (None when its frames carried no data, e.g. only NO DATA) and the refused
+    frames; _Bad when nothing in it could be used."""
     ts, seq = _head(obj, limit)
     frames = obj.get("frames")
     if frames is None:
         raise _Bad("missing_field", "frames is required")
     if type(frames) is not list or not frames:
         raise _Bad("bad_field", "frames must be a non-empty list of hex strings")
-    try:
-        fields = decode_frames(frames)
-    except ObdError as exc:
-        raise _Bad(exc.reason, exc.detail) from None
+    res = obd_codec.decode(frames)
+    if not res.used:
+        if not res.problems:
+            return None, []
+        first = res.problems[0]
+        n = len(res.problems)
+        raise _Bad(first.reason, first.detail if n == 1 else f"all {n} frames refused; first: {first.detail}")
     row: list = [None] * _NCOLS
     row[0] = ts
     row[1] = device_id
     row[2] = OBD
     row[3] = seq
-    for key, value in fields.items():
+    for key, value in res.fields.items():
         row[_COL[key]] = value
-    return tuple(row)
+    if res.extra:
+        row[_OBD_EXTRA] = res.extra
+    return tuple(row), res.problems
+
+
+def _obd_elements(body: Any, device_id: str, limit: datetime) -> Parsed | Rejection:
+    """OBD: one sample or an array of them; each refused frame is an element rejection, its sample still stored."""
+    single = type(body) is dict
+    if not single and type(body) is not list:
+        return Rejection(
+            device_id, "bad_shape", f"expected a JSON object or array, got {type(body).__name__}"
+        )
+    items = [body] if single else body
+    if not items:
+        return Rejection(device_id, "bad_shape", "empty array")
+    good: list = []
+    bad: list[Rejection] = []
+    for i, element in enumerate(items):
+        prefix = "" if single else f"element {i}: "
+        try:
+            row, problems = _obd(element, device_id, limit)
+        except _Bad as exc:
+            if single:
+                return Rejection(device_id, exc.reason, exc.detail)
+            bad.append(Rejection(device_id, exc.reason, prefix + exc.detail, i))
+            continue
+        if row is not None:
+            good.append(row)
+        for p in problems:
+            bad.append(Rejection(device_id, p.reason, prefix + p.detail, p.index if single else i))
+    if not good and bad and not single:
+        first = bad[0]
+        return Rejection(device_id, first.reason, f"all {len(items)} elements rejected; {first.detail}")
+    return Parsed(device_id, OBD, good, [], rejections=bad)
 
 
 def _event(obj: Any, device_id: str, limit: datetime) -> Event:
@@ -334,7 +377,7 @@ def _elements(
         try:
             good.append(fn(element, device_id, limit))
         except _Bad as exc:
-            bad.append(Rejection(device_id, exc.reason, f"element {i}: {exc.detail}"))
+            bad.append(Rejection(device_id, exc.reason, f"element {i}: {exc.detail}", i))
     if not good:
         first = bad[0]
         return Rejection(device_id, first.reason, f"all {len(body)} elements rejected; {first.detail}")
@@ -501,10 +544,10 @@ _PID_FORMULAS = {
     0x0C: "div4",
     0x0D: "ident",
     0x11: "pct",
-    0x1F: "ident",
+    0x1F: "ident",  # obd_extra["run_time_s"]
     0x2F: "pct",
     0x42: "div1000",
-    0x46: "minus40",
+    0x46: "minus40",  # obd_extra["ambient_air_temp_c"]
     0xA6: "div10",
 }
 
@@ -526,7 +569,9 @@ def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | No
         MAX_FUTURE_SKEW_S,
         nmea_codec.KNOT_KMH,
         [
-            (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python") if p.field else "none"])
+            # a PID without a column goes to obd_extra under its key; the compiled code builds that dict for the
+            # PIDs with a formula here, the Python code for all others
+            (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python")], p.key)
             for p in PIDS.values()
         ],
     )
@@ -552,7 +597,7 @@ def _topic(root: str, topic: str) -> tuple[str, str] | None:
     return parse_topic(root, topic)
 
 
-_JSON_KINDS = {TELEMETRY: _telemetry, OBD: _obd, EVENT: _event}
+_JSON_KINDS = {TELEMETRY: _telemetry, EVENT: _event}
 
 
 def process_message(
@@ -593,6 +638,8 @@ def process_message(
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:
         return Rejection(device_id, "bad_json", "payload nests too deeply")
+    if kind == OBD:
+        return _obd_elements(body, device_id, limit)
     result = _elements(body, device_id, limit, _JSON_KINDS[kind])
     if isinstance(result, Rejection):
         return result
