@@ -21,7 +21,8 @@ ROOT = "test/v1"
 DEV = "veh-0001_A"
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
+# The classic example of the NMEA pages, re-dated to 25 November 2026 (its 1994 date is a week-rollover date now).
+RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,003.1,W*66"
 GGA = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
 
 
@@ -559,7 +560,7 @@ def test_obd_can_dtcs_and_unknown_pid_kept_raw() -> None:
 
 def test_nmea_classic_example() -> None:
     row = one("nmea", f"{RMC}\r\n{GGA}\r\n")
-    ts = datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC)
+    ts = datetime(2026, 11, 25, 12, 35, 19, tzinfo=UTC)
     assert (row["ts"], row["kind"], row["seq"]) == (ts, "nmea", int(ts.timestamp() * 1000))
     assert row["lat"] == pytest.approx(48.1173) and row["lon"] == pytest.approx(11.516667)
     assert row["speed_kmh"] == pytest.approx(41.4848) and row["heading_deg"] == 84.4
@@ -583,11 +584,11 @@ def test_nmea_several_fixes_seq_is_epoch_ms() -> None:
 
 
 def test_nmea_bad_checksum_whole_message() -> None:
-    assert "line 0" in rejected("nmea", RMC.replace("*6A", "*6B"), "bad_checksum").detail
+    assert "line 0" in rejected("nmea", RMC.replace("*66", "*6B"), "bad_checksum").detail
 
 
 def test_nmea_bad_checksum_one_of_two_fixes() -> None:
-    later = "$GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*00"
+    later = "$GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,251126,003.1,W*00"
     parsed = ok("nmea", f"{RMC}\n{later}")
     assert len(parsed.readings) == 1 and [r.reason for r in parsed.rejections] == ["bad_checksum"]
 

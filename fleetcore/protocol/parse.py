@@ -49,6 +49,7 @@ REASONS = (
     "future_timestamp",
     "bad_checksum",
     "bad_nmea",
+    "conflicting_fix",
     "unknown_pid",  # no longer produced: an undecoded PID is kept raw in obd_extra (docs/device-guide.md §6)
     "bad_obd_frame",
     "obd_adapter_error",
@@ -384,11 +385,12 @@ def _elements(
     return good, bad
 
 
-# Fast path for the common NMEA message: one valid RMC, optionally followed by the GGA of the same time, in the
-# exact shape receivers (and our encoder) write. pynmea2 costs ~130 µs per such message, more than all other work
-# on a JSON message together; this path gives the same Fix with the same arithmetic (pynmea2's own time and
-# degree converters) in a fraction of that. Anything else, including every malformed or unusual sentence, goes
-# to nmea_codec.decode, so problems are reported exactly as before.
+# Fast path for the common NMEA message: one valid RMC and optionally the GGA of the same time, in either order
+# (receivers mostly send GGA first), in the exact shape receivers (and our encoder) write. pynmea2 costs ~130 µs per
+# such message, more than all other work on a JSON message together; this path gives the same Fix with the same
+# arithmetic (pynmea2's own time and degree converters, the same week-rollover rule) in a fraction of that. Anything
+# else, including every malformed or unusual sentence, goes to nmea_codec.decode, so problems are reported exactly
+# as before.
 _FAST_RMC = re.compile(
     r"\$(G[PN]RMC,(\d{6}(?:\.\d{1,3})?),A,(\d{4}\.\d{1,7}),([NS]),(\d{5}\.\d{1,7}),([EW]),"
     r"(\d{1,4}\.\d{1,4}),(\d{1,3}\.\d{1,4}),(\d{6}),,,[AD])\*([0-9A-F]{2})",
@@ -399,7 +401,8 @@ _FAST_GGA = re.compile(
     r"(\d{1,3}\.\d{1,3}),(-?\d{1,5}\.\d{1,3}),M,[0-9A-Za-z.,-]*)\*([0-9A-F]{2})",
     re.ASCII,
 )
-_nmea_date = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
+_nmea_date = functools.lru_cache(maxsize=64)(lambda text: nmea_codec.rollover(nmea_utils.datestamp(text)))
+_GGA_FIRST = ("$GPGGA,", "$GNGGA,")
 
 
 # (shift, mask) pairs that fold a ≤ 128-byte big integer in halves down to one byte, keeping bytes aligned.
@@ -420,10 +423,13 @@ def _xor8(text: str) -> int:
     return x
 
 
-def _dm_to_sd(text: str) -> float:
-    """pynmea2's dm_to_sd for a (d)ddmm.mmm text that the fast regex has already checked."""
+def _dm_to_sd(text: str) -> float | None:
+    """pynmea2's dm_to_sd for a (d)ddmm.mmm text that the fast regex has already checked; None for minutes ≥ 60."""
     dot = text.index(".")
-    return float(text[: dot - 2]) + float(text[dot - 2 :]) / 60
+    minutes = float(text[dot - 2 :])
+    if minutes >= 60:
+        return None
+    return float(text[: dot - 2]) + minutes / 60
 
 
 def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
@@ -431,7 +437,14 @@ def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
     lines = text.splitlines()
     if not 1 <= len(lines) <= 2:
         return None
-    m = _FAST_RMC.fullmatch(lines[0].strip())
+    first = lines[0].strip()
+    if first.startswith(_GGA_FIRST):
+        if len(lines) != 2:
+            return None
+        gga_line, rmc_line = first, lines[1].strip()
+    else:
+        rmc_line, gga_line = first, (lines[1].strip() if len(lines) == 2 else "")
+    m = _FAST_RMC.fullmatch(rmc_line)
     if m is None or _xor8(m[1]) != int(m[10], 16):
         return None
     try:
@@ -440,21 +453,21 @@ def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
         return None
     lat = _dm_to_sd(m[3])
     lon = _dm_to_sd(m[5])
+    if lat is None or lon is None:
+        return None
     fix = nmea_codec.Fix(
         ts=ts,
         lat=-lat if m[4] == "S" else lat,
         lon=-lon if m[6] == "W" else lon,
         speed_kmh=float(m[7]) * nmea_codec.KNOT_KMH,
         heading_deg=float(m[8]),
-        sentence=0,
+        sentence=0 if rmc_line is first else 1,
     )
-    if len(lines) == 2:
-        second = lines[1].strip()
-        if second:
-            g = _FAST_GGA.fullmatch(second)
-            if g is None or g[2] != m[2] or _xor8(g[1]) != int(g[7], 16):
-                return None
-            fix.sats, fix.hdop, fix.alt_m = int(g[4]), float(g[5]), float(g[6])
+    if gga_line:
+        g = _FAST_GGA.fullmatch(gga_line)
+        if g is None or g[2] != m[2] or _xor8(g[1]) != int(g[7], 16):
+            return None
+        fix.sats, fix.hdop, fix.alt_m = int(g[4]), float(g[5]), float(g[6])
     return [fix], []
 
 
@@ -469,7 +482,7 @@ def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
         return Rejection(device_id, "bad_nmea", "empty payload")
     fast = _nmea_fast(text)
     fixes, problems = fast if fast is not None else nmea_codec.decode(text)
-    rejections = [Rejection(device_id, p.reason, p.detail) for p in problems]
+    rejections = [Rejection(device_id, p.reason, p.detail, p.line) for p in problems]
     readings = []
     for fix in fixes:
         try:
@@ -494,7 +507,9 @@ def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
                         row[idx] = _number(name, value, lo, hi, integer)
             readings.append(tuple(row))
         except _Bad as exc:
-            rejections.append(Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}"))
+            rejections.append(
+                Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}", fix.sentence)
+            )
     if not readings and rejections:
         first = rejections[0]
         detail = (
@@ -574,6 +589,8 @@ def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | No
             (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python")], p.key)
             for p in PIDS.values()
         ],
+        (datetime.combine(nmea_codec.GPS_ROLLOVER_FLOOR, datetime.min.time(), UTC) - EPOCH).days,
+        nmea_codec.GPS_ROLLOVER.days,
     )
     return _fastparse.parse  # type: ignore[no-any-return]
 
