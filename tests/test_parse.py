@@ -735,3 +735,38 @@ def test_epoch_ms_timestamps_are_exact_on_both_conversion_paths() -> None:
     values += [rng.randint(parse.MIN_TS_MS, parse.MAX_TS_MS) for _ in range(20_000)]
     for v in values:
         assert parse._timestamp(v, far) == epoch + timedelta(milliseconds=v), v
+
+
+# ----------------------------------------------------------------------------------------------- bounds per message
+
+
+def test_payload_over_the_limit_is_too_large_and_not_parsed() -> None:
+    big = json.dumps([sample(speed_kmh=50.0)] * 5000).encode()
+    result = process_message(ROOT, topic_for(ROOT, DEV, "telemetry"), big, now=NOW, max_payload_bytes=100_000)
+    assert isinstance(result, Rejection) and result.reason == "too_large" and str(len(big)) in result.detail
+    ok("telemetry", [sample(speed_kmh=50.0)] * 10)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_more_samples_than_the_limit_is_too_many_samples(fast: bool) -> None:
+    items = [{"ts": NOW_MS - i, "seq": i, "speed_kmh": 1.0} for i in range(30)]
+    topic = topic_for(ROOT, DEV, "telemetry")
+    result = process_message(ROOT, topic, json.dumps(items).encode(), now=NOW, max_samples=20, fast=fast)
+    assert isinstance(result, Rejection) and result.reason == "too_many_samples"
+    assert isinstance(
+        process_message(ROOT, topic, json.dumps(items[:20]).encode(), now=NOW, max_samples=20), Parsed
+    )
+    nmea = "\n".join(encode_rmc(NOW - timedelta(seconds=i), 1, 2, 3, 4) for i in range(30))
+    result = process_message(ROOT, topic_for(ROOT, DEV, "nmea"), nmea.encode(), now=NOW, max_samples=20)
+    assert isinstance(result, Rejection) and result.reason == "too_many_samples"
+
+
+def test_every_detail_is_capped() -> None:
+    """A 1 MB bad sentence gave a 1 MB rejection detail."""
+    line = "$GPRMC," + "9" * 200_000 + "*00"
+    result = process_message(ROOT, topic_for(ROOT, DEV, "nmea"), line.encode(), now=NOW)
+    assert isinstance(result, Rejection) and len(result.detail) <= 300
+    parsed = ok("nmea", f"{RMC}\n$GPGGA,{'x' * 100_000}*00")
+    assert parsed.rejections and all(len(r.detail) <= 300 for r in parsed.rejections)
+    result = rejected("telemetry", {"ts": NOW_MS, "seq": 1, "lat": [[["x" * 1000] * 10] * 10]}, "bad_field")
+    assert len(result.detail) <= 300

@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from fleetcore.contract import (
     EVENT,
     EVENT_TYPES,
     MAX_FUTURE_SKEW_S,
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_MESSAGE,
     NMEA,
     NUMERIC_FIELDS,
     OBD,
@@ -40,6 +43,8 @@ __all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict",
 
 REASONS = (
     "bad_topic",
+    "too_large",
+    "too_many_samples",
     "bad_encoding",
     "bad_json",
     "bad_shape",
@@ -73,6 +78,8 @@ STATUS_VALUES = ("online", "offline")
 TOPIC_CACHE_SIZE = 65536  # ≈ 13,000 devices × 5 topic kinds
 TOPIC_CACHE_MAX_LEN = 256
 MAX_SHOWN = 80  # characters of an offending value quoted in a rejection detail
+MAX_DETAIL = 300  # characters of any rejection detail (a 1 MB bad sentence gave a 1 MB detail)
+MAX_EVENT_DEPTH = 32  # nesting of an event's extra fields (stored as jsonb)
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,10 +125,28 @@ class _Bad(Exception):
         self.detail = detail
 
 
+# Containers are shown a few levels and items deep: a plain repr() of a value nested ~1,000 deep raised
+# RecursionError out of the parser, and one of a huge list costs its whole size.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = MAX_SHOWN
+
+
 def _show(value: Any) -> str:
     """A value for an error detail, cut short: details are stored and shown, payloads may be huge."""
-    text = repr(value)
+    t = type(value)
+    if t is str:
+        text = repr(value[: MAX_SHOWN + 2])
+    elif t is int or t is float or t is bool or value is None:
+        text = repr(value)
+    else:
+        text = _REPR.repr(value)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _capped(detail: str) -> str:
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 3] + "..."
 
 
 def reading_as_dict(row: tuple) -> dict:
@@ -227,30 +252,34 @@ def _dtc(value: Any) -> list[str]:
     return codes
 
 
-def _check_data(value: Any, path: str) -> None:
-    """Event data goes to jsonb, which refuses NaN/Infinity (1e999 parses to inf), NUL and unpaired surrogates."""
+def _check_data(value: Any, path: str, depth: int = 0) -> None:
+    """Event data goes to jsonb, which refuses NaN/Infinity (1e999 parses to inf), NUL and unpaired surrogates;
+    nesting is bounded (MAX_EVENT_DEPTH) so that checking, storing and showing it stay cheap."""
     t = type(value)
     if t is float:
         if not math.isfinite(value):
-            raise _Bad("bad_field", f"{path}={_show(value)} is not a finite number")
+            raise _Bad("bad_field", f"{path[:100]}={_show(value)} is not a finite number")
     elif t is str:
         _check_text(value, path)
-    elif t is dict:
-        for k, v in value.items():
-            _check_text(k, f"{path} key")
-            _check_data(v, f"{path}.{k}")
-    elif t is list:
-        for i, v in enumerate(value):
-            _check_data(v, f"{path}[{i}]")
+    elif t is dict or t is list:
+        if depth >= MAX_EVENT_DEPTH:
+            raise _Bad("bad_field", f"{path[:100]} nests deeper than {MAX_EVENT_DEPTH} levels")
+        if t is dict:
+            for k, v in value.items():
+                _check_text(k, f"{path} key")
+                _check_data(v, f"{path}.{k[:40]}", depth + 1)
+        else:
+            for i, v in enumerate(value):
+                _check_data(v, f"{path}[{i}]", depth + 1)
 
 
 def _check_text(text: str, path: str) -> None:
     if "\x00" in text:
-        raise _Bad("bad_field", f"{path} contains a NUL character")
+        raise _Bad("bad_field", f"{path[:100]} contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Bad("bad_field", f"{path} contains an unpaired UTF-16 surrogate") from None
+        raise _Bad("bad_field", f"{path[:100]} contains an unpaired UTF-16 surrogate") from None
 
 
 # ----------------------------------------------------------------------------------------------- elements
@@ -618,9 +647,21 @@ _JSON_KINDS = {TELEMETRY: _telemetry, EVENT: _event}
 
 
 def process_message(
-    root: str, topic: str, payload: bytes, *, now: datetime, fast: bool = True
+    root: str,
+    topic: str,
+    payload: bytes,
+    *,
+    now: datetime,
+    fast: bool = True,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    max_samples: int = MAX_SAMPLES_PER_MESSAGE,
 ) -> Parsed | Rejection:
     """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections.
+
+    Never raises: every input becomes rows or a contract reason (tests/test_parse_fuzz.py; `make fuzz`). Work and
+    memory per message are bounded by `max_payload_bytes` (a larger payload is `too_large`, not parsed) and
+    `max_samples` (a message with more samples is `too_many_samples`); every detail is at most MAX_DETAIL
+    characters.
 
     A common, valid sample message (or a device's buffered upload of such samples) is parsed by the compiled fast
     path (fleetcore/protocol/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
@@ -631,10 +672,33 @@ def process_message(
     if parts is None:
         return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
     device_id, kind = parts
+    size = len(payload)
+    if size > max_payload_bytes:
+        return Rejection(
+            device_id, "too_large", f"payload of {size} bytes is over the limit of {max_payload_bytes}"
+        )
     if fast and _fast_parse is not None:
         rows = _fast_parse(kind, device_id, payload, now)
-        if rows is not None:
+        if rows is not None and len(rows) <= max_samples:
             return Parsed(device_id, kind, rows, [])
+    try:
+        result = _process(device_id, kind, payload, now, max_samples)
+    except RecursionError:  # a guard: the JSON decoders and checks are bounded, see tests/test_parse_fuzz.py
+        return Rejection(device_id, "bad_json", "payload nests too deeply")
+    if isinstance(result, Rejection):
+        if len(result.detail) > MAX_DETAIL:
+            return Rejection(result.device_id, result.reason, _capped(result.detail), result.index)
+    elif result.rejections:
+        result.rejections = [
+            r if len(r.detail) <= MAX_DETAIL else Rejection(r.device_id, r.reason, _capped(r.detail), r.index)
+            for r in result.rejections
+        ]
+    return result
+
+
+def _process(
+    device_id: str, kind: str, payload: bytes, now: datetime, max_samples: int
+) -> Parsed | Rejection:
     try:
         text = str(payload, "utf-8")  # bytes, bytearray or memoryview, without a copy
     except UnicodeDecodeError as exc:
@@ -648,13 +712,18 @@ def process_message(
         now = now.replace(tzinfo=UTC)
     limit = now + FUTURE_SKEW
     if kind == NMEA:
-        return _nmea(text, device_id, limit)
+        parsed = _nmea(text, device_id, limit)
+        if type(parsed) is Parsed and len(parsed.readings) > max_samples:
+            return _too_many(device_id, len(parsed.readings), max_samples)
+        return parsed
     try:
         body = _loads(text, payload if type(payload) is bytes else None)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:
         return Rejection(device_id, "bad_json", "payload nests too deeply")
+    if type(body) is list and len(body) > max_samples:
+        return _too_many(device_id, len(body), max_samples)
     if kind == OBD:
         return _obd_elements(body, device_id, limit)
     result = _elements(body, device_id, limit, _JSON_KINDS[kind])
@@ -664,3 +733,9 @@ def process_message(
     if kind == EVENT:
         return Parsed(device_id, kind, [], good, rejections=bad)
     return Parsed(device_id, kind, good, [], rejections=bad)
+
+
+def _too_many(device_id: str, n: int, max_samples: int) -> Rejection:
+    return Rejection(
+        device_id, "too_many_samples", f"{n} samples in one message, over the limit of {max_samples}"
+    )
