@@ -68,7 +68,9 @@ INSERT_EVENTS = (
     "SELECT ts, device_id, vehicle_id, seq, type, data::jsonb, received_at FROM ingest_stage_events "
     "ON CONFLICT DO NOTHING"
 )
-COPY_REJECTIONS = "COPY ingest_rejections (received_at, topic, device_id, payload, reason, detail) FROM STDIN"
+COPY_REJECTIONS = (
+    "COPY ingest_rejections (received_at, topic, device_id, payload, reason, detail, elements) FROM STDIN"
+)
 COPY_QUARANTINE = "COPY ingest_quarantine (received_at, topic, device_id, payload) FROM STDIN"
 
 # Counter names are upserted (names added later need no migration); pass them sorted: one lock order.
