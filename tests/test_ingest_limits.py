@@ -255,3 +255,31 @@ def test_a_burst_of_40_10mb_messages_stays_under_the_memory_bound(db_url: str, b
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.mark.mqtt
+def test_in_flight_payload_bytes_are_bounded_while_nothing_commits(broker: Mosquitto) -> None:
+    """The bound on messages held was a count only: 20,000 messages of 100 KB each could be held (2 GB). With the
+    database unreachable nothing commits, so what is held stays under FLEET_INGEST_MAX_INFLIGHT_BYTES (plus the
+    message let in last) and the socket is not read further (TCP back-pressure)."""
+    root = f"test-{uuid.uuid4().hex[:8]}/fleet/v1"
+    bound = 1024 * 1024
+    settings = ingest_settings(
+        "postgresql://nobody@127.0.0.1:1/unreachable", broker, root, ingest_max_inflight_bytes=bound
+    )
+    ms = int(time.time() * 1000)
+    payload = json.dumps([{"ts": ms - i, "seq": i, "speed_kmh": 50.0} for i in range(1900)]).encode()
+    assert 80_000 < len(payload) < 256 * 1024
+    topic = f"{root}/devices/dev-1/telemetry"
+    with ingest_worker(settings) as worker:
+        import threading
+
+        pub = threading.Thread(target=publish_raw, args=(broker.port, [(topic, payload)] * 60), daemon=True)
+        pub.start()
+        wait_until(lambda: worker.pipeline.inflight_bytes >= bound, timeout=20, message="nothing was held")
+        held = []
+        for _ in range(40):
+            held.append(worker.pipeline.inflight_bytes)
+            time.sleep(0.05)
+        assert max(held) <= bound + len(payload), max(held)
+        assert len(worker.queue) + len(worker.pipeline.writers) < 60  # the rest waits in the broker

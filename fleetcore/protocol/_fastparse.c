@@ -1015,7 +1015,8 @@ PyDoc_STRVAR(configure_doc,
 "configure(fields, accel_limit, min_ts_ms, max_ts_ms, max_seq, skew_s, knot_kmh, pids, rollover_floor_days,\n"
 "          rollover_days)\n\n"
 "fields: [(name, lo, hi, integer)] of fleetcore.contract.NUMERIC_FIELDS; pids: [(pid, nbytes, column or\n"
-"None, formula)] with formula one of FORMULAS (None: only Python decodes it).");
+"None, formula, obd_extra key or None)] with formula one of FORMULAS (\"python\": only Python decodes it);\n"
+"rollover_floor_days: fleetcore.protocol.nmea.GPS_ROLLOVER_FLOOR in days since 1970, rollover_days: 1024 weeks.");
 
 static PyObject *fp_configure(PyObject *self, PyObject *args) {
     PyObject *fields, *pid_list;
@@ -1060,42 +1061,41 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
     while ((item = PyIter_Next(it))) {
         int pid, nbytes, formula;
         PyObject *field, *key;
+        const char *error = NULL;
         if (!PyArg_ParseTuple(item, "iiOiO", &pid, &nbytes, &field, &formula, &key)) {
             Py_DECREF(item);
-            Py_DECREF(it);
-            return NULL;
+            goto pid_fail;
         }
         int col = -1;
         if (field != Py_None) {
             const char *fname = PyUnicode_AsUTF8(field);
-            if (!fname) { Py_DECREF(item); Py_DECREF(it); return NULL; }
+            if (!fname) { Py_DECREF(item); goto pid_fail; }
             for (int k = C_LAT; k <= C_BATTERY; k++)
                 if (strcmp(COLUMN_NAMES[k], fname) == 0) col = k;
             if (col < 0) formula = F_PYTHON; /* a column this module does not know: Python decodes it */
         }
-        Py_DECREF(item);
         if (pid < 0 || pid > 255 || nbytes < 1 || nbytes > MAX_FRAME_BYTES - 2 || formula < F_NONE ||
-            formula > F_PYTHON) {
-            Py_DECREF(it);
-            return PyErr_Format(PyExc_ValueError, "bad PID spec %d", pid);
+            formula > F_PYTHON)
+            error = "bad PID spec";
+        if (!error && formula == F_NONE && col >= 0) formula = F_PYTHON;
+        if (!error && col < 0 && formula != F_PYTHON && formula != F_NONE && !PyUnicode_Check(key))
+            error = "a PID without a column needs an obd_extra key";
+        if (error) {
+            Py_DECREF(item);
+            PyErr_Format(PyExc_ValueError, "%s (PID %d)", error, pid);
+            goto pid_fail;
         }
-        if (formula == F_NONE && col >= 0) formula = F_PYTHON;
+        PyObject *owned = NULL;
         if (col < 0 && formula != F_PYTHON && formula != F_NONE) {
-            if (!PyUnicode_Check(key)) {
-                Py_DECREF(it);
-                for (int k = 0; k < 256; k++) Py_XDECREF(new_pids[k].key);
-                return PyErr_Format(PyExc_ValueError, "PID %d without a column needs an obd_extra key", pid);
-            }
-            Py_INCREF(key);
-            Py_XDECREF(new_pids[pid].key);
-            new_pids[pid] = (PidSpec){1, nbytes, col, formula, key};
-        } else {
-            Py_XDECREF(new_pids[pid].key);
-            new_pids[pid] = (PidSpec){1, nbytes, col, formula, NULL};
+            owned = key;
+            Py_INCREF(owned); /* before the tuple that lends it is released */
         }
+        Py_DECREF(item);
+        Py_XDECREF(new_pids[pid].key);
+        new_pids[pid] = (PidSpec){1, nbytes, col, formula, owned};
     }
+    if (PyErr_Occurred()) goto pid_fail;
     Py_DECREF(it);
-    if (PyErr_Occurred()) return NULL;
     memcpy(ranges, new_ranges, sizeof ranges);
     for (int k = 0; k < 256; k++) Py_XDECREF(pids[k].key);
     memcpy(pids, new_pids, sizeof pids);
@@ -1109,6 +1109,10 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
     rollover_days = roll_days > 0 ? roll_days : 7168;
     configured = 1;
     Py_RETURN_NONE;
+pid_fail:
+    Py_DECREF(it);
+    for (int k = 0; k < 256; k++) Py_XDECREF(new_pids[k].key);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
