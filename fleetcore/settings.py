@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=200, ge=1)
     # Upper bound on un-acknowledged messages held in memory (back-pressure).
     ingest_max_inflight: int = Field(default=20000, ge=1)
+    # ... and on their payload bytes (received, not yet committed): the worker stops reading the socket beyond it.
+    ingest_max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Per message: a larger payload is rejected as too_large (its first 1 KiB kept), more samples (array elements,
+    # NMEA fixes) as too_many_samples. Defaults: fleetcore.contract.MAX_PAYLOAD_BYTES / MAX_SAMPLES_PER_MESSAGE.
+    ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    ingest_max_samples: int = Field(default=2000, ge=1)
     # Database connections per ingest worker, each committing its own batch; acks still go out in order.
     ingest_writers: int = Field(default=2, ge=1, le=16)
     # vehicle_state: 0 (default) = upserted in each batch's own transaction, committed with its readings;

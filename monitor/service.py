@@ -323,5 +323,7 @@ def handling_times(conn: Conn, *, username: str, start: dt.datetime, end: dt.dat
         "alerts_acknowledged": r["acknowledged"],
         "mean_ack_minutes": None if r["ack_minutes"] is None else round(float(r["ack_minutes"]), 2),
         "alerts_resolved": r["resolved"],
-        "mean_resolve_minutes": None if r["resolve_minutes"] is None else round(float(r["resolve_minutes"]), 2),
+        "mean_resolve_minutes": None
+        if r["resolve_minutes"] is None
+        else round(float(r["resolve_minutes"]), 2),
     }
