@@ -242,7 +242,7 @@ def close(
     closed_at = closed_at or dt.datetime.now(dt.UTC)
     if actor.get("role") == "technician":
         training.require_certification(
-            conn, user_id=actor["id"], task_kind=before["kind"], on=closed_at.date()
+            conn, username=actor["username"], task_kind=before["kind"], on=closed_at.date()
         )
     if closed_at < before["opened_at"]:
         raise Invalid(

@@ -12,8 +12,6 @@ from fleetcore.errors import Invalid, NotFound
 ARTICLE_COLUMNS = "id, category, locale, title, body, keywords, version, status, usage_count, created_by, created_at, updated_at"
 # ts_rank's weights for D, C (body), B (keywords), A (title): curated keywords count almost as much as the title.
 FIELD_WEIGHTS = [0.1, 0.2, 0.8, 1.0]
-# Weight of the title's trigram similarity to the question: a tie-breaker (near-identical titles, typos).
-TRIGRAM_WEIGHT = 0.3
 MAX_RESULTS = 50
 
 
@@ -142,7 +140,8 @@ def search_articles(
     ts_rank alone counts every matched term alike, so a word found in most articles ("car", "车") outranks the one
     that names the topic. Each query lexeme is weighted by its inverse document frequency over the published
     articles (BM25's idf, from ts_stat) times ts_rank of that lexeme alone (title 1.0, keywords 0.8, body 0.2), and
-    the title's trigram similarity to the raw question breaks ties. Measured in bench/kb_search.md.
+    the more used article wins a tie. Measured in bench/kb_search.md (a title-trigram tie-break changed nothing there,
+    and pg_trgm is missing from the embedded PostgreSQL of `fleet demo`, so it is not used).
     """
     terms = search.as_text(q)
     if not terms:
@@ -155,7 +154,7 @@ def search_articles(
                  w AS (SELECT quote_literal(df.l)::tsquery AS tq,
                               ln(1 + (docs.n - df.ndoc + 0.5) / (df.ndoc + 0.5)) AS idf FROM df, docs)
             SELECT {", ".join("a." + c.strip() for c in ARTICLE_COLUMNS.split(","))},
-                   (sum(w.idf * ts_rank(%(fw)s::float4[], a.tsv, w.tq)) + %(tw)s * max(word_similarity(%(raw)s, a.title)))::float
+                   sum(w.idf * ts_rank(%(fw)s::float4[], a.tsv, w.tq))::float
                        AS score
               FROM kb_articles a JOIN w ON a.tsv @@ w.tq
              WHERE a.status = 'published'
@@ -165,8 +164,6 @@ def search_articles(
         {
             "terms": terms,
             "fw": FIELD_WEIGHTS,
-            "raw": q,
-            "tw": TRIGRAM_WEIGHT,
             "l": locale,
             "c": category,
             "n": min(limit, MAX_RESULTS),

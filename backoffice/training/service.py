@@ -205,17 +205,22 @@ def list_requirements(conn: Conn) -> list[dict]:
     ).fetchall()
 
 
-def require_certification(conn: Conn, *, user_id: int, task_kind: str, on: dt.date) -> None:
-    """Forbidden unless the user holds a valid (unexpired, unrevoked) certification the task kind requires."""
+def require_certification(conn: Conn, *, username: str, task_kind: str, on: dt.date) -> None:
+    """Forbidden unless the user holds a valid (unexpired, unrevoked) certification the task kind requires.
+
+    The user is named by username (what every actor carries); the join to staff_users is a read of backoffice.auth's
+    table, since this domain may not import staff administration (the fleet registry calls it).
+    """
     req = conn.execute(
         "SELECT certification FROM certification_requirements WHERE task_kind = %s", (task_kind,)
     ).fetchone()
     if req is None:
         return
     valid = conn.execute(
-        """SELECT 1 FROM certifications WHERE user_id = %s AND code = %s AND revoked_at IS NULL
-              AND issued_on <= %s AND expires_on > %s""",
-        (user_id, req["certification"], on, on),
+        """SELECT 1 FROM certifications c JOIN staff_users u ON u.id = c.user_id
+            WHERE u.username = %s AND c.code = %s AND c.revoked_at IS NULL AND c.issued_on <= %s
+              AND c.expires_on > %s""",
+        (username, req["certification"], on, on),
     ).fetchone()
     if valid is None:
         raise Forbidden(

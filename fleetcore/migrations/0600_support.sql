@@ -1,8 +1,6 @@
 -- Customer service (backoffice.support): knowledge base, standard phrases, cases (enquiries, complex questions and
 -- complaints) with their history and automatically collected evidence, SLA targets, follow-up visits, surveys,
 -- campaigns with opt-out. Discount codes are backoffice.promotions' (orders redeem them; support issues them).
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-
 -- Who supervises a department: the escalation target of its overdue cases (owned by backoffice.hr).
 ALTER TABLE departments ADD COLUMN supervisor_user_id bigint REFERENCES staff_users (id);
 
@@ -41,7 +39,6 @@ CREATE TABLE kb_articles (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX kb_articles_tsv ON kb_articles USING gin (tsv);
-CREATE INDEX kb_articles_title_trgm ON kb_articles USING gin (title gin_trgm_ops);
 
 CREATE TABLE kb_article_versions (
     article_id  bigint NOT NULL REFERENCES kb_articles (id) ON DELETE CASCADE,

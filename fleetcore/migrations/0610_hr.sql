@@ -2,8 +2,6 @@
 -- (backoffice.performance) and payroll (backoffice.payroll) below. Personal fields are encrypted by the application
 -- (fleetcore/crypto.py: AES-256-GCM bound to table, column and row, key id in the value) and kept in columns named
 -- for it: *_enc (ciphertext), *_bidx (blind index).
-CREATE EXTENSION IF NOT EXISTS btree_gist;
-
 CREATE TABLE employees (
     id                 bigserial PRIMARY KEY,
     user_id            bigint NOT NULL UNIQUE REFERENCES staff_users (id),
@@ -76,8 +74,10 @@ CREATE TABLE leave_requests (
     decided_at   timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now(),
     CHECK (end_date >= start_date),
+    -- The employee as a one-point int8range (GiST supports it natively; no btree_gist, which the embedded server lacks).
     CONSTRAINT leave_requests_no_overlap EXCLUDE USING gist (
-        employee_id WITH =, daterange(start_date, end_date, '[]') WITH &&) WHERE (status IN ('pending', 'approved'))
+        int8range(employee_id, employee_id, '[]') WITH &&, daterange(start_date, end_date, '[]') WITH &&)
+        WHERE (status IN ('pending', 'approved'))
 );
 
 CREATE TABLE attendance (

@@ -1,8 +1,6 @@
 -- Administration (backoffice.admin): office supplies (items, stock movements, purchase plans, requisitions, stock
 -- counts), facility upkeep requests, and meetings and events (rooms, bookings the database never lets overlap,
 -- attendees, minutes, action items).
-CREATE EXTENSION IF NOT EXISTS btree_gist;
-
 CREATE TABLE supply_items (
     id             bigserial PRIMARY KEY,
     sku            text NOT NULL UNIQUE CHECK (sku ~ '^[A-Z0-9-]{2,32}$'),
@@ -115,9 +113,11 @@ CREATE TABLE room_bookings (
     cancelled_at  timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
     CHECK (ends_at > starts_at),
-    -- Two live bookings of one room never overlap: the database refuses the second, whatever the timing.
+    -- Two live bookings of one room never overlap: the database refuses the second, whatever the timing. The room
+    -- is a one-point int8range (GiST supports it natively; no btree_gist, which the embedded server lacks).
     CONSTRAINT room_bookings_no_overlap EXCLUDE USING gist (
-        room_id WITH =, tstzrange(starts_at, ends_at, '[)') WITH &&) WHERE (cancelled_at IS NULL)
+        int8range(room_id, room_id, '[]') WITH &&, tstzrange(starts_at, ends_at, '[)') WITH &&)
+        WHERE (cancelled_at IS NULL)
 );
 
 CREATE TABLE meeting_actions (
