@@ -116,6 +116,13 @@ def test_payroll_months_match_hand_computed_values(settings, conn):
         assert (lead_slips[1]["income_tax"], lead_slips[1]["net"]) == ("704.32", "16620.68")
         assert feb["totals"]["net"] == str(D("16955.25") + D("3707.80"))
         assert mar["totals"]["income_tax"] == "704.32"
+        late = client.post("/api/v1/hr/payroll/runs", json={"period": "2025-12"}, headers=hr)
+        assert late.status_code == 201  # another year: its own withholding
+        # A month run after a later one of its year would leave the later one's cumulative tax wrong: refused.
+        conn.execute("DELETE FROM payslips WHERE period = '2026-02'")
+        conn.execute("DELETE FROM payroll_runs WHERE period = '2026-02'")
+        gap = client.post("/api/v1/hr/payroll/runs", json={"period": "2026-02"}, headers=hr)
+        assert gap.status_code == 409 and "in order" in gap.json()["error"]["message"]
 
         # Payslips for hr and admin only; finance sees the run's totals.
         assert client.get("/api/v1/hr/payroll/runs/2026-01/payslips", headers=fin).status_code == 403

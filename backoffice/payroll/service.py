@@ -23,7 +23,7 @@ from backoffice.performance import service as performance
 from fleetcore.audit import audit
 from fleetcore.crypto import FieldCipher
 from fleetcore.db import Conn, one
-from fleetcore.errors import Invalid, NotFound
+from fleetcore.errors import Conflict, Invalid, NotFound
 from fleetcore.jsonable import to_json
 
 TOTAL_KEYS = (
@@ -123,6 +123,13 @@ def run(conn: Conn, *, period: str, actor: dict, cipher: FieldCipher) -> tuple[d
     existing = get_run(conn, period=period)
     if existing is not None:
         return existing, False
+    later = conn.execute(
+        "SELECT period FROM payroll_runs WHERE period > %s AND period <= %s ORDER BY period LIMIT 1",
+        (period, period[:4] + "-12"),
+    ).fetchone()
+    if later is not None:
+        # Its cumulative withholding was computed without this month; running this one now would leave it wrong.
+        raise Conflict(f"the {later['period']} run exists; months of a year run in order")
     staff = [
         e for e in employees.list_(conn, limit=100_000)
         if e["hire_date"] <= last and e["status"] != "terminated"
