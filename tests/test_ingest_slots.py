@@ -43,13 +43,16 @@ def test_leases_take_the_lowest_free_slot_and_free_it_on_release(db_url: str) ->
 
 def _settled(url: str) -> int:
     """Stored readings once the count has stopped moving for 2 s."""
-    last, since = -1, time.monotonic()
-    while time.monotonic() - since < 2.0:
+    seen = {"n": -1, "since": time.monotonic()}
+
+    def still() -> bool:
         now = _readings(url)
-        if now != last:
-            last, since = now, time.monotonic()
-        time.sleep(0.1)
-    return last
+        if now != seen["n"]:
+            seen["n"], seen["since"] = now, time.monotonic()
+        return time.monotonic() - seen["since"] >= 2.0
+
+    wait_until(still, timeout=120, interval=0.1, message="the readings count never settled")
+    return int(seen["n"])
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen:
