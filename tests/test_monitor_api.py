@@ -171,3 +171,61 @@ def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
         stop.set()
         worker.join(10)
     assert not worker.is_alive()
+
+
+@pytest.mark.timeout(90)
+def test_monitor_follows_device_removal_and_reinstallation_at_once(api, settings):
+    """Removed through the API, a device's crash raises nothing on the car it left (ingest quarantines the same
+    message); installed in another car, its crash alerts on that car. Announced by the device_installs trigger,
+    and checked again in the monitor's write transaction."""
+    client, _, _, h = api
+    with connect(settings.database_url, autocommit=True) as conn:
+        old_car, new_car, control = (factories.vehicle(conn, status="rented") for _ in range(3))
+    device = old_car["device_id"]
+    worker = MonitorService(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    pub = MqttConnection(settings.mqtt, f"test-pub-{uuid.uuid4().hex[:8]}")
+    pub.start()
+
+    def crash(device_id: str, seq: int) -> None:
+        body = {"ts": dt.datetime.now(dt.UTC).isoformat(), "seq": seq, "type": "crash", "peak_g": 3.0}
+        assert pub.publish(topic_for(settings.topic_root, device_id, "event"), json.dumps(body))
+
+    def alerts() -> list[tuple[int, str]]:
+        with connect(settings.database_url) as conn:
+            rows = conn.execute("SELECT vehicle_id, kind FROM alerts ORDER BY id").fetchall()
+        return [(r["vehicle_id"], r["kind"]) for r in rows]
+
+    try:
+        assert worker.subscribed.wait(20), "the monitor's subscriptions were not acknowledged"
+        assert worker.registry is not None and worker.registry.lookup(device).vehicle_id == old_car["id"]
+        r = client.delete(f"/api/v1/fleet/vehicles/{old_car['vin']}/device", headers=h["technician"])
+        assert r.status_code == 200, r.text
+        crash(device, 1)
+        crash(control["device_id"], 1)  # judged after the removed device's crash (events are taken in order)
+        wait_until(
+            lambda: (control["id"], "crash") in alerts(), timeout=15, message="no alert on the control car"
+        )
+        assert alerts() == [(control["id"], "crash")]
+
+        r = client.put(f"/api/v1/fleet/vehicles/{new_car['vin']}/device", headers=h["technician"],
+                       json={"device_id": device})  # fmt: skip
+        assert r.status_code == 200, r.text
+        crash(device, 2)
+        wait_until(
+            lambda: (new_car["id"], "crash") in alerts(), timeout=15, message="no alert on the new car"
+        )
+        assert sorted(alerts()) == sorted([(control["id"], "crash"), (new_car["id"], "crash")])
+        assert worker.stats.registry_changes >= 2
+    finally:
+        pub.stop()
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
+    with connect(settings.database_url) as conn:
+        st = conn.execute(
+            "SELECT rentable FROM vehicle_state WHERE vehicle_id = %s", (old_car["id"],)
+        ).fetchone()
+    assert st["rentable"] is True  # the car the device left stays rentable
