@@ -149,9 +149,9 @@ async def listen(
 ) -> None:
     import websockets
 
-    async with websockets.connect(
-        f"ws://127.0.0.1:{api_port}/api/v1/stream?token={token}", max_queue=None
-    ) as ws:
+    # Authenticated by the first message, as a browser does (a token in the URL is refused: it lands in logs).
+    async with websockets.connect(f"ws://127.0.0.1:{api_port}/api/v1/stream", max_queue=None) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello", hello
         done.set()
