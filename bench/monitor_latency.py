@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         devices, username = setup_db(url, args.vehicles)
         env = {**os.environ, "FLEET_DATABASE_URL": url, "FLEET_MQTT_URL": args.mqtt, "FLEET_TOPIC_ROOT": root,
                "FLEET_SECRET_KEY": SECRET, "FLEET_MONITOR_CLIENT_ID": f"bench-mon-{uuid.uuid4().hex[:6]}",
+               "FLEET_MONITOR_SESSION_EXPIRY_S": "60",
                "FLEET_ENVIRONMENT": "test"}  # fmt: skip
         fleet = str(Path(sys.executable).with_name("fleet"))
         port = _free_port()
