@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # The channel of the trigger in fleetcore/migrations/0310_monitor_registry_notify.sql.
 CHANNEL = "fleet_registry"
 UNKNOWN_DEVICE_RETRY_S = 30.0
+# While the listening connection cannot be opened, try again at most this often (the worker polls every batch).
+LISTEN_RETRY_S = 2.0
 # At most this many stored samples replayed per vehicle (`history`): 180 s of history at 10 Hz.
 HISTORY_MAX_SAMPLES = 2000
 
@@ -127,9 +129,11 @@ class RegistryListener:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: psycopg.Connection | None = None
+        self._retry_at = 0.0
 
     def open(self) -> bool:
         self.close()
+        self._retry_at = time.monotonic() + LISTEN_RETRY_S
         try:
             conn = psycopg.connect(
                 self.url, autocommit=True, connect_timeout=5, application_name="fleet-monitor"
@@ -147,6 +151,8 @@ class RegistryListener:
         devices: set[str] = set()
         vehicles: set[int] = set()
         if self.conn is None or self.conn.closed or self.conn.broken:
+            if time.monotonic() < self._retry_at:
+                return devices, vehicles, False
             return devices, vehicles, self.open()
         try:
             for n in self.conn.notifies(timeout=0):
@@ -160,6 +166,7 @@ class RegistryListener:
                     vehicles.add(int(msg["vehicle_id"]))
         except psycopg.Error:
             log.warning("registry listener lost its connection; reopening")
+            self._retry_at = 0.0
             return devices, vehicles, self.open()
         return devices, vehicles, False
 
