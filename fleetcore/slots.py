@@ -11,8 +11,8 @@ advisory lock held on a connection of its own for as long as it runs. A worker s
 the freed slot, resumes that session and judges what was queued for it meanwhile. The lock goes with the
 connection, so a crashed worker's slot is free again at once.
 
-The same scheme as `ingest.slots` (which the ingest worker uses), with a lock namespace per kind of worker; the
-monitor uses this one. Kept here, in the shared base, so a domain never imports another domain.
+One scheme for every kind of worker (ingest, monitor), each with its own lock namespace; kept in the shared base
+so a domain never imports another domain.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import threading
 import zlib
 
 import psycopg
+
+from fleetcore.logfmt import kv
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,7 @@ class SlotLease:
             try:
                 conn = self._connect()
             except psycopg.OperationalError as exc:
-                log.warning(
-                    "slot: database unavailable (%s); retrying", str(exc).strip().splitlines()[0][:200]
-                )
+                kv(log, logging.WARNING, "slot_db_unavailable", error=str(exc).strip().splitlines()[0][:200])
                 self.stop.wait(RETRY_S)
                 continue
             # one statement per slot: a lock taken in a WHERE clause can be taken for rows a LIMIT then drops
@@ -91,7 +91,7 @@ class SlotLease:
                 conn.close()
                 raise RuntimeError(f"all {MAX_SLOTS} slots of {self.template!r} are taken")
             self.slot, self._conn = slot, conn
-            log.info("slot %d claimed: client id %s", self.slot, self.client_id)
+            kv(log, logging.INFO, "slot_claimed", slot=self.slot, client_id=self.client_id)
             self._watch = threading.Thread(target=self._keep, name=f"{self.namespace}-lease", daemon=True)
             self._watch.start()
             return self.client_id
@@ -118,13 +118,11 @@ class SlotLease:
             if self.slot is None or not _try_lock(conn, self.key, self.slot):
                 conn.close()
                 self._conn = None
-                log.error(
-                    "slot %s lost to another worker (client id %s); stopping", self.slot, self.client_id
-                )
+                kv(log, logging.ERROR, "slot_lost", slot=self.slot, client_id=self.client_id)
                 self.stop.set()  # two workers on one client id would keep taking the session from each other
                 return
             self._conn = conn
-            log.info("slot %d re-locked", self.slot)
+            kv(log, logging.INFO, "slot_reclaimed", slot=self.slot)
 
     def release(self) -> None:
         self._released.set()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.slots import SlotLease
+from fleetcore.slots import SlotLease
+from ingest.consumer import SLOT_NAMESPACE
 from tests.ingest_helpers import Mosquitto, mosquitto, publish_raw, wait_until
 from tests.test_ingest_faults import _assert_exactly_once, _devices, _readings, _stream
 
@@ -30,12 +31,15 @@ def broker() -> Iterator[Mosquitto]:
 def test_leases_take_the_lowest_free_slot_and_free_it_on_release(db_url: str) -> None:
     stop = threading.Event()
     template = f"ingest-{uuid.uuid4().hex[:6]}-{{slot}}"
-    a, b = SlotLease(db_url, template, stop), SlotLease(db_url, template, stop)
+    a, b = (
+        SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE),
+        SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE),
+    )
     assert (a.claim(), b.claim()) == (template.format(slot=1), template.format(slot=2))
     a.release()
-    c = SlotLease(db_url, template, stop)
+    c = SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE)
     assert c.claim() == template.format(slot=1)  # the freed slot, not a new one
-    other = SlotLease(db_url, "other-{slot}", stop)
+    other = SlotLease(db_url, "other-{slot}", stop, namespace=SLOT_NAMESPACE)
     assert other.claim() == "other-1"  # templates do not share slots
     for lease in (b, c, other):
         lease.release()

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 from backoffice.fleet import service as fleet
+
 from fleetcore.contract import READING_COLUMNS
 from fleetcore.db import connect
 from monitor import service
