@@ -51,17 +51,21 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleetcore.contract import HEAD_ONLY_REASONS, REJECTED_HEAD_BYTES
+from fleetcore.logfmt import kv
 from fleetcore.protocol import parse as parse_module
 from fleetcore.protocol.parse import Rejection, process_message
 from fleetcore.settings import Settings
+from fleetcore.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from ingest.client import CountingConnection, IngestClient, Publish
-from ingest.metrics import IngestMetrics, kv
+from ingest.metrics import IngestMetrics
 from ingest.pipeline import Delivery, Pipeline
-from ingest.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from ingest.state import StateFlusher
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+
+# Lock namespace of ingest workers' client-id slots (fleetcore.slots); unchanged since the slots were ingest's own.
+SLOT_NAMESPACE = "fleet-ingest-slot"
 
 # MQTT 5 Receive Maximum is a Two Byte Integer (MQTT 5 §3.1.2.11.3).
 MAX_RECEIVE_MAXIMUM = 65535
@@ -409,7 +413,9 @@ def run(settings: Settings, stop: threading.Event, *, retire: bool = False) -> d
     """
     lease = None
     if PLACEHOLDER in settings.ingest_client_id:
-        lease = SlotLease(settings.require_database_url(), settings.ingest_client_id, stop)
+        lease = SlotLease(
+            settings.require_database_url(), settings.ingest_client_id, stop, namespace=SLOT_NAMESPACE
+        )
         try:
             settings = settings.model_copy(update={"ingest_client_id": lease.claim()})
         except StoppedBeforeClaim:

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fleetcore.logfmt import kv
 from ingest.batch import BatchStats, Message
-from ingest.metrics import kv
 from ingest.state import PendingState, StateFlusher
 from ingest.writer import BatchWriter
 

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 
 from fleetcore.contract import READING_COLUMNS
 from fleetcore.db import Conn
+from fleetcore.logfmt import kv
 from ingest.batch import C_STATE_APPLIED
 from ingest.connection import RetryingConnection, short_error
-from ingest.metrics import kv
 from ingest.staging import COUNTERS_UPSERT, STAGE_RECEIVED, STAGE_VEHICLE
 from ingest.vehicle_state import (
     COPY_STATE,
