@@ -399,6 +399,9 @@ def cancel(conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict
             customer_id=before["customer_id"],
             kind="cancellation",
             lines=[pricing.line(status, desc, 1, fee)],
+            vehicle_id=before["vehicle_id"] or before["reserved_vehicle_id"],
+            station_id=before["pickup_station_id"],
+            actor=actor,
         )
     after = get_or_raise(conn, order_id=order_id)
     record(
