@@ -459,7 +459,8 @@ def balances(
     conn: Conn, *, accounts: list[str] | None = None, upto: dt.date | None = None, **dims: Any
 ) -> dict[str, Decimal]:
     """Signed balance per account (debit positive) up to a date, optionally for one value of each dimension."""
-    where, params = ["(%s::date IS NULL OR entry_date <= %s)"], [upto, upto]
+    where: list[str] = ["(%s::date IS NULL OR entry_date <= %s)"]
+    params: list[Any] = [upto, upto]
     if accounts is not None:
         where.append("account_code = ANY(%s)")
         params.append(accounts)
@@ -476,3 +477,28 @@ def balances(
             params,
         )
     }
+
+
+def post_manual(conn: Conn, *, data: dict, actor: dict) -> dict:
+    """A manual journal entry from finance: debit/credit columns become signed lines; `reference` posts once."""
+    lines = [
+        {
+            "account": ln["account"],
+            "amount": ln["debit"] if ln["debit"] > 0 else -ln["credit"],
+            "memo": ln.get("memo", ""),
+            "vehicle_id": ln.get("vehicle_id"),
+            "station_id": ln.get("station_id"),
+            "department": ln.get("department"),
+        }
+        for ln in data["lines"]
+    ]
+    ref = data.get("reference")
+    return post(
+        conn,
+        entry_date=data["entry_date"],
+        kind="manual",
+        lines=lines,
+        actor=actor,
+        memo=data["memo"],
+        source_key=f"manual:{ref}" if ref else None,
+    )

@@ -152,3 +152,13 @@ class RevenueOut(BaseModel):
     net_by_line_code: dict[str, Decimal]
     payments: int
     collected: Decimal
+
+
+class CreditNoteResult(BaseModel):
+    credit_note: CreditNoteOut
+    invoice: InvoiceOut
+
+
+class RefundResult(BaseModel):
+    refund: RefundOut
+    invoice: InvoiceOut

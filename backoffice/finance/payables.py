@@ -370,3 +370,31 @@ def list_assets(conn: Conn) -> list[dict]:
         r["accumulated_depreciation"] = acc.get(r["vehicle_id"], Decimal("0.00"))
         r["book_value"] = r["cost"] - r["accumulated_depreciation"]
     return rows
+
+
+def create_manual_bill(conn: Conn, *, data: dict, actor: dict) -> dict:
+    """A supplier bill entered by finance: lines [{account, net}] on postable expense or asset accounts."""
+    debits = []
+    for i, ln in enumerate(data["lines"]):
+        acc = ledger.get_account(conn, code=str(ln.get("account", "")))
+        if acc is None or not acc["postable"] or acc["type"] not in ("expense", "asset") or acc["cash"]:
+            raise Invalid(f"lines[{i}].account: not a postable expense or asset account", details={"line": i})
+        try:
+            net = Decimal(str(ln.get("net")))
+        except ArithmeticError:
+            raise Invalid(f"lines[{i}].net: not an amount", details={"line": i}) from None
+        if not net.is_finite() or net <= 0:
+            raise Invalid(f"lines[{i}].net must be positive", details={"line": i})
+        debits.append((acc["code"], net))
+    return create_bill(
+        conn,
+        supplier=data["supplier"],
+        reference=data["reference"],
+        source="manual",
+        debits=debits,
+        vat=data.get("vat"),
+        bill_date=data["bill_date"],
+        due_date=data.get("due_date"),
+        vehicle_id=data.get("vehicle_id"),
+        actor=actor,
+    )

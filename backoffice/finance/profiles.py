@@ -182,7 +182,8 @@ def invoice_totals(conn: Conn, *, profile: dict, lines: list[dict], on: dt.date)
     Returns the lines with their tax_category and vat_rate, and `vat_rate` of the invoice (None when lines differ).
     """
     mu = profile["minor_unit"]
-    out, groups = [], {}
+    out: list[dict] = []
+    groups: dict[Decimal, Decimal] = {}
     for ln in lines:
         cat = tax_category(profile["country"], ln["code"])
         rate = tax_rate(conn, country=profile["country"], category=cat, on=on)

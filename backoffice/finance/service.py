@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from backoffice.finance import ledger, posting, profiles
+from backoffice.finance import analysis, ledger, posting, profiles
 from backoffice.finance.models import money
 from fleetcore.audit import audit
 from fleetcore.db import Conn, one
@@ -473,3 +473,13 @@ def post_payroll(conn: Conn, *, period: str, lines: list[dict], actor: dict, run
             }
         )
     return posting.payroll(conn, period=p, run=run, lines=clean, actor=actor)
+
+
+def profitability(conn: Conn, *, by: str, start: dt.date, end: dt.date) -> dict:
+    """Profit per vehicle, station or class over [start, end] with telemetry km and engine hours (for analytics)."""
+    return analysis.profitability(conn, by=by, start=start, end=end)
+
+
+def cost_by_category(conn: Conn, *, start: dt.date, end: dt.date, top: int = 10) -> dict:
+    """Cost structure by expense account, its monthly trend and the top cost drivers (for analytics)."""
+    return analysis.cost_by_category(conn, start=start, end=end, top=top)
