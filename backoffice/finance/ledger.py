@@ -341,8 +341,14 @@ def reverse(
     entry_date: dt.date | None = None,
     memo: str = "",
     source_key: str | None = None,
+    operational: bool = False,
 ) -> dict:
-    """Post the mirror image of an entry (dated today unless given), linked to it; an entry is reversed once."""
+    """Post the mirror image of an entry (dated today unless given), linked to it; an entry is reversed once.
+
+    An entry an operation posted (an invoice, a payment, a deposit…) is corrected by that operation (void, credit
+    note, refund), which passes `operational=True`; by hand only manual entries are reversed, so the ledger and its
+    sub-ledgers (open invoices, bills, deposits) never drift apart.
+    """
     orig = get_entry_or_raise(conn, entry_id=entry_id)
     key = source_key or f"reversal:{entry_id}"
     existing = get_entry_by_key(conn, source_key=key)
@@ -353,6 +359,12 @@ def reverse(
     done = conn.execute("SELECT id FROM fin_journal_entries WHERE reverses_id = %s", (entry_id,)).fetchone()
     if done is not None:
         raise Conflict(f"entry {entry_id} is reversed already (by entry {done['id']})")
+    if not operational and orig["kind"] != "manual":
+        raise Conflict(
+            f"entry {entry_id} records a {orig['kind']}; correct it through its operation (void, credit note, "
+            "refund, supplier payment), not by hand",
+            details={"rule": "operational_entry"},
+        )
     entry_date = entry_date or profiles.local_date(profiles.get(conn), None)
     lines = [
         {

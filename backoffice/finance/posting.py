@@ -116,6 +116,7 @@ def invoice_voided(conn: Conn, *, invoice: dict, actor: dict | None) -> dict:
         entry_date=_date(conn, invoice.get("voided_at")),
         memo=f"void of invoice {invoice['number']}",
         source_key=f"invoice:{invoice['id']}:void",
+        operational=True,
     )
 
 
