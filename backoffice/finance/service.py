@@ -94,7 +94,7 @@ def get_invoice(conn: Conn, *, invoice_id: int, for_update: bool = False) -> dic
     if inv is None:
         return None
     inv["lines"] = conn.execute(
-        "SELECT position, code, description, quantity, unit_price, amount FROM invoice_lines "
+        "SELECT position, code, description, quantity, unit_price, amount, tax_category, vat_rate FROM invoice_lines "
         "WHERE invoice_id = %s ORDER BY position",
         (invoice_id,),
     ).fetchall()
