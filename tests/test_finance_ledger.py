@@ -10,7 +10,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from backoffice.finance import ledger, profiles
+from backoffice.finance import ledger, profiles, statements
 from backoffice.finance import service as finance
 from fleetcore.db import connect
 from fleetcore.errors import Conflict, Invalid
@@ -341,3 +341,45 @@ def test_close_under_a_stream_of_concurrent_postings(conn, db_url):
     ).fetchone()["n"]
     assert after == at_close == outcomes.count("ok")
     assert ledger.balances(conn)["1010"] == D(outcomes.count("ok"))
+
+
+def test_statements_read_closed_months_from_their_summary_with_the_same_result(conn):
+    """Closing a month writes its totals; every statement over it gives the same figures as from the lines."""
+    last, this = _last_month(), dt.date.today().replace(day=1)
+    for i, (on, amount, acc) in enumerate(
+        [
+            (last + dt.timedelta(days=2), "120.00", "4900"),
+            (last + dt.timedelta(days=9), "30.05", "2900"),
+            (this, "7.10", "4900"),
+        ]
+    ):
+        ledger.post(
+            conn,
+            entry_date=on,
+            kind="manual",
+            lines=[{"account": "1020", "amount": D(amount)}, {"account": acc, "amount": -D(amount)}],
+            actor=ACTOR,
+            source_key=f"snap:{i}",
+        )
+    ranges = [(last, ledger.month_end(this)), (this, ledger.month_end(this)), (last, ledger.month_end(last)),
+              (last + dt.timedelta(days=5), ledger.month_end(this))]  # fmt: skip
+
+    def figures() -> list:
+        out = []
+        for a, b in ranges:
+            out.append(statements.trial_balance(conn, start=a, end=b)["rows"])
+            out.append(statements.income_statement(conn, start=a, end=b)["net_income"])
+            out.append(statements.balance_sheet(conn, start=a, end=b)["total_assets"])
+            cf = statements.cash_flow(conn, start=a, end=b)
+            out.append((cf["opening_cash"], cf["classes"], cf["closing_cash"], cf["balanced"]))
+        return out
+
+    before = figures()
+    with conn.transaction():
+        ledger.close_period(conn, period=last, actor=ACTOR)
+    assert conn.execute("SELECT count(*) AS n FROM fin_period_balances").fetchone()["n"] == 3
+    assert figures() == before
+    with conn.transaction():
+        ledger.reopen_period(conn, period=last, reason="check", actor=ACTOR)
+    assert conn.execute("SELECT count(*) AS n FROM fin_period_balances").fetchone()["n"] == 0
+    assert figures() == before

@@ -155,6 +155,7 @@ def close_period(conn: Conn, *, period: dt.date, actor: dict, today: dt.date | N
             (actor["username"], period),
         )
     )
+    summarise_period(conn, period=period)
     audit(
         conn,
         actor=actor,
@@ -167,11 +168,35 @@ def close_period(conn: Conn, *, period: dt.date, actor: dict, today: dt.date | N
     return after
 
 
+def summarise_period(conn: Conn, *, period: dt.date) -> None:
+    """Write a closed month's totals per account and its cash movements (runs under the close's row lock, after
+    every posting into the month has committed, so the totals are final)."""
+    end = month_end(period)
+    conn.execute(
+        """INSERT INTO fin_period_balances (period, account_code, debit, credit)
+           SELECT %s, account_code, coalesce(sum(amount) FILTER (WHERE amount > 0), 0),
+                  coalesce(-sum(amount) FILTER (WHERE amount < 0), 0)
+             FROM fin_journal_lines WHERE entry_date BETWEEN %s AND %s GROUP BY account_code""",
+        (period, period, end),
+    )
+    conn.execute(
+        """INSERT INTO fin_period_cash_flows (period, cash_flow, kind, inflow, outflow)
+           SELECT %s, coalesce(l.cash_flow, 'operating'), e.kind,
+                  coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0),
+                  coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0)
+             FROM fin_journal_lines l JOIN fin_journal_entries e ON e.id = l.entry_id
+            WHERE l.entry_date BETWEEN %s AND %s AND l.account_code = ANY(%s) GROUP BY 2, 3""",
+        (period, period, end, cash_accounts(conn)),
+    )
+
+
 def reopen_period(conn: Conn, *, period: dt.date, reason: str, actor: dict) -> dict:
     """Reopen a closed month (admins only, audited with the reason)."""
     row = conn.execute("SELECT * FROM fin_periods WHERE period = %s FOR UPDATE", (period,)).fetchone()
     if row is None or row["status"] != "closed":
         raise Conflict(f"period {period:%Y-%m} is not closed")
+    conn.execute("DELETE FROM fin_period_balances WHERE period = %s", (period,))
+    conn.execute("DELETE FROM fin_period_cash_flows WHERE period = %s", (period,))
     after = one(
         conn.execute(
             """UPDATE fin_periods SET status = 'open', closed_at = NULL, closed_by = NULL WHERE period = %s

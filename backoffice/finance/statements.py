@@ -1,8 +1,9 @@
 """Financial statements for any period from the journal: trial balance, income statement, balance sheet and the
 cash-flow statement (direct method), each with the previous period of the same length beside it.
 
-Each is one or two grouped scans of fin_journal_lines (entry_date is on the line, with an index that covers the
-amount), so a statement over a million lines takes a fraction of a second (bench/finance_statements.md).
+Closed months are read from the summaries the close writes (fin_period_balances, fin_period_cash_flows: a closed
+month takes no postings, so they are exact); only open months are summed from fin_journal_lines (entry_date is on
+the line, with an index that covers the amount). bench/finance_statements.md has the times over a million lines.
 Signs: the journal stores debits positive; statements show each section in its natural sign (assets and expenses
 debit-positive, liabilities, equity and revenue credit-positive).
 """
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from backoffice.finance import ledger, profiles
-from fleetcore.db import Conn, one
+from fleetcore.db import Conn
 from fleetcore.errors import Invalid
 
 ZERO = Decimal("0.00")
@@ -49,6 +50,71 @@ def _accounts(conn: Conn) -> dict[str, dict]:
     return {a["code"]: a for a in ledger.list_accounts(conn, include_inactive=True)}
 
 
+EPOCH = dt.date(1900, 1, 1)
+
+
+def _closed_months(conn: Conn, start: dt.date, end: dt.date) -> list[dt.date]:
+    """Closed months lying wholly inside [start, end]: their totals are read from the close's summary."""
+    return [
+        r["period"]
+        for r in conn.execute(
+            "SELECT period FROM fin_periods WHERE status = 'closed' AND period >= %s AND period <= %s ORDER BY period",
+            (start, end),
+        )
+        if ledger.month_end(r["period"]) <= end
+    ]
+
+
+def _gaps(start: dt.date, end: dt.date, closed: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """The parts of [start, end] not covered by the closed months (ascending, non-overlapping)."""
+    out, cur = [], start
+    for p in closed:
+        if p > cur:
+            out.append((cur, p - dt.timedelta(days=1)))
+        cur = max(cur, ledger.month_end(p) + dt.timedelta(days=1))
+    if cur <= end:
+        out.append((cur, end))
+    return out
+
+
+def _date_filter(col: str, gaps: list[tuple[dt.date, dt.date]]) -> tuple[str, list]:
+    if not gaps:
+        return "false", []
+    cond = " OR ".join(f"{col} BETWEEN %s AND %s" for _ in gaps)
+    return f"({cond})", [d for g in gaps for d in g]
+
+
+def account_sums(conn: Conn, start: dt.date | None, end: dt.date) -> dict[str, tuple[Decimal, Decimal]]:
+    """(debits, credits) per account for the dates [start, end] (start None: from the beginning): closed months
+    from their summaries, the open rest from the lines."""
+    start = start or EPOCH
+    if end < start:
+        return {}
+    closed = _closed_months(conn, start, end)
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    if closed:
+        for r in conn.execute(
+            """SELECT account_code, sum(debit) AS d, sum(credit) AS c FROM fin_period_balances
+                WHERE period = ANY(%s) GROUP BY account_code""",
+            (closed,),
+        ):
+            out[r["account_code"]] = (r["d"], r["c"])
+    cond, params = _date_filter("entry_date", _gaps(start, end, closed))
+    for r in conn.execute(
+        f"""SELECT account_code, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS d,
+                   coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS c
+              FROM fin_journal_lines WHERE {cond} GROUP BY account_code""",
+        params,
+    ):
+        d, c = out.get(r["account_code"], (ZERO, ZERO))
+        out[r["account_code"]] = (d + r["d"], c + r["c"])
+    return out
+
+
+def _net(sums: dict[str, tuple[Decimal, Decimal]]) -> dict[str, Decimal]:
+    return {k: d - c for k, (d, c) in sums.items()}
+
+
 def _natural(acc: dict, amount: Decimal) -> Decimal:
     return -amount if acc["type"] in CREDIT_NATURE else amount
 
@@ -72,14 +138,17 @@ def trial_balance(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
     debits equal the credits (and so the closing balances sum to zero)."""
     check_range(start, end)
     accs = _accounts(conn)
-    rows = conn.execute(
-        """SELECT account_code,
-                  coalesce(sum(amount) FILTER (WHERE entry_date < %(s)s), 0) AS opening,
-                  coalesce(sum(amount) FILTER (WHERE entry_date >= %(s)s AND amount > 0), 0) AS debit,
-                  coalesce(-sum(amount) FILTER (WHERE entry_date >= %(s)s AND amount < 0), 0) AS credit
-             FROM fin_journal_lines WHERE entry_date <= %(e)s GROUP BY account_code ORDER BY account_code""",
-        {"s": start, "e": end},
-    ).fetchall()
+    opening = _net(account_sums(conn, None, start - dt.timedelta(days=1)))
+    moves = account_sums(conn, start, end)
+    rows: list[dict[str, Any]] = [
+        {
+            "account_code": code,
+            "opening": opening.get(code, ZERO),
+            "debit": moves.get(code, (ZERO, ZERO))[0],
+            "credit": moves.get(code, (ZERO, ZERO))[1],
+        }
+        for code in sorted(set(opening) | set(moves))
+    ]
     out = []
     for r in rows:
         a = accs[r["account_code"]]
@@ -119,16 +188,8 @@ def trial_balance(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
 
 
 def _period_sums(conn: Conn, start: dt.date, end: dt.date, types: tuple[str, ...]) -> dict[str, Decimal]:
-    return {
-        r["account_code"]: r["s"]
-        for r in conn.execute(
-            """SELECT l.account_code, sum(l.amount) AS s FROM fin_journal_lines l
-                WHERE l.entry_date BETWEEN %s AND %s
-                  AND l.account_code IN (SELECT code FROM fin_accounts WHERE type = ANY(%s))
-                GROUP BY l.account_code""",
-            (start, end, list(types)),
-        )
-    }
+    accs = _accounts(conn)
+    return {k: v for k, v in _net(account_sums(conn, start, end)).items() if accs[k]["type"] in types}
 
 
 def _income(conn: Conn, start: dt.date, end: dt.date, accs: dict[str, dict]) -> dict:
@@ -189,7 +250,7 @@ def income_statement(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
 
 
 def _position(conn: Conn, at: dt.date, accs: dict[str, dict]) -> dict:
-    bal = ledger.balances(conn, upto=at)
+    bal = _net(account_sums(conn, None, at))
     sections: dict[str, list[dict]] = {"asset": [], "liability": [], "equity": []}
     result = ZERO  # revenue - expense to date, not yet closed into retained earnings
     for code in sorted(bal):
@@ -247,23 +308,23 @@ def balance_sheet(conn: Conn, *, end: dt.date, start: dt.date | None = None) -> 
 
 
 def _cash(conn: Conn, start: dt.date, end: dt.date) -> dict:
-    r = one(
-        conn.execute(
-            """SELECT coalesce(sum(l.amount) FILTER (WHERE l.entry_date < %(s)s), 0) AS opening,
-                  coalesce(sum(l.amount) FILTER (WHERE l.entry_date >= %(s)s), 0) AS movement
-             FROM fin_journal_lines l
-            WHERE l.entry_date <= %(e)s AND l.account_code IN (SELECT code FROM fin_accounts WHERE cash)""",
-            {"s": start, "e": end},
-        )
-    )
+    # The cash accounts as a literal list: the planner then reads their lines through the (account, date) index.
+    cash = ledger.cash_accounts(conn)
+    before = _net(account_sums(conn, None, start - dt.timedelta(days=1)))
+    r = {"opening": sum((before.get(c, ZERO) for c in cash), ZERO)}
+    closed = _closed_months(conn, start, end)
+    cond, params = _date_filter("l.entry_date", _gaps(start, end, closed))
     lines = conn.execute(
-        """SELECT coalesce(l.cash_flow, 'operating') AS class, e.kind,
-                  coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0) AS inflow,
-                  coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0) AS outflow
-             FROM fin_journal_lines l JOIN fin_journal_entries e ON e.id = l.entry_id
-            WHERE l.entry_date BETWEEN %s AND %s AND l.account_code IN (SELECT code FROM fin_accounts WHERE cash)
+        f"""SELECT class, kind, sum(inflow) AS inflow, sum(outflow) AS outflow FROM (
+              SELECT cash_flow AS class, kind, inflow, outflow FROM fin_period_cash_flows WHERE period = ANY(%s)
+              UNION ALL
+              SELECT coalesce(l.cash_flow, 'operating'), e.kind,
+                     coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0),
+                     coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0)
+                FROM fin_journal_lines l JOIN fin_journal_entries e ON e.id = l.entry_id
+               WHERE {cond} AND l.account_code = ANY(%s) GROUP BY 1, 2) x
             GROUP BY 1, 2 ORDER BY 1, 2""",
-        (start, end),
+        [closed, *params, cash],
     ).fetchall()
     classes: dict[str, dict[str, Any]] = {
         c: {"inflow": ZERO, "outflow": ZERO, "net": ZERO, "by_kind": []} for c in CASH_FLOW_CLASSES
@@ -291,7 +352,8 @@ def cash_flow(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
     cur = _cash(conn, start, end)
     ps, pe = previous_range(start, end)
     prev = _cash(conn, ps, pe)
-    closing_ledger = sum(ledger.balances(conn, accounts=ledger.cash_accounts(conn), upto=end).values(), ZERO)
+    upto_end = _net(account_sums(conn, None, end))
+    closing_ledger = sum((upto_end.get(c, ZERO) for c in ledger.cash_accounts(conn)), ZERO)
     return {
         **_header(conn, "cash_flow", start, end),
         "method": "direct",

@@ -150,6 +150,25 @@ CREATE TABLE fin_periods (
     CHECK ((status = 'closed') = (closed_at IS NOT NULL))
 );
 
+-- A closed month's totals per account, and its cash movements per class and kind, written by the close (the month
+-- can take no more postings, so they stay exact; a reopen deletes them). Statements read closed history from here and
+-- scan lines only for open months.
+CREATE TABLE fin_period_balances (
+    period        date NOT NULL REFERENCES fin_periods (period),
+    account_code  text NOT NULL REFERENCES fin_accounts (code),
+    debit         numeric(16, 2) NOT NULL,
+    credit        numeric(16, 2) NOT NULL,
+    PRIMARY KEY (period, account_code)
+);
+CREATE TABLE fin_period_cash_flows (
+    period     date NOT NULL REFERENCES fin_periods (period),
+    cash_flow  text NOT NULL,
+    kind       text NOT NULL,
+    inflow     numeric(16, 2) NOT NULL,
+    outflow    numeric(16, 2) NOT NULL,
+    PRIMARY KEY (period, cash_flow, kind)
+);
+
 CREATE TABLE fin_journal_entries (
     id           bigserial PRIMARY KEY,
     entry_date   date NOT NULL,
