@@ -17,12 +17,14 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from backoffice.finance import analysis, ledger, statements
 from bench.common import drop_database, log, make_database
+from fleetcore.db import one
 
 HERE = Path(__file__).resolve().parent
 LINES = int(os.environ.get("FLEET_BENCH_FINANCE_LINES", "1000000"))
@@ -36,8 +38,9 @@ INSERT INTO fin_journal_entries (id, entry_date, period, kind, memo, currency, s
 SELECT i, d, date_trunc('month', d)::date, (ARRAY['invoice', 'payment', 'maintenance'])[i %% 3 + 1], '', 'EUR',
        'bench:' || i, 'bench'
   FROM (SELECT i, %(first)s::date + (i::bigint * 7919 %% %(days)s)::int AS d FROM generate_series(1, %(entries)s) AS i) s;
-INSERT INTO fin_journal_lines (entry_id, line_no, entry_date, account_code, amount, cash_flow, vehicle_id, station_id)
-SELECT e.id, l.n, e.entry_date, l.account, l.amount, l.cf, 1 + e.id %% 200, %(station)s
+INSERT INTO fin_journal_lines (entry_id, line_no, entry_date, entry_kind, account_code, amount, cash_flow, vehicle_id,
+                               station_id)
+SELECT e.id, l.n, e.entry_date, e.kind, l.account, l.amount, l.cf, 1 + e.id %% 200, %(station)s
   FROM (SELECT id, entry_date, kind, (40 + id %% 160)::numeric(14, 2) AS net FROM fin_journal_entries) e
   CROSS JOIN LATERAL (VALUES
       (1, CASE e.kind WHEN 'invoice' THEN '1110' WHEN 'payment' THEN '1020' ELSE '5100' END,
@@ -69,7 +72,7 @@ def main() -> int:
     url, _ = make_database(200)
     try:
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            station = conn.execute("SELECT id FROM stations LIMIT 1").fetchone()["id"]
+            station = one(conn.execute("SELECT id FROM stations LIMIT 1"))["id"]
             t0 = time.perf_counter()
             params = {"first": FIRST_DAY, "days": DAYS, "entries": entries, "station": station}
             for stmt in (x.strip() for x in LOAD.split(";")):
@@ -79,10 +82,12 @@ def main() -> int:
             conn.execute("VACUUM ANALYZE fin_journal_lines")
             conn.execute("VACUUM ANALYZE fin_journal_entries")
             load_s = time.perf_counter() - t0
-            n = conn.execute("SELECT count(*) AS n, sum(amount) AS s FROM fin_journal_lines").fetchone()
-            unbalanced = conn.execute(
-                "SELECT count(*) AS n FROM (SELECT entry_id FROM fin_journal_lines GROUP BY 1 HAVING sum(amount) <> 0) x"
-            ).fetchone()["n"]
+            n = one(conn.execute("SELECT count(*) AS n, sum(amount) AS s FROM fin_journal_lines"))
+            unbalanced = one(
+                conn.execute(
+                    "SELECT count(*) AS n FROM (SELECT entry_id FROM fin_journal_lines GROUP BY 1 HAVING sum(amount) <> 0) x"
+                )
+            )["n"]
             log(
                 f"loaded {n['n']:,} lines in {entries:,} entries in {load_s:.1f} s (sum {n['s']}, unbalanced {unbalanced})"
             )
@@ -147,7 +152,7 @@ def main() -> int:
         load = os.getloadavg()
     finally:
         drop_database(url)
-    report = {
+    report: dict[str, Any] = {
         "run_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "lines": int(n["n"]),
         "entries": entries,

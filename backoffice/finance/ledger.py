@@ -181,10 +181,10 @@ def summarise_period(conn: Conn, *, period: dt.date) -> None:
     )
     conn.execute(
         """INSERT INTO fin_period_cash_flows (period, cash_flow, kind, inflow, outflow)
-           SELECT %s, coalesce(l.cash_flow, 'operating'), e.kind,
+           SELECT %s, coalesce(l.cash_flow, 'operating'), l.entry_kind,
                   coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0),
                   coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0)
-             FROM fin_journal_lines l JOIN fin_journal_entries e ON e.id = l.entry_id
+             FROM fin_journal_lines l
             WHERE l.entry_date BETWEEN %s AND %s AND l.account_code = ANY(%s) GROUP BY 2, 3""",
         (period, period, end, cash_accounts(conn)),
     )

@@ -84,27 +84,31 @@ def _date_filter(col: str, gaps: list[tuple[dt.date, dt.date]]) -> tuple[str, li
     return f"({cond})", [d for g in gaps for d in g]
 
 
-def account_sums(conn: Conn, start: dt.date | None, end: dt.date) -> dict[str, tuple[Decimal, Decimal]]:
-    """(debits, credits) per account for the dates [start, end] (start None: from the beginning): closed months
-    from their summaries, the open rest from the lines."""
+def account_sums(
+    conn: Conn, start: dt.date | None, end: dt.date, accounts: list[str] | None = None
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """(debits, credits) per account (all, or the given ones) for the dates [start, end] (start None: from the
+    beginning): closed months from their summaries, the open rest from the lines."""
     start = start or EPOCH
+    acc_cond = "account_code = ANY(%s)" if accounts is not None else "true"
+    acc_params = [accounts] if accounts is not None else []
     if end < start:
         return {}
     closed = _closed_months(conn, start, end)
     out: dict[str, tuple[Decimal, Decimal]] = {}
     if closed:
         for r in conn.execute(
-            """SELECT account_code, sum(debit) AS d, sum(credit) AS c FROM fin_period_balances
-                WHERE period = ANY(%s) GROUP BY account_code""",
-            (closed,),
+            f"""SELECT account_code, sum(debit) AS d, sum(credit) AS c FROM fin_period_balances
+                WHERE period = ANY(%s) AND {acc_cond} GROUP BY account_code""",
+            [closed, *acc_params],
         ):
             out[r["account_code"]] = (r["d"], r["c"])
     cond, params = _date_filter("entry_date", _gaps(start, end, closed))
     for r in conn.execute(
         f"""SELECT account_code, coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS d,
                    coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS c
-              FROM fin_journal_lines WHERE {cond} GROUP BY account_code""",
-        params,
+              FROM fin_journal_lines WHERE {cond} AND {acc_cond} GROUP BY account_code""",
+        [*params, *acc_params],
     ):
         d, c = out.get(r["account_code"], (ZERO, ZERO))
         out[r["account_code"]] = (d + r["d"], c + r["c"])
@@ -249,8 +253,8 @@ def income_statement(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
 # ---- balance sheet ---------------------------------------------------------------------------------------------
 
 
-def _position(conn: Conn, at: dt.date, accs: dict[str, dict]) -> dict:
-    bal = _net(account_sums(conn, None, at))
+def _position(conn: Conn, at: dt.date, accs: dict[str, dict], bal: dict[str, Decimal] | None = None) -> dict:
+    bal = _net(account_sums(conn, None, at)) if bal is None else bal
     sections: dict[str, list[dict]] = {"asset": [], "liability": [], "equity": []}
     result = ZERO  # revenue - expense to date, not yet closed into retained earnings
     for code in sorted(bal):
@@ -284,9 +288,13 @@ def balance_sheet(conn: Conn, *, end: dt.date, start: dt.date | None = None) -> 
     """Assets, liabilities and equity at the end of `end`, beside the end of the previous period; checked:
     assets = liabilities + equity (equity includes the result not yet appropriated)."""
     accs = _accounts(conn)
-    cur = _position(conn, end, accs)
     ps, pe = previous_range(start, end) if start else (None, end.replace(day=1) - dt.timedelta(days=1))
-    prev = _position(conn, pe, accs)
+    # history once (to the previous period's end), then only the lines since
+    at_prev = _net(account_sums(conn, None, pe))
+    delta = _net(account_sums(conn, pe + dt.timedelta(days=1), end))
+    at_end = {k: at_prev.get(k, ZERO) + delta.get(k, ZERO) for k in set(at_prev) | set(delta)}
+    cur = _position(conn, end, accs, at_end)
+    prev = _position(conn, pe, accs, at_prev)
     return {
         **_header(conn, "balance_sheet", start, end),
         "previous_period": {"from": ps, "to": pe},
@@ -307,21 +315,20 @@ def balance_sheet(conn: Conn, *, end: dt.date, start: dt.date | None = None) -> 
 # ---- cash flow -------------------------------------------------------------------------------------------------
 
 
-def _cash(conn: Conn, start: dt.date, end: dt.date) -> dict:
+def _cash(conn: Conn, start: dt.date, end: dt.date, opening: Decimal) -> dict:
     # The cash accounts as a literal list: the planner then reads their lines through the (account, date) index.
     cash = ledger.cash_accounts(conn)
-    before = _net(account_sums(conn, None, start - dt.timedelta(days=1)))
-    r = {"opening": sum((before.get(c, ZERO) for c in cash), ZERO)}
+    r = {"opening": opening}
     closed = _closed_months(conn, start, end)
     cond, params = _date_filter("l.entry_date", _gaps(start, end, closed))
     lines = conn.execute(
         f"""SELECT class, kind, sum(inflow) AS inflow, sum(outflow) AS outflow FROM (
               SELECT cash_flow AS class, kind, inflow, outflow FROM fin_period_cash_flows WHERE period = ANY(%s)
               UNION ALL
-              SELECT coalesce(l.cash_flow, 'operating'), e.kind,
+              SELECT coalesce(l.cash_flow, 'operating'), l.entry_kind,
                      coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0),
                      coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0)
-                FROM fin_journal_lines l JOIN fin_journal_entries e ON e.id = l.entry_id
+                FROM fin_journal_lines l
                WHERE {cond} AND l.account_code = ANY(%s) GROUP BY 1, 2) x
             GROUP BY 1, 2 ORDER BY 1, 2""",
         [closed, *params, cash],
@@ -344,16 +351,24 @@ def _cash(conn: Conn, start: dt.date, end: dt.date) -> dict:
     }
 
 
+def _cash_shift(flows: dict, opening: Decimal) -> dict:
+    return {**flows, "opening_cash": opening, "closing_cash": opening + flows["net_change"]}
+
+
 def cash_flow(conn: Conn, *, start: dt.date, end: dt.date) -> dict:
     """Direct method: every movement on the cash and bank accounts in [start, end], classed as operating, investing
     or financing (the class is fixed when the line is posted, from the counter-account or the payable's purpose);
     checked: opening cash + net change = closing cash (the accounts' balance)."""
     check_range(start, end)
-    cur = _cash(conn, start, end)
+    cash = ledger.cash_accounts(conn)
+    opening = sum(_net(account_sums(conn, None, start - dt.timedelta(days=1), cash)).values(), ZERO)
+    cur = _cash(conn, start, end, opening)
     ps, pe = previous_range(start, end)
-    prev = _cash(conn, ps, pe)
-    upto_end = _net(account_sums(conn, None, end))
-    closing_ledger = sum((upto_end.get(c, ZERO) for c in ledger.cash_accounts(conn)), ZERO)
+    # the previous period ends where this one opens: its opening is this opening less its own flows
+    prev = _cash(conn, ps, pe, ZERO)
+    prev = _cash_shift(prev, opening - prev["net_change"])
+    # checked against the accounts' own movement (a different sum than the flows by class and kind)
+    closing_ledger = opening + sum(_net(account_sums(conn, start, end, cash)).values(), ZERO)
     return {
         **_header(conn, "cash_flow", start, end),
         "method": "direct",

@@ -193,6 +193,7 @@ CREATE TABLE fin_journal_lines (
     entry_id      bigint NOT NULL REFERENCES fin_journal_entries (id),
     line_no       integer NOT NULL,
     entry_date    date NOT NULL,
+    entry_kind    text NOT NULL DEFAULT '',   -- the entry's kind, copied like its date (cash flow by kind)
     account_code  text NOT NULL REFERENCES fin_accounts (code),
     amount        numeric(14, 2) NOT NULL CHECK (amount <> 0),
     cash_flow     text CHECK (cash_flow IN ('operating', 'investing', 'financing')),
@@ -207,7 +208,7 @@ CREATE TABLE fin_journal_lines (
     UNIQUE (entry_id, line_no)
 );
 CREATE INDEX fin_journal_lines_date_account ON fin_journal_lines (entry_date, account_code) INCLUDE (amount);
-CREATE INDEX fin_journal_lines_account_date ON fin_journal_lines (account_code, entry_date);
+CREATE INDEX fin_journal_lines_account_date ON fin_journal_lines (account_code, entry_date) INCLUDE (amount);
 CREATE INDEX fin_journal_lines_vehicle ON fin_journal_lines (vehicle_id, entry_date) WHERE vehicle_id IS NOT NULL;
 
 CREATE FUNCTION fin_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -240,7 +241,7 @@ END $$;
 CREATE TRIGGER fin_journal_entries_period_open BEFORE INSERT ON fin_journal_entries
     FOR EACH ROW EXECUTE FUNCTION fin_entry_period_open();
 
--- Lines: only into an entry of this transaction, only on postable accounts, dated as their entry.
+-- Lines: only into an entry of this transaction, only on postable accounts, dated (and kinded) as their entry.
 CREATE FUNCTION fin_line_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE e fin_journal_entries; a fin_accounts;
 BEGIN
@@ -255,6 +256,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     NEW.entry_date := e.entry_date;
+    NEW.entry_kind := e.kind;
     RETURN NEW;
 END $$;
 CREATE TRIGGER fin_journal_lines_check BEFORE INSERT ON fin_journal_lines
