@@ -13,9 +13,10 @@ from fleetcore.errors import ConfigError
 
 # A token secret must carry at least 32 random bytes (RFC 7518 §3.2: an HS256 key as long as the hash output).
 MIN_SECRET_BYTES = 32
-# Base64url or hex of 32 random bytes has at least 16 distinct characters; a word repeated, or a run of one
+# Base64url or hex of 32 random bytes has far more than 10 distinct characters (hex: 16 symbols, not always all
+# present in 64 characters); a word repeated, or a run of one
 # character, has few (a cheap guard against "x" * 40, not an entropy proof).
-MIN_SECRET_DISTINCT_CHARS = 16
+MIN_SECRET_DISTINCT_CHARS = 10
 # Secrets published in this project's history, docs or common examples: never accepted.
 KNOWN_SECRETS = frozenset({"change-me-in-production", "changeme", "change-me", "secret", "your-secret-key"})
 
@@ -79,9 +80,20 @@ class Settings(BaseSettings):
     # Signs API access tokens (HS256). No default: `fleet api` will not start without one, and a short, repeated
     # or published value is refused in every environment (`fleet demo` generates one per installation).
     secret_key: str | None = None
+    # Personal identifiers at rest (fleetcore/crypto.py): AES-256-GCM data keys `kid:base64url,...` (the first
+    # encrypts, all decrypt) and the blind-index HMAC key. Outside production they default to keys derived from
+    # the secret key; production requires both.
+    data_keys: str | None = None
+    blind_index_key: str | None = None
     token_issuer: str = "fleet-platform"
     token_audience: str = "fleet-api"
     access_token_minutes: int = Field(default=60, ge=1)
+    # Login throttling (OWASP: lock after a few failures, per account and per source): failures allowed within the
+    # window per username and per address, then logins are refused (429 + Retry-After) for the lockout.
+    login_max_failures_user: int = Field(default=5, ge=1)
+    login_max_failures_ip: int = Field(default=20, ge=1)
+    login_window_s: int = Field(default=900, ge=1)
+    login_lockout_s: int = Field(default=900, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -89,6 +101,8 @@ class Settings(BaseSettings):
     # loop (not in a worker thread) for up to api_db_wait_s, then get 503 + Retry-After. Keep it at or below the
     # anyio thread pool (40 threads by default), which runs the sync routes that use the connections.
     api_pool_size: int = Field(default=20, ge=1, le=40)
+    # Connections opened at start and kept open (the pool grows to api_pool_size under load).
+    api_pool_min: int = Field(default=2, ge=1, le=40)
     api_db_wait_s: float = Field(default=10.0, gt=0)
     # Browser origins allowed to call the API cross-site (comma-separated, e.g. https://ops.example.com); empty:
     # same-origin only (the console is served by the API itself).
@@ -101,6 +115,12 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=200, ge=1)
     # Upper bound on un-acknowledged messages held in memory (back-pressure).
     ingest_max_inflight: int = Field(default=20000, ge=1)
+    # ... and on their payload bytes (received, not yet committed): the worker stops reading the socket beyond it.
+    ingest_max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Per message: a larger payload is rejected as too_large (its first 1 KiB kept), more samples (array elements,
+    # NMEA fixes) as too_many_samples. Defaults: fleetcore.contract.MAX_PAYLOAD_BYTES / MAX_SAMPLES_PER_MESSAGE.
+    ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    ingest_max_samples: int = Field(default=2000, ge=1)
     # Database connections per ingest worker, each committing its own batch; acks still go out in order.
     ingest_writers: int = Field(default=2, ge=1, le=16)
     # vehicle_state: 0 (default) = upserted in each batch's own transaction, committed with its readings;
@@ -117,7 +137,15 @@ class Settings(BaseSettings):
     # for diagnosis: both give identical results; the Python code costs 2-15x the parser CPU, 2x the worker's).
     ingest_compiled_parser: bool = True
 
+    # The monitor's MQTT client id = its persistent session: unique and stable per worker; with `{slot}` each
+    # worker claims the lowest free slot number (fleetcore.slots), as ingest does.
     monitor_client_id: str = "fleet-monitor"
+    # When set, monitor workers subscribe to `$share/<group>/<root>/devices/+/...` and split the stream.
+    monitor_share_group: str | None = None
+    # How long the broker keeps queueing for a stopped monitor (what it publishes meanwhile is judged on restart).
+    monitor_session_expiry_s: int = Field(default=86400, ge=0)
+    # Unacknowledged messages the broker may send the monitor (MQTT 5 Receive Maximum, at most 65,535).
+    monitor_max_inflight: int = Field(default=20000, ge=1, le=65535)
 
     # The outbox's SMTP relay (smtp://user:pass@host:25, smtp+starttls://…:587, smtps://…:465); unset: e-mails stay
     # queued (nothing is sent, nothing is lost).

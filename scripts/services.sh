@@ -27,6 +27,13 @@ if ! port_open 5432; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
 fi
 $SUDO bash "$here/install-timescaledb.sh"
+# The suite runs two workers, each test with its own API pool, ingest writers and monitor: room for them.
+PGVER=$(ls /etc/postgresql | sort -V | tail -1)
+if ! grep -qs "max_connections = 300" "/etc/postgresql/$PGVER/main/conf.d/fleet-tests.conf"; then
+  echo "max_connections = 300" | $SUDO tee "/etc/postgresql/$PGVER/main/conf.d/fleet-tests.conf" >/dev/null
+  echo "[services] max_connections = 300; restarting PostgreSQL"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
+fi
 for _ in $(seq 1 30); do port_open 5432 && break; sleep 1; done
 
 if ! port_open 1883; then

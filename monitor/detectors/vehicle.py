@@ -4,6 +4,10 @@
 events and status changes into `Detection` (raise or repeat an alert), `Clear` (the condition ended:
 auto-resolve) and `StateChange` (pushed to dispatchers, not an alert). Pure: no I/O; the caller passes the clock
 (`now`, the arrival time) where silence matters, every other rule runs on sample time.
+
+After a restart the state is rebuilt in two steps: `restore` takes what the database knows when the process starts
+(last heard, last will, open alerts), and `warm` replays the samples judged before the first message after the
+restart, silently, so that sustained conditions and trends count across the restart.
 """
 
 from __future__ import annotations
@@ -15,8 +19,17 @@ from datetime import datetime
 
 from fleetcore.geo import haversine_m
 from monitor import dtc_codes
-from monitor.detectors.outputs import Clear, Detection, Output, StateChange, VehicleInfo, evidence_of
+from monitor.detectors.outputs import (
+    Clear,
+    Detection,
+    Output,
+    Restored,
+    StateChange,
+    VehicleInfo,
+    evidence_of,
+)
 from monitor.geofence import GeofenceSet
+from monitor.models import AUTO_RESOLVE
 from monitor.thresholds import DEFAULT, Thresholds
 
 # Vehicle statuses under which nobody is entitled to drive the car.
@@ -25,6 +38,8 @@ DEVICE_HARSH = {"harsh_brake", "harsh_accel", "harsh_turn"}
 # After a detection of an episode kind, the same kind re-arms only after the condition was absent this long
 # (a tow or a speeding stretch interrupted by a traffic light is one episode).
 REARM_S = 60.0
+# An auto-resolved condition clears once its healthy reading held this long (hysteresis against flapping).
+CLEAR_S = 60.0
 
 
 class Sustain:
@@ -90,6 +105,45 @@ class VehicleMonitor:
         self.s_speed = Sustain()
         self.s_unauth = Sustain()
         self.s_tow = Sustain()
+        # True until `warm` has replayed the samples judged before this process saw the vehicle.
+        self.needs_history = True
+
+    # ---- restart ------------------------------------------------------------------------------------------------
+    def restore(self, r: Restored) -> None:
+        """Carry over what the database knows at start-up: silence and last will count across the restart, and
+        conditions with an open alert are not raised again."""
+        self.last_heard = r.last_heard
+        self.ignition = r.ignition
+        self.speed = r.speed_kmh
+        self.offline_status_since = r.offline_since
+        self.active = {k for k in r.open_alerts if k in AUTO_RESOLVE}
+        self.offline_alerted = "device_offline" in r.open_alerts
+        self.s_overheat.fired = r.open_alerts.get("overheating") == "critical"  # already escalated
+        self.last_crash_ts = r.last_crash_ts
+
+    def history_s(self) -> float:
+        """How far back the windows reach: the longest sustained condition, plus the CLEAR_S / REARM_S that a
+        cleared condition or a finished episode needs (180 s with the defaults)."""
+        th = self.th
+        longest = max(
+            th.overheat_sustain_s, th.overheat_rise_window_s, th.low_battery_sustain_s,
+            th.charging_sustain_s + th.after_start_grace_s, th.low_fuel_sustain_s, th.overspeed_sustain_s,
+            th.unauthorized_sustain_s, th.tow_sustain_s, th.crash_confirm_s,
+        )  # fmt: skip
+        return longest + max(CLEAR_S, REARM_S)
+
+    def warm(self, readings: Iterable[dict]) -> None:
+        """Replay samples judged before the restart (from the database), silently: what they triggered was
+        written then. Rebuilds sustained conditions, the coolant trend, a pending crash spike, the last fix and
+        the active DTCs; the open alerts stay what `restore` said (the database is the truth for those)."""
+        self.needs_history = False
+        active = set(self.active)
+        for r in sorted(readings, key=lambda r: r["ts"]):
+            if self.last_ts is not None and r["ts"] <= self.last_ts:
+                continue
+            self.last_ts = r["ts"]
+            self._reading(r)
+        self.active = active
 
     # ---- entry points -------------------------------------------------------------------------------------------
     def on_readings(self, readings: Iterable[dict], now: datetime) -> list[Output]:
@@ -155,21 +209,30 @@ class VehicleMonitor:
             self.engine_on_since = None
         return out
 
-    def on_status(self, status: str, now: datetime) -> list[Output]:
-        """The retained status topic: `online`, or `offline` (usually the broker publishing the last will)."""
+    def on_status(self, status: str, now: datetime, *, retained: bool = False) -> list[Output]:
+        """The retained status topic: `online`, or `offline` (usually the broker publishing the last will).
+
+        `retained`: delivered because the monitor (re)subscribed, not because the device spoke now; it is not a
+        sign of life, and an `offline` one counts from now only when nothing else is known about the device.
+        """
+        if retained:
+            if status == "offline" and self.last_heard is None and self.offline_status_since is None:
+                self.offline_status_since = now
+            return []
         if status == "online":
             return self.heard(now)
         if self.offline_status_since is None:
             self.offline_status_since = now
         return [StateChange("offline", now, {"reason": "status offline"})]
 
-    def tick(self, now: datetime) -> list[Output]:
-        """Time-driven checks: device silence and crash spikes whose confirmation window ran out."""
+    def tick(self, now: datetime, *, silence: bool = True) -> list[Output]:
+        """Time-driven checks: device silence (unless `silence` is False) and crash spikes whose confirmation
+        window ran out."""
         out: list[Output] = []
         th = self.th
         if self.pending_crash and (now - self.pending_crash[0]).total_seconds() > th.crash_confirm_s + 5:
             self.pending_crash = None  # spike without a stop: pothole, kerb or rough road
-        if self.offline_alerted or self.last_heard is None:
+        if not silence or self.offline_alerted or self.last_heard is None:
             return out
         silent = (now - self.last_heard).total_seconds()
         driving = self.ignition is True or (self.speed or 0) >= th.moving_kmh
@@ -355,7 +418,7 @@ class VehicleMonitor:
                         evidence_of(r),
                     )
                 )
-            if self.s_cool.update(c <= th.overheat_clear_c, ts) >= 60:
+            if self.s_cool.update(c <= th.overheat_clear_c, ts) >= CLEAR_S:
                 self.active.discard("overheating")
                 self.s_overheat.fired = False
                 out.append(Clear("overheating", ts, f"coolant back to {c:.0f} °C"))
@@ -381,7 +444,7 @@ class VehicleMonitor:
                         evidence_of(r),
                     )
                 )
-        elif self.s_batt_ok.update(resting and v >= th.low_battery_clear_v, ts) >= 60:
+        elif self.s_batt_ok.update(resting and v >= th.low_battery_clear_v, ts) >= CLEAR_S:
             self.active.discard("low_battery")
             out.append(Clear("low_battery", ts, f"resting voltage {v:.2f} V"))
         warm = (
@@ -402,7 +465,7 @@ class VehicleMonitor:
                         evidence_of(r),
                     )
                 )
-        elif self.s_charge_ok.update(warm and v >= th.charging_clear_v, ts) >= 60:
+        elif self.s_charge_ok.update(warm and v >= th.charging_clear_v, ts) >= CLEAR_S:
             self.active.discard("charging_fault")
             out.append(Clear("charging_fault", ts, f"charging at {v:.2f} V"))
         return out
