@@ -247,6 +247,16 @@ def test_manual_journal_input_errors_are_4xx(settings, conn):
         )
         assert r.status_code == 409 and "closed" in r.json()["error"]["message"]
         assert client.post("/api/v1/finance/periods/2027-13/close", headers=fin).status_code == 422
+        assert client.post("/api/v1/finance/periods/9999-12/close", headers=fin).status_code == 422
+        far = {"from": "0001-01-01", "to": "0001-02-01"}
+        assert client.get("/api/v1/finance/trial-balance", headers=fin, params=far).status_code == 422
+        assert client.get("/api/v1/finance/statements/cash-flow", headers=fin, params=far).status_code == 422
+        assert (
+            client.post(
+                "/api/v1/finance/depreciation/run", headers=fin, params={"period": "2199-01"}
+            ).status_code
+            == 422
+        )
         assert (
             client.post(
                 f"/api/v1/finance/periods/{last:%Y-%m}/reopen", headers=fin, json={"reason": "x" * 5}

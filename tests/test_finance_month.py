@@ -401,6 +401,11 @@ def test_a_month_of_operations(settings, conn):
             "/api/v1/finance/profitability", headers=fin, params={**window, "by": "class"}
         ).json()
         assert {row["key"] for row in by_class["rows"]} >= {"compact", "ev"}
+        prof_csv = client.get(
+            "/api/v1/finance/profitability", headers=fin, params={**window, "by": "vehicle", "format": "csv"}
+        ).content.decode("utf-8-sig")
+        assert prof_csv.splitlines()[0].startswith("key,rank,") and "cost_per_km" in prof_csv.splitlines()[0]
+        assert len(prof_csv.splitlines()) == len(prof["rows"]) + 1
         costs = client.get("/api/v1/finance/cost-analysis", headers=fin, params=window).json()
         assert D(costs["total"]) == D("8993.33") and costs["categories"][0]["account"] == "6100"
 

@@ -227,48 +227,54 @@ def decide(conn: Conn, *, request_id: int, approve: bool, note: str, actor: dict
     return {**after, "version": version}
 
 
-def variance(conn: Conn, *, period: dt.date, threshold_pct: Decimal) -> dict:
+def variance(conn: Conn, *, period: dt.date, threshold_pct: Decimal, today: dt.date | None = None) -> dict:
     """Actual against the current budget per account x department for a month: variance in amount and %.
 
     Actual is in the account's natural sign (expenses and assets debit, revenue and liabilities credit); a budget
-    line without any actual shows -100 %; actual without a budget has no % (listed, flagged when non-zero).
+    line without any actual shows -100 %; revenue or cost without a budget is listed with no %.
+    `over_threshold`: |variance %| beyond the threshold. `adverse`: beyond it the wrong way — a cost over budget (at
+    any time), revenue under budget (once the month has ended: early in a month every revenue line is "under").
     """
     start, end = period, ledger.month_end(period)
+    today = today or profiles.local_date(profiles.get(conn), None)
+    types = {a["code"]: a["type"] for a in ledger.list_accounts(conn, include_inactive=True)}
     actual = conn.execute(
-        """SELECT l.account_code, coalesce(l.department, %s) AS department, a.type, sum(l.amount) AS s
-             FROM fin_journal_lines l JOIN fin_accounts a ON a.code = l.account_code
-            WHERE l.entry_date BETWEEN %s AND %s GROUP BY 1, 2, 3""",
+        """SELECT account_code, coalesce(department, %s) AS department, sum(amount) AS s
+             FROM fin_journal_lines WHERE entry_date BETWEEN %s AND %s GROUP BY 1, 2""",
         (DEFAULT_DEPARTMENT, start, end),
     ).fetchall()
     budget = {(b["account_code"], b["department"]): b for b in list_(conn, start=start, end=start)}
     acts = {
         (r["account_code"], r["department"]): (
-            -r["s"] if r["type"] in ("liability", "equity", "revenue") else r["s"]
+            -r["s"] if types[r["account_code"]] in ("liability", "equity", "revenue") else r["s"]
         )
         for r in actual
     }
+    keys = set(budget) | {k for k in acts if types[k[0]] in ("revenue", "expense")}
     rows = []
-    for key in sorted(set(budget) | {k for k in acts if k[0][0] in "456"}):
+    for key in sorted(keys):
         b = budget.get(key)
         amount_b = b["amount"] if b else None
         act = acts.get(key, Decimal("0.00"))
         var = act - (amount_b or Decimal(0))
         pct = profiles.money(var * 100 / amount_b) if amount_b else None
-        over = (
-            (pct is not None and abs(pct) > threshold_pct)
-            or (amount_b is None and act != 0)
-            or (amount_b == 0 and act != 0)
+        beyond = b is not None and (
+            (pct is not None and abs(pct) > threshold_pct) or (amount_b == 0 and act != 0)
         )
+        revenue = types[key[0]] == "revenue"
+        adverse = beyond and ((var < 0 and today > end) if revenue else var > 0)
         rows.append(
             {
                 "account": key[0],
                 "department": key[1],
+                "type": types[key[0]],
                 "budget": amount_b,
                 "version": b["version"] if b else None,
                 "actual": act,
                 "variance": var,
                 "variance_pct": pct,
-                "over_threshold": bool(over and b is not None),
+                "over_threshold": bool(beyond),
+                "adverse": bool(adverse),
             }
         )
     return {"period": f"{period:%Y-%m}", "threshold_pct": threshold_pct, "rows": rows}
@@ -277,11 +283,11 @@ def variance(conn: Conn, *, period: dt.date, threshold_pct: Decimal) -> dict:
 def raise_variance_notices(
     conn: Conn, *, period: dt.date, threshold_pct: Decimal, actor: dict | None
 ) -> list[dict]:
-    """A finance notice (kept in fin_budget_alerts, audited) for each budget line beyond the threshold; once per
-    line, version and month."""
+    """A finance notice (kept in fin_budget_alerts, audited) for each budget line beyond the threshold the adverse
+    way (a cost overrun; a revenue shortfall once the month is over); once per line, version and month."""
     raised = []
     for r in variance(conn, period=period, threshold_pct=threshold_pct)["rows"]:
-        if not r["over_threshold"]:
+        if not r["adverse"]:
             continue
         alert = conn.execute(
             """INSERT INTO fin_budget_alerts (account_code, department, period, version, budget, actual, variance_pct)

@@ -32,6 +32,8 @@ DIMENSIONS = (
 )
 MAX_LINES = 500
 MAX_PAGE = 500
+# Dates the books accept (anything outside is a typo, and date arithmetic near year 1 or 9999 overflows).
+EARLIEST, LATEST = dt.date(1990, 1, 1), dt.date(2199, 12, 31)
 
 
 # ---- accounts --------------------------------------------------------------------------------------------------
@@ -107,6 +109,10 @@ def parse_period(text: str) -> dt.date:
         d = dt.datetime.strptime(text, "%Y-%m").date()
     except (TypeError, ValueError):
         raise Invalid(f"period must be YYYY-MM, got {text!r}", details={"field": "period"}) from None
+    if not (EARLIEST.year <= d.year <= LATEST.year):
+        raise Invalid(
+            f"period must lie between {EARLIEST.year} and {LATEST.year}", details={"field": "period"}
+        )
     return d
 
 
@@ -302,6 +308,8 @@ def _post(
     reverses_id: int | None,
 ) -> dict:
     profile = profiles.get(conn)
+    if not (EARLIEST <= entry_date <= LATEST):
+        raise Invalid(f"entry_date must lie between {EARLIEST} and {LATEST}", details={"field": "entry_date"})
     norm = _normalise(conn, lines, profile["minor_unit"])
     if source_key is not None:
         existing = get_entry_by_key(conn, source_key=source_key)

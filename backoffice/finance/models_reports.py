@@ -108,12 +108,16 @@ class BudgetRequestOut(BaseModel):
 class VarianceRow(BaseModel):
     account: str
     department: str
+    type: str
     budget: Decimal | None
     version: int | None
     actual: Decimal
     variance: Decimal
     variance_pct: Decimal | None
-    over_threshold: bool
+    over_threshold: bool = Field(description="|variance %| beyond the threshold")
+    adverse: bool = Field(
+        description="beyond it the wrong way: cost over budget, revenue under it after month end"
+    )
 
 
 class VarianceOut(BaseModel):

@@ -330,6 +330,11 @@ def run_depreciation(conn: Conn, *, upto: dt.date, actor: dict | None) -> list[d
     Months in closed periods are skipped (reported), never forced in; reruns post nothing twice.
     """
     upto = upto.replace(day=1)
+    this_month = profiles.local_date(profiles.get(conn), None).replace(day=1)
+    if upto > this_month:
+        raise Invalid(
+            f"depreciation runs up to this month ({this_month:%Y-%m}) at most", details={"field": "period"}
+        )
     done = []
     for asset in conn.execute("SELECT * FROM fin_fixed_assets WHERE first_month <= %s ORDER BY id", (upto,)):
         month, i = asset["first_month"], 0

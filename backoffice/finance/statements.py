@@ -27,6 +27,10 @@ MAX_SPAN = dt.timedelta(days=3660)
 
 
 def check_range(start: dt.date, end: dt.date) -> None:
+    if start < ledger.EARLIEST or end > ledger.LATEST:
+        raise Invalid(
+            f"dates must lie between {ledger.EARLIEST} and {ledger.LATEST}", details={"field": "from"}
+        )
     if end < start:
         raise Invalid("'to' is before 'from'", details={"field": "to"})
     if end - start > MAX_SPAN:
@@ -287,6 +291,10 @@ def _position(conn: Conn, at: dt.date, accs: dict[str, dict], bal: dict[str, Dec
 def balance_sheet(conn: Conn, *, end: dt.date, start: dt.date | None = None) -> dict:
     """Assets, liabilities and equity at the end of `end`, beside the end of the previous period; checked:
     assets = liabilities + equity (equity includes the result not yet appropriated)."""
+    if start is None and not (ledger.EARLIEST <= end <= ledger.LATEST):
+        raise Invalid(
+            f"dates must lie between {ledger.EARLIEST} and {ledger.LATEST}", details={"field": "to"}
+        )
     accs = _accounts(conn)
     ps, pe = previous_range(start, end) if start else (None, end.replace(day=1) - dt.timedelta(days=1))
     # history once (to the previous period's end), then only the lines since
