@@ -11,6 +11,7 @@ from decimal import Decimal
 from backoffice.customers import service as customers
 from backoffice.finance import ledger
 from backoffice.finance import service as finance
+from fleetcore import crypto
 from fleetcore.db import connect
 from tests import factories
 from tests.test_orders_helpers import api, customer_body, token
@@ -286,6 +287,7 @@ def test_china_profile_invoices_with_chinese_rates_and_series(settings, conn):
             "0.0600",
         )
     s = factories.station(conn)
+    crypto.configure(settings)
     cust = customers.create(conn, data=customer_body(), actor={"username": "t"})
     order = conn.execute(
         """INSERT INTO orders (customer_id, vehicle_class, pickup_station_id, return_station_id, pickup_at, return_at,

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from backoffice.customers import service as customers
 from backoffice.finance import ledger, payables, posting, statements
 from backoffice.finance import service as finance
+from fleetcore import crypto
 from fleetcore.errors import Conflict, Invalid
 from tests import factories
 from tests.test_orders_helpers import customer_body
@@ -75,8 +76,9 @@ ops = st.one_of(
 
 
 @pytest.fixture
-def world(conn):
+def world(conn, settings):
     """One customer and order the invoices hang on, and one vehicle (made once; each example rolls back)."""
+    crypto.configure(settings)  # the customer's identifiers are encrypted with the test settings' keys
     s = factories.station(conn)
     v = factories.vehicle(conn, station_code=s["code"])
     c = customers.create(conn, data=customer_body(), actor={"username": "prop"})

@@ -37,6 +37,7 @@ from backoffice.finance.models_reports import (
     PayableOut,
     PayrollIn,
     ProfitabilityOut,
+    ProfitabilityRow,
     ResolveIn,
     SupplierPaymentIn,
     SupplierPaymentOut,
@@ -80,7 +81,7 @@ def profitability(
     cost per km and margin per vehicle-day; ranked least profitable first."""
     p = finance.profitability(conn, by=by, start=start, end=end)
     if format == "csv":
-        cols = [c for c in ProfitabilityOut.model_fields["rows"].annotation.__args__[0].model_fields]  # type: ignore[union-attr]
+        cols = list(ProfitabilityRow.model_fields)
         return _download(
             cols, [[r.get(c) for c in cols] for r in p["rows"]], f"profitability_{by}_{start}_{end}", "csv"
         )
