@@ -6,11 +6,10 @@ import itertools
 import random
 import uuid
 
-import psycopg
-
 from backoffice.auth import service as users
 from backoffice.devices import service as devices
 from backoffice.stations import service as stations
+from fleetcore.db import Conn
 from fleetcore.protocol.vin import with_check_digit
 
 _counter = itertools.count(1)
@@ -25,7 +24,7 @@ def vin(rng: random.Random | None = None) -> str:
 
 
 def station(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     code: str | None = None,
     lat: float = 52.52,
@@ -37,7 +36,7 @@ def station(
 
 
 def vehicle(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     station_code: str | None = None,
     vehicle_class: str = "compact",
@@ -66,9 +65,7 @@ def vehicle(
     return v
 
 
-def user(
-    conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9"
-) -> dict:
+def user(conn: Conn, *, role: str, username: str | None = None, password: str = "correct-horse-9") -> dict:
     username = username or f"{role}-{uuid.uuid4().hex[:6]}"
     u = users.create(conn, username=username, role=role, password=password, actor=None)
     u["password"] = password

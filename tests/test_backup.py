@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from fleetapp.backup import MANIFEST_NAME, backup, restore, table_facts
-from fleetcore.db import connect
+from fleetcore.db import Conn, connect
 from fleetcore.errors import CliError
 from tests import factories
 from tests.conftest import ADMIN_URL, db_url_for
@@ -33,7 +33,7 @@ def _drop_db(name: str) -> None:
         )
 
 
-def _some_data(conn: psycopg.Connection) -> None:
+def _some_data(conn: Conn) -> None:
     v = factories.vehicle(conn)
     factories.user(conn, role="finance")
     t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
+from fleetcore.db import Conn
 from fleetcore.protocol.parse import process_message
 from ingest.batch import Message
 from ingest.staging import ensure_staging
@@ -61,7 +62,7 @@ def _sample(rng: random.Random, ts: datetime, seq: int) -> dict:
     return body
 
 
-def _states(conn: psycopg.Connection, ids: list[int]) -> list[tuple]:
+def _states(conn: Conn, ids: list[int]) -> list[tuple]:
     rows = conn.execute(
         f"SELECT vehicle_id, {', '.join(COMPARED)} FROM vehicle_state WHERE vehicle_id = ANY(%s)", (ids,)
     ).fetchall()

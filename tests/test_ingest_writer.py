@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
+from fleetcore.db import Conn
 from fleetcore.protocol.parse import process_message
 from ingest import writer as writer_module
 from ingest.batch import Message
@@ -34,7 +35,7 @@ def _tel(device: str, seq: int, ts: datetime, **fields) -> Message:  # noqa: ANN
     return _msg(device, "telemetry", json.dumps(body).encode())
 
 
-def _state(conn: psycopg.Connection, vehicle_id: int) -> dict:
+def _state(conn: Conn, vehicle_id: int) -> dict:
     return conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from backoffice.fleet import service as fleet
-
+from backoffice.devices import service as devices_service
 from fleetcore.contract import READING_COLUMNS
 from fleetcore.db import connect
 from monitor import service
@@ -228,13 +227,13 @@ def test_registry_follows_removal_and_reinstallation_announced_by_the_trigger(db
         registry = Registry(conn)
         registry.load()
         assert registry.lookup(a["device_id"]).vehicle_id == a["id"]
-        fleet.remove_device(writer, vehicle_id=a["id"])
+        devices_service.remove(writer, vehicle={"id": a["id"], "vin": a["vin"]}, actor={"username": "test"})
         devices, vehicles, _ = wait_until(lambda: _poll(listener), timeout=5, message="no notification")
         assert devices == {a["device_id"]}
         assert registry.refresh(devices, vehicles) == {a["device_id"]}
         assert registry.lookup(a["device_id"]) is None
-        fleet.install_device(writer, device_id=a["device_id"], vehicle_id=b["id"])
-        fleet.install_device(writer, device_id=spare["device_id"], vehicle_id=a["id"])
+        devices_service.bind(writer, device_id=a["device_id"], vehicle_id=b["id"])
+        devices_service.bind(writer, device_id=spare["device_id"], vehicle_id=a["id"])
         writer.execute("UPDATE vehicles SET status = 'maintenance' WHERE id = %s", (a["id"],))
         seen: tuple[set, set] = (set(), set())
 

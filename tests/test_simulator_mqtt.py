@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetapp.cli import main as fleet_main
 from fleetapp.seed import seed_registry
+from fleetcore.db import Conn
 from fleetcore.protocol.parse import Parsed, process_message
 from fleetcore.settings import Settings
 from simulators.runner import Simulation, run
@@ -192,7 +192,7 @@ def test_shared_connection_mode_publishes_for_every_device(settings: Settings, l
     assert len({d for k in ("telemetry", "obd", "nmea") for d in listener.by_device(k)}) == 4
 
 
-def test_seed_registry_is_idempotent(conn: psycopg.Connection) -> None:
+def test_seed_registry_is_idempotent(conn: Conn) -> None:
     rows = seed_registry(conn, vehicles=25, seed=1)
     again = seed_registry(conn, vehicles=25, seed=99)
     assert [r["vin"] for r in rows] == [r["vin"] for r in again]
