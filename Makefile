@@ -26,7 +26,7 @@ test-fast: setup
 
 # The finance property test over thousands of random operation sequences (make test runs 40 of them).
 test-finance-property: setup services
-	FLEET_PROPERTY_EXAMPLES=$${FLEET_PROPERTY_EXAMPLES:-2000} $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_finance_property.py
+	FLEET_PROPERTY_EXAMPLES=$${FLEET_PROPERTY_EXAMPLES:-2000} $(VENV)/bin/pytest -q -p no:cacheprovider --timeout 1800 tests/test_finance_property.py
 
 demo: setup
 	$(VENV)/bin/fleet demo
