@@ -9,7 +9,7 @@ import uuid
 from backoffice.auth import service as users
 from backoffice.devices import service as devices
 from backoffice.stations import service as stations
-from fleetcore.db import Conn
+from fleetcore.db import Conn, one
 from fleetcore.protocol.vin import with_check_digit
 
 _counter = itertools.count(1)
@@ -54,11 +54,13 @@ def vehicle(
     st = stations.get_or_raise(conn, code=station_code)
     device_id = device_id or f"dev-{uuid.uuid4().hex[:12]}"
     n = next(_counter)
-    v = conn.execute(
-        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
+    v = one(
+        conn.execute(
+            """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
            VALUES (%s, %s, 'Volkswagen', 'Golf', 2023, %s, %s, %s) RETURNING *""",
-        (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
-    ).fetchone()
+            (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
+        )
+    )
     devices.bind(conn, device_id=device_id, vehicle_id=v["id"], protocol=protocol)
     v["device_id"] = device_id
     v["station"] = station_code

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from fleetapp.backup import MANIFEST_NAME, backup, restore, table_facts
-from fleetcore.db import Conn, connect
+from fleetcore.db import Conn, connect, one
 from fleetcore.errors import CliError
 from tests import factories
 from tests.conftest import ADMIN_URL, db_url_for
@@ -71,9 +71,11 @@ def test_backup_drop_restore_reproduces_every_table(db_url: str, tmp_path: Path)
     with connect(db_url, autocommit=True) as conn:
         assert table_facts(conn) == before
         # the restored readings table is still a hypertable with its chunks
-        n = conn.execute(
-            "SELECT count(*) AS n FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
-        ).fetchone()["n"]
+        n = one(
+            conn.execute(
+                "SELECT count(*) AS n FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+            )
+        )["n"]
         assert n >= 2
 
 
