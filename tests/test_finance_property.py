@@ -114,7 +114,7 @@ def _apply(conn, w: dict, op: tuple, st_: dict) -> None:
                               channel, quote, quoted_net, created_by FROM orders WHERE id = %s RETURNING id""",
                     (w["order"],),
                 ).fetchone()["id"]
-                inv = finance.create_invoice(
+                created = finance.create_invoice(
                     conn,
                     order_id=oid,
                     customer_id=w["customer"],
@@ -122,7 +122,7 @@ def _apply(conn, w: dict, op: tuple, st_: dict) -> None:
                     lines=lines,
                     vehicle_id=w["vehicle"],
                 )
-                st_["invoices"].append(inv["id"])
+                st_["invoices"].append(created["id"])
             elif kind == "pay":
                 inv = finance.get_invoice(conn, invoice_id=_pick(st_["invoices"], op[1]) or 0)
                 if inv and inv["status"] == "open" and inv["balance"] > 0:
