@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench bench-api lint score clean fuzz
+.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ test: setup services
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow" -x $(PYTEST_ARGS)
 
+# The finance property test over thousands of random operation sequences (make test runs 40 of them).
+test-finance-property: setup services
+	FLEET_PROPERTY_EXAMPLES=$${FLEET_PROPERTY_EXAMPLES:-2000} $(VENV)/bin/pytest -q -p no:cacheprovider --timeout 1800 tests/test_finance_property.py
+
 demo: setup
 	$(VENV)/bin/fleet demo
 
@@ -41,6 +45,10 @@ bench: setup services
 # 200 API clients (mixed reads and writes) while ingest takes 5,000 msg/s: bench/api_load.md
 bench-api: setup services
 	$(PY) -m bench.api_load
+
+# Statements over 1,000,000 journal lines: bench/finance_statements.md
+bench-finance: setup services
+	$(PY) -m bench.finance_statements
 
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8
