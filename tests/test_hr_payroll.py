@@ -95,13 +95,17 @@ def test_payroll_months_match_hand_computed_values(settings, conn):
             again.status_code == 200 and again.json()["id"] == jan["id"] and again.json()["created"] is False
         )
         assert conn.execute("SELECT count(*) AS n FROM payslips").fetchone()["n"] == 2
-        if ledger.finance_posts_payroll():
-            assert jan["status"] == "posted"
-        else:
-            assert jan["status"] == "calculated" and jan["posting"]["status"] == "pending_finance"
-            lines = jan["posting"]["lines"]
-            debit = sum(D(x["amount"]) for x in lines if x["side"] == "debit")
-            assert debit == sum(D(x["amount"]) for x in lines if x["side"] == "credit")  # balanced
+        # Posted once through finance's ledger: per department, wages and employer costs against the dues.
+        assert jan["status"] == "posted" and jan["posting"]["status"] == "posted"
+        lines = ledger.department_lines(
+            [({"department": "operations"}, s), ({"department": "customer_service"}, j)]
+        )
+        assert lines == [
+            {"department": "customer_service", "gross": D("5000.00"), "withholdings": D("1292.20"),
+             "employer_contributions": D("2492.84")},
+            {"department": "operations", "gross": D("24804.60"), "withholdings": D("4158.89"),
+             "employer_contributions": D("7089.60")},
+        ]  # fmt: skip
 
         # February and March: cumulative withholding over the year.
         feb = client.post("/api/v1/hr/payroll/runs", json={"period": "2026-02"}, headers=hr).json()

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from backoffice.support import compensation
+from backoffice.finance import service as finance
 from backoffice.support import service as cases
 from backoffice.support.scheduled import JOBS
 from tests import factories
@@ -145,9 +145,12 @@ def test_complaint_end_to_end_with_evidence_from_the_car(settings, conn):
         assert resolved["status"] == "resolved" and resolved["customer_accepted"] is True
         done = resolved["compensation"]["done"]
         assert done["kind"] == "credit_note" and Decimal(done["amount"]) == Decimal("20.00")
-        assert done["status"] == (
-            "posted" if compensation.finance_posts_credit_notes() else "pending_finance"
+        assert (
+            done["status"] == "posted" and done["credit_note"] and Decimal(done["gross"]) == Decimal("20.00")
         )
+        credited = finance.get_invoice_or_raise(conn, invoice_id=invoice["id"])
+        assert credited["credited"] == Decimal("20.00")
+        assert [c["gross"] for c in credited["credit_notes"]] == [Decimal("20.00")]
 
         # The follow-up visit is on the task list; it records satisfaction, then the complaint closes.
         r = client.get("/api/v1/support/follow-ups", headers=cs)

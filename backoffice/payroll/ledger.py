@@ -1,6 +1,11 @@
-"""The one place payroll talks to finance. Finance's ledger (`post_payroll(conn, *, period, lines, actor)`) is being
-built in parallel: when backoffice.finance.service offers it, a run's journal lines are posted there; until then the
-run keeps them with status `pending_finance` for finance to post."""
+"""The one place payroll talks to finance: a run is posted through finance's ledger,
+`backoffice.finance.service.post_payroll(conn, *, period, lines, actor)`, in the run's own transaction.
+
+Finance takes one line per department (gross wages; withholdings = the employees' social insurance, housing fund
+and income tax held back; the employer's contributions) and books wages and employer costs per department against
+net wages payable and the dues to the tax office and the social-insurance and housing-fund centres. No employee is
+named: the payslips stay in HR's (encrypted) records. Finance posts a period once; asking again returns that entry.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +15,25 @@ from backoffice.finance import service as finance
 from fleetcore.db import Conn
 from fleetcore.jsonable import to_json
 
-POST_FUNCTION = "post_payroll"
 
-
-def finance_posts_payroll() -> bool:
-    return callable(getattr(finance, POST_FUNCTION, None))
-
-
-def journal(totals: dict) -> list[dict]:
-    """Balanced journal lines of a run: expenses on the debit side, what is owed to staff, the tax office and the
-    social-insurance and housing-fund centres on the credit side."""
-    t = {k: Decimal(str(v)) for k, v in totals.items() if k != "currency"}
-    lines = [
-        ("debit", "salary_expense", t["gross"]),
-        ("debit", "employer_social_insurance_expense", t["employer_social_total"]),
-        ("debit", "employer_housing_fund_expense", t["housing_fund_employer"]),
-        ("credit", "net_pay_payable", t["net"]),
-        ("credit", "income_tax_payable", t["income_tax"]),
-        ("credit", "social_insurance_payable", t["employee_social_total"] + t["employer_social_total"]),
-        ("credit", "housing_fund_payable", t["housing_fund_employee"] + t["housing_fund_employer"]),
-    ]
-    return [{"side": s, "account": a, "amount": amt, "currency": totals["currency"]} for s, a, amt in lines]
+def department_lines(slips: list[tuple[dict, dict]]) -> list[dict]:
+    """Per department: gross, withholdings and employer contributions summed over its employees' payslips."""
+    by: dict[str, dict[str, Decimal]] = {}
+    for employee, slip in slips:
+        d = by.setdefault(employee["department"], {"gross": Decimal(0), "withholdings": Decimal(0),
+                                                  "employer_contributions": Decimal(0)})  # fmt: skip
+        d["gross"] += Decimal(slip["gross"])
+        d["withholdings"] += (Decimal(slip["employee_social_total"]) + Decimal(slip["housing_fund_employee"])
+                              + Decimal(slip["income_tax"]))  # fmt: skip
+        d["employer_contributions"] += Decimal(slip["employer_social_total"]) + Decimal(
+            slip["housing_fund_employer"]
+        )
+    return [{"department": dept, **sums} for dept, sums in sorted(by.items())]
 
 
 def post(conn: Conn, *, period: str, lines: list[dict], actor: dict) -> dict:
-    """Post the run through finance when it can; otherwise say it waits for finance."""
-    fn = getattr(finance, POST_FUNCTION, None)
-    if callable(fn):
-        return {"status": "posted", "result": to_json(fn(conn, period=period, lines=lines, actor=actor))}
-    return {"status": "pending_finance", "lines": to_json(lines)}
+    """Post the run through finance's ledger; returns what finance answered (JSON-ready)."""
+    return {
+        "status": "posted",
+        "entry": to_json(finance.post_payroll(conn, period=period, lines=lines, actor=actor)),
+    }

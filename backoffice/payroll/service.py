@@ -176,7 +176,7 @@ def run(conn: Conn, *, period: str, actor: dict, cipher: FieldCipher) -> tuple[d
                 cipher.encrypt(json.dumps(to_json(slip)), context=payslip_context(row["id"], e["id"])),
             ),  # fmt: skip
         )
-    posting = ledger.post(conn, period=period, lines=ledger.journal(totals), actor=actor)
+    posting = ledger.post(conn, period=period, lines=ledger.department_lines(slips), actor=actor)
     conn.execute(
         "UPDATE payroll_runs SET posting = %s, status = %s WHERE id = %s",
         (Jsonb(posting), "posted" if posting["status"] == "posted" else "calculated", row["id"]),

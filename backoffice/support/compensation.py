@@ -1,9 +1,8 @@
 """Compensation for a case: a credit note through finance's service, or a discount code (backoffice.promotions).
 
-The one place that calls finance for support. Finance's ledger (`issue_credit_note(conn, *, invoice_id, amount,
-reason, actor)`) is being built in parallel: when backoffice.finance.service has it, the credit note is posted
-there; until then the credit note is recorded on the case as `pending_finance`, with everything finance needs to
-post it later.
+The one place support calls finance: `finance.service.issue_credit_note(conn, *, invoice_id, amount, reason,
+actor)` issues the credit note (VAT credited in the invoice's proportion) and posts it to the ledger, in the case's
+transaction.
 """
 
 from __future__ import annotations
@@ -16,37 +15,31 @@ from fleetcore.db import Conn
 from fleetcore.errors import Invalid
 from fleetcore.jsonable import to_json
 
-CREDIT_NOTE_FUNCTION = "issue_credit_note"
-
-
-def finance_posts_credit_notes() -> bool:
-    """True when finance's service offers issue_credit_note (the ledger has landed)."""
-    return callable(getattr(finance, CREDIT_NOTE_FUNCTION, None))
-
 
 def credit_note(
     conn: Conn, *, case: dict, invoice_id: int | None, amount: Decimal, reason: str, actor: dict
 ) -> dict:
-    """A credit note on one of the case's order's invoices (posted by finance when it can)."""
+    """A credit note on one of the case's order's invoices, issued and posted by finance."""
     check_credit_note(conn, case=case, invoice_id=invoice_id, amount=amount)
-    issue = getattr(finance, CREDIT_NOTE_FUNCTION, None)
-    if callable(issue):
-        note = issue(conn, invoice_id=invoice_id, amount=amount, reason=reason, actor=actor)
-        return {"kind": "credit_note", "status": "posted", "invoice_id": invoice_id, "amount": amount,
-                "credit_note": to_json(note)}  # fmt: skip
-    return {"kind": "credit_note", "status": "pending_finance", "invoice_id": invoice_id, "amount": amount,
-            "reason": reason}  # fmt: skip
+    assert invoice_id is not None  # check_credit_note refuses a missing one
+    issued = finance.issue_credit_note(conn, invoice_id=invoice_id, amount=amount, reason=reason, actor=actor)
+    note = issued["credit_note"]
+    return {"kind": "credit_note", "status": "posted", "invoice_id": invoice_id, "amount": amount,
+            "credit_note": note["number"], "gross": note["gross"], "vat": note["vat"]}  # fmt: skip
 
 
 def check_credit_note(conn: Conn, *, case: dict, invoice_id: int | None, amount: Decimal) -> None:
-    """A credit note must name an invoice of the case's order and stay within its gross amount."""
+    """A credit note must name an invoice of the case's order and stay within what is left to credit on it."""
     if invoice_id is None:
         raise Invalid("compensation.invoice_id: a credit note names the invoice it reduces")
     invoice = finance.get_invoice_or_raise(conn, invoice_id=invoice_id)
     if case["order_id"] is None or invoice["order_id"] != case["order_id"]:
         raise Invalid(f"compensation.invoice_id: invoice {invoice_id} is not an invoice of the case's order")
-    if amount > invoice["gross"]:
-        raise Invalid(f"compensation.amount: {amount} exceeds the invoice's gross {invoice['gross']}")
+    creditable = invoice["gross"] - invoice.get("credited", Decimal(0))
+    if amount > creditable:
+        raise Invalid(
+            f"compensation.amount: {amount} exceeds what is left to credit on the invoice ({creditable})"
+        )
 
 
 def discount_code(

@@ -157,3 +157,19 @@ def trip_summary(conn: Conn, *, vehicle_id: int, start: dt.datetime, end: dt.dat
         "harsh_events": sum(n for t, n in by_type.items() if t.startswith("harsh_")),
         "crashes": by_type.get("crash", 0),
     }
+
+
+def usage(conn: Conn, *, start: dt.datetime, end: dt.datetime) -> dict[int, dict]:
+    """Distance (km) and engine hours per vehicle in [start, end): the spread of the odometer and hour-meter
+    readings inside the window (both counters only grow; a window without two readings gives zero)."""
+    return {
+        r["vehicle_id"]: r
+        for r in conn.execute(
+            """SELECT vehicle_id,
+                      coalesce(max(odometer_km) - min(odometer_km), 0)::numeric(12, 1) AS km,
+                      coalesce(max(engine_hours) - min(engine_hours), 0)::numeric(10, 1) AS engine_hours,
+                      count(*) AS readings
+                 FROM readings WHERE ts >= %s AND ts < %s GROUP BY vehicle_id""",
+            (start, end),
+        )
+    }
