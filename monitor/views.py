@@ -18,6 +18,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
 
 from fleetcore.api.deps import ConnDep, borrow, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
@@ -35,6 +36,7 @@ LISTEN_RETRY_S = 1.0
 # WebSocket close codes in the 4000-4999 application range, mirroring HTTP 401/403.
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_TOO_SLOW = 4401, 4403, 4408
 WS_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded (no database connection free)
+AUTH_MESSAGE_TIMEOUT_S = 5.0  # a client authenticating by its first message must send it within this
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -129,11 +131,25 @@ class StreamHub:
                 q.overflowed = True  # type: ignore[attr-defined]
 
 
+async def _first_message_token(ws: WebSocket) -> str | None:
+    """A browser cannot set headers on a WebSocket: it sends {"type": "auth", "token": JWT} first."""
+    await ws.accept()
+    try:
+        first = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_MESSAGE_TIMEOUT_S))
+    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError, KeyError):
+        return None
+    if isinstance(first, dict) and first.get("type") == "auth" and isinstance(first.get("token"), str):
+        return first["token"]
+    return None
+
+
 async def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
     token = ws.query_params.get("token")
     if not token:
         auth = ws.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else None
+    if not token:
+        token = await _first_message_token(ws)
     if not token:
         return None, WS_UNAUTHORIZED
     try:
@@ -150,13 +166,15 @@ async def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
 
 @router.websocket("/stream")
 async def stream(ws: WebSocket) -> None:
-    """Live alerts and vehicle state changes; authenticate with `?token=<JWT>` (or an Authorization header)."""
+    """Live alerts and vehicle state changes; authenticate with `?token=<JWT>`, an Authorization header, or a
+    first message `{"type": "auth", "token": "<JWT>"}` (what browsers do)."""
     user, code = await _authorise(ws)
     if user is None:
         await ws.close(code=code)
         return
     hub: StreamHub = ws.app.state.stream_hub
-    await ws.accept()
+    if ws.client_state == WebSocketState.CONNECTING:
+        await ws.accept()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.listening.wait(), 5.0)
     q: asyncio.Queue[str] = asyncio.Queue(maxsize=CLIENT_QUEUE)
