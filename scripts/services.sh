@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are installed and running on this machine:
-# Mosquitto, PostgreSQL with TimescaleDB preloaded, and docker-compose (only to validate the compose file).
+# Mosquitto, PostgreSQL with TimescaleDB preloaded, docker-compose (only to validate the compose file), and
+# Chromium with a Chinese font for the console's browser tests (Debian's build: Playwright drives it by path).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
@@ -11,6 +12,8 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[services] installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -41,7 +41,7 @@ def stack(templates):
         settings = Settings(
             environment="test", database_url=url, mqtt_url=MQTT_URL, topic_root=f"test-{tag}/fleet/v1",
             secret_key="console-browser-test-secret-0123456789abcdef", ingest_client_id=f"ingest-{tag}",
-            monitor_client_id=f"monitor-{tag}", api_pool_size=4,  # the PostgreSQL server is shared with other suites
+            monitor_client_id=f"monitor-{tag}", api_pool_size=4, ingest_writers=1,  # the PostgreSQL server is shared
         )  # fmt: skip
         with console_stack(settings, vehicles=VEHICLES) as s:
             yield s
@@ -139,6 +139,21 @@ def test_a_dispatcher_shift(stack, browser):
     assert int(page.get_attribute("body", "data-beeps") or 0) >= 1
     admin.wait_for_selector(item, timeout=5_000)  # every open console sees it
 
+    # The crashed car's panel next to the feed: the screenshot of the README (docs/console.png).
+    page.evaluate(f"window.fleetConsole.openVehicle(null, '{victim['vin']}')")
+    page.wait_for_selector("#panel:not([hidden]) .mini-alerts")
+    wait_js(page, "!document.querySelector('.vehicle-layer.zooming')")  # the panel's own zoom has ended
+    page.evaluate(
+        """() => { const m = window.fleetConsole.map; const v = m.vehicles.get(m.selected);
+                   const c = m.map.unproject(m.map.project([v.lat, v.lon], 12).add([230, 0]), 12);
+                   m.map.setView(c, 12, { animate: false }); }"""
+    )
+    wait_js(
+        page, "!document.querySelector('.vehicle-layer.zooming') && window.fleetConsole.map.drawn.length > 0"
+    )
+    page.screenshot(path=str(SCREENSHOTS / "console-en.png"))
+    page.click("#panel-close")
+
     # Acknowledge, then resolve with a note, in the UI; the other console follows; the API agrees.
     page.click(f"{item} [data-action=ack]")
     page.wait_for_selector(f"{item}[data-status=acknowledged]")
@@ -178,8 +193,6 @@ def test_a_dispatcher_shift(stack, browser):
     page.wait_for_selector("#panel:not([hidden]) .kv")
     assert victim["plate"] in page.inner_text("#panel-title")
     wait_js(page, "document.querySelector('#panel .mini-alerts')?.textContent.includes('crash')")
-    page.evaluate("window.fleetConsole.map.map.setView([52.505, 13.37], 12.5)")
-    page.screenshot(path=str(SCREENSHOTS / "console-en.png"))
 
     # Chinese: every label switches; the alert kinds and statuses too.
     page.select_option("#lang", "zh-CN")

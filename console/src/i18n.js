@@ -345,7 +345,7 @@ export const MESSAGES = {
     unit_kmh: '{v} 公里/小时',
     unit_pct: '{v}%',
     unit_v: '{v} 伏',
-    unit_c: '{v} °C',
+    unit_c: '{v} ℃',
     unit_km: '{v} 公里',
     unit_rpm: '{v} 转/分',
   },

@@ -218,7 +218,7 @@ function setup() {
   new Search({ input: $('#search'), list: $('#search-results'), onVehicle: openVehicle, notify });
 
   $('#panel-close').addEventListener('click', () => panel.close());
-  $('#panel-center').addEventListener('click', () => panel.data && fleetMap.centerOn(panel.data.id));
+  $('#panel-center').addEventListener('click', () => panel.data && fleetMap.centerOn(panel.data.id, 15, $('#panel').offsetWidth + 16));
   $('#logout').addEventListener('click', () => { clearToken(); showLogin(); });
   $('#critical-show').addEventListener('click', () => {
     const a = feed.lastCritical;

@@ -22,9 +22,9 @@ const ROAD_STYLE = {
   primary: { color: '#596275', weight: 2.5 },
   access: { color: '#4b5466', weight: 2 },
 };
-const CLUSTER_RADIUS_PX = 48;
+const CLUSTER_RADIUS_PX = 40;
 const CLUSTER_MAX_ZOOM = 14; // from zoom 15 every vehicle is drawn on its own
-const VEHICLE_R = 6;
+const VEHICLE_R = 7;
 const HIT_SLOP_PX = 5;
 
 /** The colour category of a vehicle: an alert wins over the registry status. */
@@ -317,9 +317,13 @@ export class FleetMap {
     this.schedule();
   }
 
-  centerOn(id, zoom = 16) {
+  /** Centre the vehicle in the part of the map that `rightInset` pixels (the vehicle panel) leave visible. */
+  centerOn(id, zoom = 16, rightInset = 0) {
     const v = this.vehicles.get(id);
-    if (v && v.lat !== null) this.map.setView([v.lat, v.lon], Math.max(zoom, this.map.getZoom()));
+    if (!v || v.lat === null || v.lat === undefined) return;
+    const z = Math.max(zoom, this.map.getZoom());
+    const centre = this.map.unproject(this.map.project([v.lat, v.lon], z).add([rightInset / 2, 0]), z);
+    this.map.setView(centre, z);
   }
 
   showTrail(latlngs) {

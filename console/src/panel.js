@@ -35,7 +35,7 @@ export class VehiclePanel {
     if (this.vin !== vin || !this.data) return;
     this.root.hidden = false;
     this.map.select(this.data.id);
-    this.map.centerOn(this.data.id, 14);
+    this.map.centerOn(this.data.id, 14, this.root.offsetWidth + 16);
     if (focus) $('#panel-title', this.root).focus();
     this.loadTrail(vin);
     this.loadPredictive(vin);
