@@ -1,14 +1,12 @@
 """The whole system for the console's browser tests and benchmark: the real API (uvicorn on a free port), ingest,
 the monitor and the simulator as threads on one database and the real Mosquitto, plus headless Chromium.
 
-Chromium is Debian's (`scripts/services.sh` installs it), driven by Playwright through its executable path:
-Playwright's own browser downloads are not used.
+The browser is tests.browser.chromium().
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import uuid
@@ -29,18 +27,6 @@ from tests import factories
 from tests.ingest_helpers import ingest_worker
 from tests.waiting import wait_until
 
-CHROMIUM = os.environ.get("FLEET_CHROMIUM", "/usr/bin/chromium")
-# No sandbox (we run as root in CI), no GPU, and nothing that phones home: no network but this machine.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "console"
 START_TIMEOUT_S = 30.0
 
@@ -126,19 +112,6 @@ def console_stack(
             for t in threads:
                 t.join(max(0.1, deadline - time.monotonic()))
     assert not errors, errors
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator:
-    """Headless Debian Chromium through Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def sign_in(page, stack: Stack, user: dict, *, lang: str = "en") -> None:  # noqa: ANN001

@@ -21,8 +21,9 @@ import pytest
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.settings import Settings
+from tests.browser import chromium
 from tests.conftest import MQTT_URL, _new_db
-from tests.console_stack import SCREENSHOTS, chromium, console_stack, sign_in
+from tests.console_stack import SCREENSHOTS, console_stack, sign_in
 from tests.ingest_helpers import publish_raw
 from tests.waiting import wait_until
 
@@ -187,6 +188,20 @@ def test_a_dispatcher_shift(stack, browser):
     assert page.inner_text("#audit-body .error") == "You are not allowed to do this."
     page.click("#audit-close")
     page.select_option("#filter-status", "active")
+
+    # Search from the keyboard: "/" jumps to the box, a plate typed without its spaces, arrow down, Enter.
+    other = next(v for v in stack.fleet if v["vin"] != victim["vin"] and v["status"] == "available")
+    page.focus("#map")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "search"
+    page.keyboard.type(other["plate"].replace(" ", ""))
+    page.wait_for_selector("#search-results li[role=option]")
+    page.keyboard.press("ArrowDown")
+    assert page.get_attribute("#search", "aria-activedescendant") == "search-opt-0"
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#panel:not([hidden]) #panel-title:text-matches('^{other['plate']} ')")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#panel", state="hidden")
 
     # The vehicle panel of the crashed car: live state, order-free renter data, alerts, trail.
     page.evaluate(f"window.fleetConsole.openVehicle(null, '{victim['vin']}')")
