@@ -14,9 +14,9 @@ COPY monitor ./monitor
 COPY backoffice ./backoffice
 COPY simulators ./simulators
 COPY fleetapp ./fleetapp
-# gcc builds the parser's compiled fast path (fleetcore/protocol/_fastparse.c) and is removed again; the import check fails
+# fonts-wqy-microhei lets PDFs show Chinese (fleetcore/documents.py). gcc builds the parser's compiled fast path (fleetcore/protocol/_fastparse.c) and is removed again; the import check fails
 # the build if it did not compile (ingest would otherwise run, its workers at about twice the CPU per message).
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev fonts-wqy-microhei \
     && pip install . \
     && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
     && (cd / && python -c "import fleetcore.protocol._fastparse") \

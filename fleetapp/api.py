@@ -17,12 +17,15 @@ from backoffice.devices import views as devices_views
 from backoffice.finance import views as finance_views
 from backoffice.hr import views as hr_views
 from backoffice.maintenance import views as maintenance_views
+from backoffice.notifications import views as notifications_views
 from backoffice.orders import views as orders_views
+from backoffice.privacy import views as privacy_views
 from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
 from backoffice.telemetry import views as telemetry_views
 from backoffice.vehicles import views as vehicles_views
 from fleetapp import http_guard
+from fleetcore import crypto
 from fleetcore.api.deps import borrow, get_current_user, install_pool, route_roles
 from fleetcore.api.errors import install_error_handlers
 from fleetcore.db import Conn, make_pool
@@ -40,10 +43,12 @@ ROUTERS = (
     procurement_views.router,
     maintenance_views.router,
     customers_views.router,
+    privacy_views.router,
     orders_views.router,
     finance_views.router,
     hr_views.router,
     broker_views.router,
+    notifications_views.router,
     monitor_views.router,
     console_views.router,
 )
@@ -56,11 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         pool = make_pool(
             settings.require_database_url(),
-            min_size=settings.api_pool_size,
+            min_size=min(settings.api_pool_min, settings.api_pool_size),
             max_size=settings.api_pool_size,
             name="api",
         )
-        # Serve once the pool is full, so the first burst of requests does not wait for connections to open.
+        # Serve once the pool holds its minimum, so the first requests do not wait for connections to open.
         await run_in_threadpool(pool.wait, POOL_OPEN_TIMEOUT_S)
         install_pool(app, pool, wait_s=settings.api_db_wait_s)
         for hook in app.state.startup_hooks:
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shutdown_hooks = []
 
     signing = auth_service.TokenSigning.from_settings(settings)  # no secret, no API (ConfigError)
+    crypto.configure(settings)  # personal identifiers at rest: no keys in production, no API (ConfigError)
 
     def authenticate(conn: Conn, token: str) -> dict | None:
         return auth_service.user_for_token(conn, token, signing=signing)

@@ -13,7 +13,7 @@ import sys
 from pydantic import ValidationError
 
 from backoffice import cli as backoffice_cli
-from fleetapp import backup, broker, demo, scheduler, serve
+from fleetapp import backup, broker, demo, keys, scheduler, serve
 from fleetapp.seed import seed_registry
 from fleetcore.db import migrate
 from fleetcore.errors import CliError, ConfigError, DomainError
@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     scheduler,
     broker,
     backup,
+    keys,
 )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from backoffice.notifications import scheduled as notifications_scheduled
 from backoffice.orders import scheduled as orders_scheduled
 from fleetcore.jobs import Job, run, run_job
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import get_settings
 from ingest import scheduled as ingest_scheduled
 
-JOBS: tuple[Job, ...] = (*orders_scheduled.JOBS, *ingest_scheduled.JOBS)
+JOBS: tuple[Job, ...] = (*orders_scheduled.JOBS, *ingest_scheduled.JOBS, *notifications_scheduled.JOBS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,6 +18,29 @@ def _jsonable(v: Any) -> Any:
     return None if v is None else json.loads(json.dumps(v, default=str))
 
 
+# Fields that carry a person's data wherever they appear in a snapshot (an order row with the customer's name, a
+# user row with an e-mail): the audit log keeps that the field was there, never the value. Services should pass
+# field names and references in the first place; this is the guard for snapshots that still carry them.
+PERSONAL_FIELDS = frozenset(
+    {
+        "customer_name", "first_name", "last_name", "full_name", "email", "phone", "address", "date_of_birth",
+        "id_document_number", "licence_number", "password", "password_hash", "salary", "bank_account",
+    }
+)  # fmt: skip
+PERSONAL = "[personal]"
+
+
+def _without_personal(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {
+            k: (PERSONAL if k in PERSONAL_FIELDS and x is not None else _without_personal(x))
+            for k, x in v.items()
+        }
+    if isinstance(v, list):
+        return [_without_personal(x) for x in v]
+    return v
+
+
 def audit(
     conn: Conn,
     *,
@@ -38,8 +61,8 @@ def audit(
             action,
             entity,
             None if entity_id is None else str(entity_id),
-            Jsonb(_jsonable(before)) if before is not None else None,
-            Jsonb(_jsonable(after)) if after is not None else None,
+            Jsonb(_without_personal(_jsonable(before))) if before is not None else None,
+            Jsonb(_without_personal(_jsonable(after))) if after is not None else None,
         ),
     )
 
@@ -84,3 +107,15 @@ def list_(
             "o": offset,
         },
     ).fetchall()
+
+
+def redact(conn: Conn, *, entity: str, entity_id: object) -> int:
+    """Drop the before/after values of an entity's audit entries (erasure of a person), keeping who did what and
+    when; returns how many entries were redacted."""
+    cur = conn.execute(
+        """UPDATE audit_log SET before = NULL, after = jsonb_build_object('redacted', true)
+            WHERE entity = %s AND entity_id = %s AND (before IS NOT NULL OR after IS NOT NULL)
+              AND after IS DISTINCT FROM jsonb_build_object('redacted', true)""",
+        (entity, str(entity_id)),
+    )
+    return cur.rowcount

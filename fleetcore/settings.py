@@ -80,9 +80,20 @@ class Settings(BaseSettings):
     # Signs API access tokens (HS256). No default: `fleet api` will not start without one, and a short, repeated
     # or published value is refused in every environment (`fleet demo` generates one per installation).
     secret_key: str | None = None
+    # Personal identifiers at rest (fleetcore/crypto.py): AES-256-GCM data keys `kid:base64url,...` (the first
+    # encrypts, all decrypt) and the blind-index HMAC key. Outside production they default to keys derived from
+    # the secret key; production requires both.
+    data_keys: str | None = None
+    blind_index_key: str | None = None
     token_issuer: str = "fleet-platform"
     token_audience: str = "fleet-api"
     access_token_minutes: int = Field(default=60, ge=1)
+    # Login throttling (OWASP: lock after a few failures, per account and per source): failures allowed within the
+    # window per username and per address, then logins are refused (429 + Retry-After) for the lockout.
+    login_max_failures_user: int = Field(default=5, ge=1)
+    login_max_failures_ip: int = Field(default=20, ge=1)
+    login_window_s: int = Field(default=900, ge=1)
+    login_lockout_s: int = Field(default=900, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -90,6 +101,8 @@ class Settings(BaseSettings):
     # loop (not in a worker thread) for up to api_db_wait_s, then get 503 + Retry-After. Keep it at or below the
     # anyio thread pool (40 threads by default), which runs the sync routes that use the connections.
     api_pool_size: int = Field(default=20, ge=1, le=40)
+    # Connections opened at start and kept open (the pool grows to api_pool_size under load).
+    api_pool_min: int = Field(default=2, ge=1, le=40)
     api_db_wait_s: float = Field(default=10.0, gt=0)
     # Browser origins allowed to call the API cross-site (comma-separated, e.g. https://ops.example.com); empty:
     # same-origin only (the console is served by the API itself).
@@ -121,6 +134,11 @@ class Settings(BaseSettings):
     ingest_compiled_parser: bool = True
 
     monitor_client_id: str = "fleet-monitor"
+
+    # The outbox's SMTP relay (smtp://user:pass@host:25, smtp+starttls://…:587, smtps://…:465); unset: e-mails stay
+    # queued (nothing is sent, nothing is lost).
+    smtp_url: str | None = None
+    mail_from: str = "Fleet platform <noreply@fleet.invalid>"
 
     @field_validator("database_url")
     @classmethod

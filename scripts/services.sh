@@ -12,8 +12,10 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
-command -v chromium >/dev/null || missing+=(chromium)
-fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)
+command -v chromium >/dev/null || missing+=(chromium)  # the console's browser tests
+# Documents: a CJK font so Chinese renders in PDFs (fleetcore/documents.py), poppler to render pages in tests.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[services] installing ${missing[*]}"
   $SUDO apt-get update -qq
@@ -27,6 +29,13 @@ if ! port_open 5432; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
 fi
 $SUDO bash "$here/install-timescaledb.sh"
+# The suite runs two workers, each test with its own API pool, ingest writers and monitor: room for them.
+PGVER=$(ls /etc/postgresql | sort -V | tail -1)
+if ! grep -qs "max_connections = 300" "/etc/postgresql/$PGVER/main/conf.d/fleet-tests.conf"; then
+  echo "max_connections = 300" | $SUDO tee "/etc/postgresql/$PGVER/main/conf.d/fleet-tests.conf" >/dev/null
+  echo "[services] max_connections = 300; restarting PostgreSQL"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
+fi
 for _ in $(seq 1 30); do port_open 5432 && break; sleep 1; done
 
 if ! port_open 1883; then

@@ -44,6 +44,7 @@ def api_process(settings, tmp_path: Path) -> Iterator[str]:
         "FLEET_DATABASE_URL": settings.database_url,
         "FLEET_SECRET_KEY": settings.secret_key,
         "FLEET_API_POOL_SIZE": str(POOL_SIZE),
+        "FLEET_API_POOL_MIN": str(POOL_SIZE),  # a warm process: the test is about concurrency, not start-up
         "FLEET_ENVIRONMENT": "test",
     }
     log = (tmp_path / "api.log").open("w")

@@ -23,7 +23,7 @@ PASSWORD = "correct-horse-9"
 @pytest.fixture
 def api(settings, db_url):
     with connect(db_url, autocommit=True) as conn:
-        users = {role: factories.user(conn, role=role) for role in ("admin", "hr", "dispatcher")}
+        users = {role: factories.user(conn, role=role) for role in ("admin", "hr", "dispatcher", "finance")}
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             yield client, conn, users, settings
 
@@ -147,10 +147,10 @@ def test_password_reset_revokes_older_tokens_and_is_audited_without_secret(api):
     ten_s_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10)
     old = token_for(settings, name, role="dispatcher", iat=ten_s_ago)
     assert client.get("/api/v1/auth/me", headers=bearer(old)).status_code == 200
-    hr = bearer(token_for(settings, users["hr"]["username"], role="hr"))
-    r = client.post(f"/api/v1/users/{name}/password", headers=hr, json={"password": "short"})
+    admin = bearer(token_for(settings, users["admin"]["username"], role="admin"))
+    r = client.post(f"/api/v1/users/{name}/password", headers=admin, json={"password": "short"})
     assert r.status_code == 422
-    r = client.post(f"/api/v1/users/{name}/password", headers=hr, json={"password": "new-battery-staple"})
+    r = client.post(f"/api/v1/users/{name}/password", headers=admin, json={"password": "new-battery-staple"})
     assert r.status_code == 204
     assert client.get("/api/v1/auth/me", headers=bearer(old)).status_code == 401
     assert login(client, name).status_code == 401
@@ -158,7 +158,7 @@ def test_password_reset_revokes_older_tokens_and_is_audited_without_secret(api):
     assert new.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer(new.json()["access_token"])).status_code == 200
     row = conn.execute("SELECT * FROM audit_log WHERE action = 'user.password_reset'").fetchone()
-    assert row["entity_id"] == name and row["actor"] == users["hr"]["username"]
+    assert row["entity_id"] == name and row["actor"] == users["admin"]["username"]
     assert row["before"] is None and row["after"] is None
 
 
@@ -213,14 +213,23 @@ def test_hr_manages_users_but_not_admins(api):
     )
     assert client.post(f"/api/v1/users/{adm}/deactivate", headers=hr).status_code == 403
     assert client.patch(f"/api/v1/users/{adm}", headers=hr, json={"full_name": "x"}).status_code == 403
-    # role change applies to existing tokens immediately (the role is read from the database)
+    # HR cannot take over an account: no password resets, no role grants, no hr or admin accounts (admin only)
+    fin = users["finance"]["username"]
+    r = client.post(f"/api/v1/users/{fin}/password", headers=hr, json={"password": "taken-over-123"})
+    assert r.status_code == 403
+    assert login(client, fin, "taken-over-123").status_code == 401 and login(client, fin).status_code == 200
+    assert client.post("/api/v1/users/tech.anna/role", headers=hr, json={"role": "hr"}).status_code == 403
+    r = client.post("/api/v1/users", headers=hr, json={**body, "username": "hr2", "role": "hr"})
+    assert r.status_code == 403
+    # role change (by an admin) applies to existing tokens immediately (the role is read from the database)
     anna = bearer(token_for(settings, "tech.anna", role="technician"))
     assert client.get("/api/v1/fleet/procurements", headers=anna).status_code == 403
-    r = client.post("/api/v1/users/tech.anna/role", headers=hr, json={"role": "finance"})
+    r = client.post("/api/v1/users/tech.anna/role", headers=admin, json={"role": "finance"})
     assert r.status_code == 200 and r.json()["role"] == "finance"
     assert client.get("/api/v1/fleet/procurements", headers=anna).status_code == 200
     assert (
-        client.post("/api/v1/users/tech.anna/role", headers=hr, json={"role": "finance"}).status_code == 409
+        client.post("/api/v1/users/tech.anna/role", headers=admin, json={"role": "finance"}).status_code
+        == 409
     )
     # update and list with filters
     r = client.patch(

@@ -80,12 +80,99 @@ def count_active_by_department(conn: Conn) -> dict[str, int]:
     return {r["department"]: r["n"] for r in rows}
 
 
+# Verified against when the username is unknown, so an unknown and a known username take the same time to refuse
+# (no user enumeration by timing).
+_DUMMY_HASH = hash_password("not-a-password-of-anyone-0123456789")
+
+
 def authenticate(conn: Conn, *, username: str, password: str) -> dict | None:
-    """The active user with this username and password (with its token_version), or None."""
+    """The active user with this username and password (with its token_version), or None; constant-time refusal."""
     u = conn.execute("SELECT * FROM staff_users WHERE username = %s", (username.lower(),)).fetchone()
-    if u is None or not u["active"] or not verify_password(password, u["password_hash"]):
+    ok = verify_password(password, u["password_hash"] if u is not None else _DUMMY_HASH)
+    if u is None or not u["active"] or not ok:
         return None
     return u
+
+
+# ---- login throttling ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """Failures allowed per username and per source address within `window_s`, and the lockout that follows."""
+
+    max_user_failures: int
+    max_ip_failures: int
+    window_s: int
+    lockout_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ThrottlePolicy:
+        return cls(
+            max_user_failures=settings.login_max_failures_user,
+            max_ip_failures=settings.login_max_failures_ip,
+            window_s=settings.login_window_s,
+            lockout_s=settings.login_lockout_s,
+        )
+
+
+def _throttle_keys(username: str, address: str | None) -> list[str]:
+    keys = [f"user:{username.lower()[:100]}"]
+    if address:
+        keys.append(f"ip:{address}")
+    return keys
+
+
+def locked_for(conn: Conn, *, username: str, address: str | None) -> int | None:
+    """Seconds until this username or address may try again, or None when neither is locked."""
+    row = conn.execute(
+        """SELECT ceil(extract(epoch FROM max(locked_until) - now()))::int AS s
+             FROM login_throttle WHERE key = ANY(%s) AND locked_until > now()""",
+        (_throttle_keys(username, address),),
+    ).fetchone()
+    return row["s"] if row and row["s"] else None
+
+
+def record_failure(conn: Conn, *, username: str, address: str | None, policy: ThrottlePolicy) -> int | None:
+    """Count a failed login for the username and the address; lock whichever passed its limit (audited).
+
+    Returns the lockout in seconds when this failure locked something, else None.
+    """
+    locked = None
+    for key in _throttle_keys(username, address):
+        limit = policy.max_user_failures if key.startswith("user:") else policy.max_ip_failures
+        row = one(
+            conn.execute(
+                """INSERT INTO login_throttle AS t (key, failures, window_start) VALUES (%(k)s, 1, now())
+                   ON CONFLICT (key) DO UPDATE SET
+                       failures = CASE WHEN t.window_start < now() - make_interval(secs => %(w)s)
+                                       THEN 1 ELSE t.failures + 1 END,
+                       window_start = CASE WHEN t.window_start < now() - make_interval(secs => %(w)s)
+                                           THEN now() ELSE t.window_start END
+                   RETURNING failures""",
+                {"k": key, "w": policy.window_s},
+            )
+        )
+        if row["failures"] >= limit:
+            conn.execute(
+                """UPDATE login_throttle SET locked_until = now() + make_interval(secs => %s), failures = 0,
+                          window_start = now() WHERE key = %s""",
+                (policy.lockout_s, key),
+            )
+            audit(
+                conn,
+                actor={"username": "system"},
+                action="auth.lockout",
+                entity="login_throttle",
+                entity_id=key.split(":", 1)[0],  # which kind of key, not the username or address itself
+                after={"failures": row["failures"], "lockout_s": policy.lockout_s},
+            )
+            locked = policy.lockout_s
+    return locked
+
+
+def record_success(conn: Conn, *, username: str) -> None:
+    conn.execute("DELETE FROM login_throttle WHERE key = %s", (f"user:{username.lower()[:100]}",))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ class CustomerOut(BaseModel):
     licence_expiry: dt.date | None
     blacklisted: bool
     blacklist_reason: str | None
+    erased_at: dt.datetime | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 

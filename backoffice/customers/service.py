@@ -1,13 +1,22 @@
-"""Customers: data access and the qualification rules checked when an order is confirmed."""
+"""Customers: the one owner of `customers` and `qualification_rules`; data access and the qualification rules
+checked when an order is confirmed.
+
+Personal identifiers (ID document, licence and phone numbers) are encrypted at rest (fleetcore.crypto, bound to
+their table, column and row) with blind indexes for exact lookup; this service encrypts on write and decrypts on
+read, so callers see plaintext. Staff without a need see the identity numbers masked (`visible_to`). The audit log
+records which fields changed, never their values.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import sql
 
-from fleetcore.audit import audit
+from fleetcore.audit import audit, redact
+from fleetcore.crypto import cipher, normalise_identifier, normalise_phone
 from fleetcore.db import Conn, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
 
@@ -36,29 +45,93 @@ REQUIRED_FOR_RENTAL = (
 )
 NOT_NULL = ("first_name", "last_name", "address", "blacklisted")
 MAX_PAGE = 500
+# Encrypted at rest, each with its blind index column and the normalisation its lookups use.
+PROTECTED: dict[str, tuple[str, Callable[[str], str]]] = {
+    "id_document_number": ("id_document_bidx", normalise_identifier),
+    "licence_number": ("licence_bidx", normalise_identifier),
+    "phone": ("phone_bidx", normalise_phone),
+}
+# Who sees identity document and licence numbers in full: those who check them at the counter or hand out data.
+SEES_IDENTITY = ("customer_service", "admin")
+MASKED = ("id_document_number", "licence_number")
+
+
+def _context(field: str, customer_id: int) -> str:
+    return f"customers.{field}:{customer_id}"
+
+
+def _protect(customer_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of the protected fields present in `data` (ciphertext and blind index)."""
+    c = cipher()
+    out = dict(data)
+    for field, (bidx, norm) in PROTECTED.items():
+        if field in data:
+            value = data[field]
+            out[field] = c.encrypt(value, context=_context(field, customer_id))
+            out[bidx] = c.blind_index(norm(value)) if value else None
+    return out
+
+
+def _reveal(row: dict | None) -> dict | None:
+    """A stored row with its protected fields decrypted and the blind indexes left out."""
+    if row is None:
+        return None
+    c = cipher()
+    out = {k: v for k, v in row.items() if not k.endswith("_bidx")}
+    for field in PROTECTED:
+        if field in out:
+            out[field] = c.decrypt(out[field], context=_context(field, row["id"]))
+    return out
+
+
+def lookup_index(field: str, value: str) -> str | None:
+    """The blind index a lookup of `field` = `value` compares with."""
+    _, norm = PROTECTED[field]
+    return cipher().blind_index(norm(value))
+
+
+def visible_to(customer: dict, role: str) -> dict:
+    """The customer as `role` may see it: identity document and licence numbers masked for staff without a need."""
+    if role in SEES_IDENTITY:
+        return customer
+    out = dict(customer)
+    for field in MASKED:
+        if out.get(field):
+            out[field] = "•" * max(len(out[field]) - 3, 3) + out[field][-3:]
+    return out
 
 
 def create(conn: Conn, *, data: dict[str, Any], actor: dict) -> dict:
     """Insert a customer from validated fields."""
     data = _normalise({k: v for k, v in data.items() if k in FIELDS})
-    cols = list(data)
+    # The row id first: the ciphertexts are bound to it.
+    new_id = one(conn.execute("SELECT nextval(pg_get_serial_sequence('customers', 'id')) AS id"))["id"]
+    stored = {"id": new_id, **_protect(new_id, data)}
+    cols = list(stored)
     c = one(
         conn.execute(
             sql.SQL("INSERT INTO customers ({}) VALUES ({}) RETURNING *").format(
                 sql.SQL(", ").join(map(sql.Identifier, cols)),
                 sql.SQL(", ").join(sql.Placeholder() * len(cols)),
             ),
-            [data[c] for c in cols],
+            [stored[c] for c in cols],
         )
     )
-    audit(conn, actor=actor, action="customer.create", entity="customers", entity_id=c["id"], after=c)
-    return c
+    audit(
+        conn,
+        actor=actor,
+        action="customer.create",
+        entity="customers",
+        entity_id=c["id"],
+        after={"fields": sorted(k for k, v in data.items() if v is not None)},
+    )
+    return _reveal(c)  # type: ignore[return-value]
 
 
 def get(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict | None:
     """One customer (optionally locked), or None."""
     q = "SELECT * FROM customers WHERE id = %s" + (" FOR UPDATE" if for_update else "")
-    return conn.execute(q, (customer_id,)).fetchone()
+    return _reveal(conn.execute(q, (customer_id,)).fetchone())
 
 
 def get_or_raise(conn: Conn, *, customer_id: int, for_update: bool = False) -> dict:
@@ -78,23 +151,25 @@ def list_(
     limit: int = 50,
     offset: int = 0,
 ) -> dict:
-    """A page of customers (name/email/phone search, blacklist and licence filters) with the total count."""
+    """A page of customers with the total count: `q` matches name or e-mail (contains) or a phone number (exact,
+    through its blind index: phone numbers are encrypted); blacklist and licence number (exact) filters."""
     params = {
         "q": f"%{q.lower()}%" if q else None,
+        "phone": lookup_index("phone", q) if q and normalise_phone(q).lstrip("+") else None,
         "b": blacklisted,
-        "lic": licence_number,
+        "lic": lookup_index("licence_number", licence_number) if licence_number else None,
         "limit": min(limit, MAX_PAGE),
         "offset": offset,
     }
     where = """(%(q)s::text IS NULL OR lower(first_name || ' ' || last_name) LIKE %(q)s
-                  OR lower(coalesce(email, '')) LIKE %(q)s OR coalesce(phone, '') LIKE %(q)s)
+                  OR lower(coalesce(email, '')) LIKE %(q)s OR phone_bidx = %(phone)s)
                AND (%(b)s::boolean IS NULL OR blacklisted = %(b)s)
-               AND (%(lic)s::text IS NULL OR licence_number = %(lic)s)"""
+               AND (%(lic)s::text IS NULL OR licence_bidx = %(lic)s)"""
     total = one(conn.execute(f"SELECT count(*) AS n FROM customers WHERE {where}", params))["n"]
     items = conn.execute(
         f"SELECT * FROM customers WHERE {where} ORDER BY id LIMIT %(limit)s OFFSET %(offset)s", params
     ).fetchall()
-    return {"items": items, "total": total, "limit": params["limit"], "offset": offset}
+    return {"items": [_reveal(r) for r in items], "total": total, "limit": params["limit"], "offset": offset}
 
 
 def update(conn: Conn, *, customer_id: int, changes: dict[str, Any], actor: dict) -> dict:
@@ -111,19 +186,25 @@ def update(conn: Conn, *, customer_id: int, changes: dict[str, Any], actor: dict
         raise Invalid(
             "blacklist_reason is required when blacklisted is true", details={"field": "blacklist_reason"}
         )
-    if not changes:
+    changed = sorted(k for k, v in changes.items() if before.get(k) != v)
+    if not changed:
         return before
-    after = update_columns(conn, table="customers", key="id", key_value=customer_id, values=changes)
+    after = update_columns(
+        conn,
+        table="customers",
+        key="id",
+        key_value=customer_id,
+        values=_protect(customer_id, {k: changes[k] for k in changed}),
+    )
     audit(
         conn,
         actor=actor,
         action="customer.update",
         entity="customers",
         entity_id=customer_id,
-        before=before,
-        after=after,
+        after={"fields": changed},
     )
-    return after
+    return _reveal(after)  # type: ignore[return-value]
 
 
 def delete(conn: Conn, *, customer_id: int, actor: dict) -> dict:
@@ -135,10 +216,75 @@ def delete(conn: Conn, *, customer_id: int, actor: dict) -> dict:
     if n:
         raise Conflict(f"customer {customer_id} has {n} order(s) and cannot be deleted; blacklist instead")
     conn.execute("DELETE FROM customers WHERE id = %s", (customer_id,))
-    audit(
-        conn, actor=actor, action="customer.delete", entity="customers", entity_id=customer_id, before=before
-    )
+    audit(conn, actor=actor, action="customer.delete", entity="customers", entity_id=customer_id)
+    # Whatever personal values older audit entries of this customer held go with the customer.
+    redact(conn, entity="customers", entity_id=customer_id)
     return before
+
+
+# What erasure leaves of a person: the record (orders and invoices keep pointing at it), no personal data.
+ERASED = {
+    "first_name": "Erased",
+    "last_name": "Customer",
+    "email": None,
+    "phone": None,
+    "address": "",
+    "date_of_birth": None,
+    "id_document_type": None,
+    "id_document_number": None,
+    "licence_number": None,
+    "licence_class": None,
+    "licence_expiry": None,
+    "blacklist_reason": "erased",
+}
+
+
+def erase(conn: Conn, *, customer_id: int, actor: dict) -> dict:
+    """Anonymise the person (GDPR art. 17, PIPL art. 47): personal fields cleared, blind indexes dropped, personal
+    values in older audit entries redacted; the customer row stays, so orders, invoices and payments, which the
+    law requires to be kept, still add up. Erasing twice is a conflict."""
+    before = get_or_raise(conn, customer_id=customer_id, for_update=True)
+    if before.get("erased_at"):
+        raise Conflict(f"customer {customer_id} was already erased")
+    values = {**ERASED, "blacklisted": before["blacklisted"]}
+    if not before["blacklisted"]:
+        values["blacklist_reason"] = None
+    values = _protect(customer_id, values)
+    update_columns(
+        conn,
+        table="customers",
+        key="id",
+        key_value=customer_id,
+        values={**values, "erased_at": dt.datetime.now(dt.UTC)},
+    )
+    redact(conn, entity="customers", entity_id=customer_id)
+    audit(conn, actor=actor, action="customer.erase", entity="customers", entity_id=customer_id)
+    return get_or_raise(conn, customer_id=customer_id)
+
+
+def rotate_keys(conn: Conn, *, batch: int = 500) -> int:
+    """Re-encrypt every protected value not under the current data key, and recompute the blind indexes (after a
+    new FLEET_DATA_KEYS or FLEET_BLIND_INDEX_KEY); returns how many customers were rewritten."""
+    c = cipher()
+    done = 0
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT * FROM customers WHERE id > %s ORDER BY id LIMIT %s FOR UPDATE", (last, batch)
+        ).fetchall()
+        if not rows:
+            return done
+        for row in rows:
+            last = row["id"]
+            plain = _reveal(row)
+            assert plain is not None
+            values = _protect(row["id"], {f: plain[f] for f in PROTECTED})
+            stale = any(c.needs_rotation(row[f]) for f in PROTECTED) or any(
+                row[PROTECTED[f][0]] != values[PROTECTED[f][0]] for f in PROTECTED
+            )
+            if stale:
+                update_columns(conn, table="customers", key="id", key_value=row["id"], values=values)
+                done += 1
 
 
 def _normalise(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,22 +26,25 @@ def create_customer(body: CustomerIn, conn: ConnDep, user: Writer) -> dict:
 def list_customers(
     conn: ConnDep,
     user: Reader,
-    q: Annotated[str | None, Query(max_length=100, description="name, email or phone contains")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="name or email contains, or an exact phone number")
+    ] = None,
     blacklisted: bool | None = None,
-    licence_number: str | None = None,
+    licence_number: Annotated[str | None, Query(max_length=40, description="exact licence number")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
-    """A page of customers: {items, total, limit, offset}."""
-    return service.list_(
+    """A page of customers: {items, total, limit, offset}. Identity numbers are masked for staff without a need."""
+    page = service.list_(
         conn, q=q, blacklisted=blacklisted, licence_number=licence_number, limit=limit, offset=offset
     )
+    return {**page, "items": [service.visible_to(c, user["role"]) for c in page["items"]]}
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)
 def get_customer(customer_id: int, conn: ConnDep, user: Reader) -> dict:
-    """One customer."""
-    return service.get_or_raise(conn, customer_id=customer_id)
+    """One customer (identity document and licence numbers masked for dispatchers and finance)."""
+    return service.visible_to(service.get_or_raise(conn, customer_id=customer_id), user["role"])
 
 
 @router.patch("/{customer_id}", response_model=CustomerOut)

@@ -11,12 +11,22 @@ from fleetcore.audit import audit
 from fleetcore.db import Conn, one
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 
+# Roles whose accounts only an admin creates: HR onboards staff into the operating roles, but may not create its
+# own peers or administrators (privilege escalation), nor touch credentials or roles of existing accounts.
+PRIVILEGED_ROLES = ("admin", "hr")
+
 
 def _guard_admin_target(actor: dict, target: dict | None, new_role: str | None = None) -> None:
     """Only an admin may create, change or reset an admin, or hand out the admin role (no privilege escalation)."""
     touches_admin = (target is not None and target["role"] == "admin") or new_role == "admin"
     if touches_admin and actor["role"] != "admin":
         raise Forbidden("only an admin may manage admin accounts or grant the admin role")
+
+
+def _admin_only(actor: dict, what: str) -> None:
+    """Credentials and roles of existing accounts are the administrator's: HR manages employee records only."""
+    if actor["role"] != "admin":
+        raise Forbidden(f"only an admin may {what}")
 
 
 def _check_department(conn: Conn, code: str) -> None:
@@ -35,8 +45,10 @@ def create(
     department: str | None = None,
     email: str | None = None,
 ) -> dict:
-    """Create a staff user (default department from the role)."""
+    """Create a staff user (default department from the role); admin and hr accounts only by an admin."""
     _guard_admin_target(actor, None, role)
+    if role in PRIVILEGED_ROLES:
+        _admin_only(actor, f"create {role} accounts")
     if department is not None:
         _check_department(conn, department)
     return auth.create(
@@ -61,7 +73,8 @@ def update(conn: Conn, *, actor: dict, username: str, changes: dict) -> dict:
 
 
 def change_role(conn: Conn, *, actor: dict, username: str, role: str) -> dict:
-    """Give a user another role; nobody changes their own role, and the last active admin stays admin."""
+    """Give a user another role (admin only); nobody changes their own role, and the last active admin stays admin."""
+    _admin_only(actor, "grant roles")
     before = auth.get_or_raise(conn, username=username)
     _guard_admin_target(actor, before, role)
     if before["id"] == actor["id"]:
@@ -89,6 +102,7 @@ def set_active(conn: Conn, *, actor: dict, username: str, active: bool) -> dict:
 
 def reset_password(conn: Conn, *, actor: dict, username: str, password: str) -> dict:
     """Set a new password; tokens issued before now stop working."""
+    _admin_only(actor, "reset another person's password")
     target = auth.get_or_raise(conn, username=username)
     _guard_admin_target(actor, target)
     return auth.reset_password(conn, username=username, password=password, actor=actor)

@@ -18,6 +18,7 @@ from fleetcore.api.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["hr"], responses=ERROR_RESPONSES)
 AdminOrHr = Annotated[dict, Depends(require_roles("hr"))]
+Admin = Annotated[dict, Depends(require_roles("admin"))]
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 
 
@@ -55,8 +56,8 @@ def update_user(username: str, body: m.UserPatch, conn: ConnDep, user: AdminOrHr
 
 
 @router.post("/users/{username}/role", response_model=UserOut)
-def change_role(username: str, body: m.RoleIn, conn: ConnDep, user: AdminOrHr) -> dict:
-    """Give the user another role (admin, hr; admin role only by admin)."""
+def change_role(username: str, body: m.RoleIn, conn: ConnDep, user: Admin) -> dict:
+    """Give the user another role (admin only)."""
     return service.change_role(conn, actor=user, username=username, role=body.role)
 
 
@@ -73,8 +74,8 @@ def activate_user(username: str, conn: ConnDep, user: AdminOrHr) -> dict:
 
 
 @router.post("/users/{username}/password", status_code=204)
-def reset_password(username: str, body: m.PasswordResetIn, conn: ConnDep, user: AdminOrHr) -> None:
-    """Set a new password; the user's existing tokens are revoked (admin, hr). The password is never audited."""
+def reset_password(username: str, body: m.PasswordResetIn, conn: ConnDep, user: Admin) -> None:
+    """Set a new password; the user's existing tokens are revoked (admin only). The password is never audited."""
     service.reset_password(conn, actor=user, username=username, password=body.password)
 
 
