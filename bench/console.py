@@ -63,7 +63,7 @@ M_PER_DEG_LAT = 111_250.0
 # Injected into the page over CDP (not subject to the page's CSP): frame intervals, draw times, batch latencies.
 PROBE = """() => {
   const c = window.fleetConsole;
-  const p = (window.__probe = { frames: [], draws: [], batches: [], ages: [] });
+  const p = (window.__probe = { frames: [], draws: [], batches: [], ages: [], fresh: [], index: [] });
   let last = performance.now();
   const tick = (now) => { p.frames.push(now - last); last = now; requestAnimationFrame(tick); };
   requestAnimationFrame(tick);
@@ -73,14 +73,21 @@ PROBE = """() => {
   c.map.applyPositions = (d) => {
     const now = Date.now();
     const ages = d.ts.filter((x) => x).map((x) => now - x).sort((a, b) => a - b);
-    if (ages.length) p.ages.push(ages[Math.floor(ages.length / 2)], ages[Math.floor(ages.length * 0.95)]);
+    if (ages.length) {
+      p.ages.push(ages[Math.floor(ages.length / 2)], ages[Math.floor(ages.length * 0.95)]);
+      p.fresh.push(ages[0]);
+    }
     p.batches.push([now, d.id.length]);
-    return apply(d);
+    const t0 = performance.now();
+    const out = apply(d);
+    p.index.push(performance.now() - t0);
+    return out;
   };
 }"""
 DRAIN = """() => { const p = window.__probe; const out = { frames: p.frames, draws: p.draws, batches: p.batches,
-  ages: p.ages, polls: window.fleetConsole.stats.polls, pollMs: window.fleetConsole.stats.lastPollMs };
-  p.frames = []; p.draws = []; p.batches = []; p.ages = []; return out; }"""
+  ages: p.ages, fresh: p.fresh, index: p.index, polls: window.fleetConsole.stats.polls,
+  pollMs: window.fleetConsole.stats.lastPollMs };
+  p.frames = []; p.draws = []; p.batches = []; p.ages = []; p.fresh = []; p.index = []; return out; }"""
 
 
 def make_fleet(n: int) -> str:
@@ -297,6 +304,8 @@ def run(minutes: float, vehicles: int) -> dict:
                 pd["draws"] += d["draws"]
                 pd["ages"] += d["ages"]
                 pd["batches"] += d["batches"]
+                pd["fresh"] += d["fresh"]
+                pd["index"] += d["index"]
                 samples.append(
                     {
                         "t_s": round(now - t_start, 1), "view": name,
@@ -342,6 +351,8 @@ def summarise(samples: list[dict], phases: dict, minutes: float, vehicles: int, 
             "frame_ms_p50": pct(d["frames"], 0.5), "frame_ms_p95": pct(d["frames"], 0.95),
             "frame_ms_p99": pct(d["frames"], 0.99), "frame_ms_max": max(d["frames"], default=float("nan")),
             "draw_ms_p50": pct(d["draws"], 0.5), "draw_ms_p95": pct(d["draws"], 0.95), "draws": len(d["draws"]),
+            "apply_ms_p50": pct(d["index"], 0.5), "apply_ms_p95": pct(d["index"], 0.95),
+            "freshest_ms_p50": pct(d["fresh"], 0.5),
         }  # fmt: skip
     later = [s for s in samples if s["t_s"] >= 60]
     out["memory"] = {
@@ -355,6 +366,17 @@ def summarise(samples: list[dict], phases: dict, minutes: float, vehicles: int, 
     }  # fmt: skip
     out["poll_ms_p50"] = pct([s["poll_ms"] for s in samples], 0.5)
     out["update_hz_min"] = min(s["batch_hz"] for s in samples)
+    minutes_hz = []
+    for k in range(int(samples[-1]["t_s"] // 60)):
+        window = [s for s in samples if k * 60 < s["t_s"] <= (k + 1) * 60]
+        if window:
+            minutes_hz.append(
+                sum(s["batches"] for s in window) / (window[-1]["t_s"] - window[0]["t_s"] + SAMPLE_EVERY_S)
+            )
+    out["update_hz_per_minute"] = minutes_hz
+    out["update_hz_mean"] = sum(s["batches"] for s in samples) / (
+        samples[-1]["t_s"] - samples[0]["t_s"] + SAMPLE_EVERY_S
+    )
     out["busy_mean"] = statistics.fmean(s["busy"] for s in samples)
     out["samples"] = samples
     return out
@@ -365,9 +387,9 @@ def write(res: dict) -> None:
     p, mem = res["phases"], res["memory"]
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     rows = "\n".join(
-        f"| {name} | {d['update_hz']:.2f} | {d['vehicles_per_update_p50']:,.0f} | {d['latency_ms_p50']:,.0f} / {d['latency_ms_p95']:,.0f} | "
+        f"| {name} | {d['update_hz']:.2f} | {d['vehicles_per_update_p50']:,.0f} | {d['latency_ms_p50']:,.0f} / {d['latency_ms_p95']:,.0f} | {d['freshest_ms_p50']:,.0f} | "
         f"{100 * d['busy_mean']:.0f} % (max {100 * d['busy_max']:.0f} %) | {d['frame_ms_p50']:.1f} / {d['frame_ms_p95']:.1f} / {d['frame_ms_p99']:.1f} / {d['frame_ms_max']:.0f} | "
-        f"{d['draw_ms_p50']:.2f} / {d['draw_ms_p95']:.2f} |"
+        f"{d['apply_ms_p50']:.1f} / {d['apply_ms_p95']:.1f} | {d['draw_ms_p50']:.2f} / {d['draw_ms_p95']:.2f} |"
         for name, d in p.items()
     )
     OUT_MD.write_text(
@@ -385,12 +407,15 @@ the whole city (zoom 12, clusters) and a close-up (zoom 15, single cars).
 | main thread busy < 50 % | mean {100 * res["busy_mean"]:.0f} %: **{met(res["busy_mean"] < TARGET_BUSY)}** |
 | memory flat over the run | JS heap {mem["heap_mb_first"]:.1f} → {mem["heap_mb_last"]:.1f} MB (max {mem["heap_mb_max"]:.1f}), slope {mem["heap_mb_slope_per_min"]:+.2f} MB/min after the first minute; DOM nodes {mem["nodes_first"]:.0f} → {mem["nodes_last"]:.0f}; listeners {mem["listeners_first"]:.0f} → {mem["listeners_last"]:.0f} |
 
-| view | updates/s | vehicles per update (p50) | update latency p50 / p95 (ms) | main thread busy | frame interval p50 / p95 / p99 / max (ms) | vehicle layer draw p50 / p95 (ms) |
-|---|---:|---:|---:|---:|---:|---:|
+| view | updates/s | vehicles per update (p50) | update latency p50 / p95 (ms) | freshest sample (p50, ms) | main thread busy | frame interval p50 / p95 / p99 / max (ms) | apply + re-cluster p50 / p95 (ms) | vehicle layer draw p50 / p95 (ms) |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
-- Update latency: sample time (stamped by the publisher) → the delta applied in the page; it holds ingest's commit,
-  the wait for the next poll (up to 1 s) and the request.
+- Update latency: sample time (stamped by the publisher) → the delta applied in the page, median and 95th
+  percentile over the vehicles of each update; it holds ingest's commit of the sample into `vehicle_state`, the wait
+  for the next poll (up to 1 s) and the request. "Freshest sample" is the youngest sample of each update: what the
+  page cannot do better than, i.e. how far ingest is behind on this machine.
+- Apply + re-cluster: applying one delta of 5,000 vehicles to the page's objects and rebuilding the cluster index.
 - Main thread busy: Chromium's `TaskDuration` (all main-thread tasks: script, style, layout, paint) per wall
   second, from the DevTools Performance metrics.
 - Frame interval: between `requestAnimationFrame` callbacks (16.7 ms = 60 fps); the layer's draw time is our canvas

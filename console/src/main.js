@@ -90,6 +90,7 @@ async function start() {
   if (!fleetMap) setup();
   fleetMap.map.invalidateSize();
   state.running = true;
+  state.nextPoll = 0;
   await loadFleet();
   await feed.reload();
   state.stream = new Stream({
@@ -151,7 +152,10 @@ async function poll() {
     state.stats.errors += 1;
     if (!(e instanceof ApiError && e.status === 401)) notify(e);
   }
-  if (state.running) state.pollTimer = setTimeout(poll, Math.max(0, POLL_MS - (performance.now() - t0)));
+  // A fixed cadence (not "1 s after the answer"): a slow answer is made up by the next poll starting sooner, so
+  // the page keeps applying one update a second on average; after a long stall it starts a new cadence.
+  state.nextPoll = Math.max((state.nextPoll || t0) + POLL_MS, performance.now() - POLL_MS);
+  if (state.running) state.pollTimer = setTimeout(poll, Math.max(0, state.nextPoll - performance.now()));
 }
 
 function onMessage(msg) {
