@@ -54,6 +54,7 @@ PASSWORD = "bench-console-password-1"
 SECRET = "bench-console-secret-0123456789abcdefghijkl"
 SAMPLE_EVERY_S = 10.0
 PHASE_S = 60.0
+HEAP_BLOCK_S = 120.0  # a forced full collection and a retained-heap reading this often
 TARGET_UPDATE_HZ = 1.0
 TARGET_BUSY = 0.5
 OUT_MD = HERE / "console_results.md"
@@ -280,8 +281,10 @@ def run(minutes: float, vehicles: int) -> dict:
             views = [("city", "[52.505, 13.39], 12"), ("close-up", "[52.5251, 13.3694], 15")]
             samples: list[dict] = []
             phase_data: dict[str, dict[str, list]] = {
-                v[0]: {"frames": [], "draws": [], "ages": [], "batches": []} for v in views
+                v[0]: {"frames": [], "draws": [], "ages": [], "batches": [], "fresh": [], "index": []}
+                for v in views
             }
+            retained: list[tuple[float, float]] = [(0.0, retained_heap_mb(cdp))]
             t_start = time.monotonic()
             prev = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             prev_t = t_start
@@ -322,6 +325,13 @@ def run(minutes: float, vehicles: int) -> dict:
                     f"{s['t_s']:>6.0f}s {name:8s} updates {s['batch_hz']:.2f}/s busy {100 * s['busy']:.0f}% heap {s['heap_mb']:.1f} MB nodes {s['nodes']:.0f}"
                 )
                 prev, prev_t = m, now
+                if int(s["t_s"] // HEAP_BLOCK_S) > int((s["t_s"] - SAMPLE_EVERY_S) // HEAP_BLOCK_S):
+                    retained.append(
+                        (s["t_s"], retained_heap_mb(cdp))
+                    )  # counted in the next window's busy time
+                    prev = {x["name"]: x["value"] for x in cdp.send("Performance.getMetrics")["metrics"]}
+                    prev_t = time.monotonic()
+            retained.append((round(time.monotonic() - t_start, 1), retained_heap_mb(cdp)))
     finally:
         fleet.stop.set()
         stop(api)
@@ -332,7 +342,19 @@ def run(minutes: float, vehicles: int) -> dict:
                     sql.Identifier(url.rpartition("/")[2])
                 )
             )
-    return summarise(samples, phase_data, minutes, vehicles, fleet)
+    res = summarise(samples, phase_data, minutes, vehicles, fleet)
+    res["memory"]["retained_mb"] = [[t, round(mb, 2)] for t, mb in retained]
+    first, last = retained[0][1], retained[-1][1]
+    res["memory"]["flat"] = last <= first * 1.2 + 1.0
+    return res
+
+
+def retained_heap_mb(cdp) -> float:  # noqa: ANN001
+    """The JS heap right after a full garbage collection: what the page really holds."""
+    cdp.send("HeapProfiler.collectGarbage")
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}[
+        "JSHeapUsedSize"
+    ] / 2**20
 
 
 def summarise(samples: list[dict], phases: dict, minutes: float, vehicles: int, fleet: Fleet) -> dict:
@@ -403,9 +425,9 @@ the whole city (zoom 12, clusters) and a close-up (zoom 15, single cars).
 
 | target | result |
 |---|---|
-| page applies updates at ≥ 1 Hz | lowest 10-s window {res["update_hz_min"]:.2f} Hz: **{met(res["update_hz_min"] >= TARGET_UPDATE_HZ * 0.95)}** |
+| page applies updates at ≥ 1 Hz (the source's rate) | {res["update_hz_mean"]:.3f} Hz over the run (each minute {min(res["update_hz_per_minute"], default=float("nan")):.3f}–{max(res["update_hz_per_minute"], default=float("nan")):.3f}, ±1 update of window alignment; slowest 10 s {res["update_hz_min"]:.2f}): **{met(res["update_hz_mean"] >= TARGET_UPDATE_HZ * 0.99)}** |
 | main thread busy < 50 % | mean {100 * res["busy_mean"]:.0f} %: **{met(res["busy_mean"] < TARGET_BUSY)}** |
-| memory flat over the run | JS heap {mem["heap_mb_first"]:.1f} → {mem["heap_mb_last"]:.1f} MB (max {mem["heap_mb_max"]:.1f}), slope {mem["heap_mb_slope_per_min"]:+.2f} MB/min after the first minute; DOM nodes {mem["nodes_first"]:.0f} → {mem["nodes_last"]:.0f}; listeners {mem["listeners_first"]:.0f} → {mem["listeners_last"]:.0f} |
+| memory flat over the run | JS heap after a forced full collection, every 2 minutes: {" → ".join(f"{mb:.1f}" for _, mb in mem["retained_mb"])} MB (between collections the sawtooth reaches {mem["heap_mb_max"]:.1f} MB); DOM nodes {mem["nodes_first"]:.0f} → {mem["nodes_last"]:.0f}; event listeners {mem["listeners_first"]:.0f} → {mem["listeners_last"]:.0f}: **{met(mem["flat"])}** |
 
 | view | updates/s | vehicles per update (p50) | update latency p50 / p95 (ms) | freshest sample (p50, ms) | main thread busy | frame interval p50 / p95 / p99 / max (ms) | apply + re-cluster p50 / p95 (ms) | vehicle layer draw p50 / p95 (ms) |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -430,8 +452,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--vehicles", type=int, default=VEHICLES)
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from console_results.json")
     args = ap.parse_args()
-    res = run(args.minutes, args.vehicles)
+    res = json.loads(OUT_JSON.read_text()) if args.report_only else run(args.minutes, args.vehicles)
     write(res)
     log(f"wrote {OUT_MD}")
     return 0
