@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench bench-api bench-console console console-check lint score clean
+.PHONY: setup services test test-fast demo bench bench-api bench-console console console-check lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,14 @@ test-fast: setup
 
 demo: setup
 	$(VENV)/bin/fleet demo
+
+# The parser against ≥ 100,000 generated and mutated inputs per topic kind (both tiers), then 5,000 hypothesis
+# examples per kind; results (inputs, escapes, slowest parse) in bench/fuzz_results*.json. ~5 minutes.
+fuzz: setup
+	$(PY) -m tests.fuzz_long --inputs 100000 --out bench/fuzz_results.json
+	rm -f bench/fuzz_results_hypothesis.json
+	FLEET_FUZZ_EXAMPLES=5000 FLEET_FUZZ_RESULTS=bench/fuzz_results_hypothesis.json \
+		$(VENV)/bin/pytest -p no:xdist -q --timeout 0 tests/test_parse_fuzz.py -k no_input
 
 bench: setup services
 	$(PY) -m bench.run

@@ -151,9 +151,9 @@ async def listen(
 ) -> None:
     import websockets
 
-    async with websockets.connect(
-        f"ws://127.0.0.1:{api_port}/api/v1/stream?token={token}", max_queue=None
-    ) as ws:
+    # Authenticated by the first message, as a browser does (a token in the URL is refused: it lands in logs).
+    async with websockets.connect(f"ws://127.0.0.1:{api_port}/api/v1/stream", max_queue=None) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello", hello
         done.set()
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         devices, username = setup_db(url, args.vehicles)
         env = {**os.environ, "FLEET_DATABASE_URL": url, "FLEET_MQTT_URL": args.mqtt, "FLEET_TOPIC_ROOT": root,
                "FLEET_SECRET_KEY": SECRET, "FLEET_MONITOR_CLIENT_ID": f"bench-mon-{uuid.uuid4().hex[:6]}",
+               "FLEET_MONITOR_SESSION_EXPIRY_S": "60",
                "FLEET_ENVIRONMENT": "test"}  # fmt: skip
         fleet = str(Path(sys.executable).with_name("fleet"))
         port = _free_port()

@@ -125,7 +125,7 @@ def redact(text: str) -> str:
 
 
 class RedactCredentials(logging.Filter):
-    """On uvicorn's access log: the request line's query string never carries a credential into a log file."""
+    """On uvicorn's logs: a request line's query string never carries a credential into a log file."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -145,6 +145,9 @@ def install(app: FastAPI, settings: Settings) -> None:
             max_age=600,
         )
     app.add_middleware(GuardMiddleware, max_body=settings.api_max_body_bytes)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactCredentials) for f in access.filters):
-        access.addFilter(RedactCredentials())
+    # uvicorn logs HTTP requests on "uvicorn.access" and WebSocket handshakes ('"WebSocket /path?query"
+    # [accepted]') on "uvicorn.error": both lines carry the query string.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactCredentials) for f in logger.filters):
+            logger.addFilter(RedactCredentials())

@@ -33,6 +33,15 @@ EVENT_TYPES = frozenset(
     }
 )
 
+# Per-message limits (defaults of FLEET_INGEST_MAX_PAYLOAD_BYTES / FLEET_INGEST_MAX_SAMPLES): a bigger payload is
+# refused as too_large without being parsed, more samples (array elements, NMEA fixes) as too_many_samples. The
+# device guide asks for ≤ ~500 samples (≈ 100 KB) per upload; AWS IoT Core caps messages at 128 KB.
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_SAMPLES_PER_MESSAGE = 2000
+# What a rejection keeps of a too_large / too_many_samples payload: its head.
+REJECTED_HEAD_BYTES = 1024
+HEAD_ONLY_REASONS = frozenset({"too_large", "too_many_samples"})
+
 # Samples may not be stamped more than this far in the future (device clock drift allowance).
 MAX_FUTURE_SKEW_S = 300
 MAX_SPEED_KMH = 400.0
@@ -96,6 +105,7 @@ READING_COLUMNS: tuple[str, ...] = (
     "accel_y",
     "accel_z",
     "dtc",
+    "obd_extra",  # jsonb: OBD values without a column, pending/permanent DTCs, VIN, raw answers (fleetcore.protocol.obd)
 )
 # Fields a sample may carry (the JSON names); accel_g maps to accel_x/y/z.
 SAMPLE_FIELDS = tuple(f.name for f in NUMERIC_FIELDS) + ("ignition", "accel_g", "dtc")

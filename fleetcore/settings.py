@@ -14,9 +14,10 @@ from fleetcore.errors import ConfigError
 
 # A token secret must carry at least 32 random bytes (RFC 7518 §3.2: an HS256 key as long as the hash output).
 MIN_SECRET_BYTES = 32
-# Base64url or hex of 32 random bytes has at least 16 distinct characters; a word repeated, or a run of one
+# Base64url or hex of 32 random bytes has far more than 10 distinct characters (hex: 16 symbols, not always all
+# present in 64 characters); a word repeated, or a run of one
 # character, has few (a cheap guard against "x" * 40, not an entropy proof).
-MIN_SECRET_DISTINCT_CHARS = 16
+MIN_SECRET_DISTINCT_CHARS = 10
 # Secrets published in this project's history, docs or common examples: never accepted.
 KNOWN_SECRETS = frozenset({"change-me-in-production", "changeme", "change-me", "secret", "your-secret-key"})
 
@@ -117,6 +118,12 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=200, ge=1)
     # Upper bound on un-acknowledged messages held in memory (back-pressure).
     ingest_max_inflight: int = Field(default=20000, ge=1)
+    # ... and on their payload bytes (received, not yet committed): the worker stops reading the socket beyond it.
+    ingest_max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Per message: a larger payload is rejected as too_large (its first 1 KiB kept), more samples (array elements,
+    # NMEA fixes) as too_many_samples. Defaults: fleetcore.contract.MAX_PAYLOAD_BYTES / MAX_SAMPLES_PER_MESSAGE.
+    ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    ingest_max_samples: int = Field(default=2000, ge=1)
     # Database connections per ingest worker, each committing its own batch; acks still go out in order.
     ingest_writers: int = Field(default=2, ge=1, le=16)
     # vehicle_state: 0 (default) = upserted in each batch's own transaction, committed with its readings;
@@ -133,7 +140,15 @@ class Settings(BaseSettings):
     # for diagnosis: both give identical results; the Python code costs 2-15x the parser CPU, 2x the worker's).
     ingest_compiled_parser: bool = True
 
+    # The monitor's MQTT client id = its persistent session: unique and stable per worker; with `{slot}` each
+    # worker claims the lowest free slot number (fleetcore.slots), as ingest does.
     monitor_client_id: str = "fleet-monitor"
+    # When set, monitor workers subscribe to `$share/<group>/<root>/devices/+/...` and split the stream.
+    monitor_share_group: str | None = None
+    # How long the broker keeps queueing for a stopped monitor (what it publishes meanwhile is judged on restart).
+    monitor_session_expiry_s: int = Field(default=86400, ge=0)
+    # Unacknowledged messages the broker may send the monitor (MQTT 5 Receive Maximum, at most 65,535).
+    monitor_max_inflight: int = Field(default=20000, ge=1, le=65535)
 
     # The outbox's SMTP relay (smtp://user:pass@host:25, smtp+starttls://…:587, smtps://…:465); unset: e-mails stay
     # queued (nothing is sent, nothing is lost).

@@ -11,10 +11,12 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
-from fleetcore.protocol.parse import Parsed, Rejection
+from fleetcore.contract import HEAD_ONLY_REASONS, REJECTED_HEAD_BYTES
+from fleetcore.protocol.parse import MAX_DETAIL, Parsed, Rejection
+from ingest.vehicle_state import STATE_AHEAD_TOLERANCE_S
 
 # Counter names in ingest_counters (rows are upserted, so names added later need no migration).
 C_RECEIVED = "messages_received"
@@ -28,6 +30,13 @@ C_REPLAYED = "quarantine_replayed"
 # Messages whose batch's samples a coalesced state flush applied (ingest.state); with the state deferred, a
 # message is acknowledged after this count includes it.
 C_STATE_APPLIED = "messages_state_applied"
+
+# Samples stored but kept out of vehicle_state: stamped ahead of their own arrival (ingest.vehicle_state).
+C_AHEAD_OF_ARRIVAL = "samples_ahead_of_arrival"
+# Element rejections of one message listed with their detail in its row's `elements` (all are counted, and all
+# indices listed).
+ELEMENT_DETAILS_KEPT = 20
+STATE_AHEAD = timedelta(seconds=STATE_AHEAD_TOLERANCE_S)
 
 # Outcomes recorded per message (replay writes them to ingest_quarantine.replay_result).
 STORED = "stored"
@@ -57,6 +66,8 @@ class BatchStats:
     rejected: int = 0
     elements_rejected: int = 0
     quarantined: int = 0
+    # stored samples stamped ahead of their own arrival: kept out of vehicle_state (ingest.vehicle_state)
+    ahead_of_arrival: int = 0
     reasons: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
     # Per message: stored | rejected:<reason> | quarantined (replay records it).
@@ -73,6 +84,7 @@ class BatchStats:
             C_READINGS: self.readings_stored,
             C_EVENTS: self.events_stored,
             C_DUPLICATES: self.duplicates,
+            C_AHEAD_OF_ARRIVAL: self.ahead_of_arrival,
         }
         if count_received:
             c[C_RECEIVED] = self.messages
@@ -89,6 +101,7 @@ class BatchStats:
             "rejected",
             "elements_rejected",
             "quarantined",
+            "ahead_of_arrival",
         ):
             setattr(self, f, getattr(self, f) + getattr(one, f))
         self.reasons.update(one.reasons)
@@ -118,7 +131,8 @@ class BatchPlan:
     stage_rows: list[tuple]
     # ts, device_id, vehicle_id, seq, type, data (JSON text), received_at
     events: list[tuple]
-    # received_at, topic, device_id, payload, reason, detail: whole messages and single elements
+    # received_at, topic, device_id, payload, reason, detail, elements (JSON text or None): one row per message,
+    # whole-message rejections and the element rejections of an accepted message alike, the payload once
     rejections: list[tuple]
     # received_at, topic, device_id, payload: messages of devices not installed in a vehicle
     quarantine: list[tuple]
@@ -146,6 +160,26 @@ class BatchPlan:
             [p.online_at for p in ps],
             [p.last_seen for p in ps],
         )
+
+
+def element_rejections_row(m: Message, r: Parsed) -> tuple:
+    """The one ingest_rejections row of an accepted message's element rejections: its payload once, the first
+    rejection's reason, a summary detail, and every failing index with the reasons counted (`elements`)."""
+    rejs = r.rejections
+    first = rejs[0]
+    n = len(rejs)
+    detail = first.detail if n == 1 else f"{n} elements rejected; first: {first.detail}"
+    if len(detail) > MAX_DETAIL:
+        detail = detail[: MAX_DETAIL - 3] + "..."
+    elements = {
+        "count": n,
+        "indices": [x.index for x in rejs],
+        "by_reason": dict(Counter(x.reason for x in rejs)),
+        "first": [
+            {"index": x.index, "reason": x.reason, "detail": x.detail} for x in rejs[:ELEMENT_DETAILS_KEPT]
+        ],
+    }
+    return (m.received_at, m.topic, r.device_id, m.payload, first.reason, detail, json.dumps(elements))
 
 
 def device_ids(messages: Sequence[Message]) -> set[str]:
@@ -177,7 +211,10 @@ def plan_batch(messages: Sequence[Message], vehicles: Mapping[str, int | None]) 
             st.rejected += 1
             reasons[rej.reason] += 1
             kinds["rejected"] += 1
-            rejections.append((m.received_at, m.topic, rej.device_id, m.payload, rej.reason, rej.detail))
+            payload = m.payload
+            if rej.reason in HEAD_ONLY_REASONS:
+                payload = payload[:REJECTED_HEAD_BYTES]
+            rejections.append((m.received_at, m.topic, rej.device_id, payload, rej.reason, rej.detail, None))
             outcomes.append(REJECTED_PREFIX + rej.reason)
             continue
         kinds[r.kind] += 1
@@ -192,16 +229,20 @@ def plan_batch(messages: Sequence[Message], vehicles: Mapping[str, int | None]) 
         readings = r.readings
         if readings:
             samples_per_vehicle[vid] = samples_per_vehicle.get(vid, 0) + len(readings)
+            ahead = m.received_at + STATE_AHEAD
             for row in readings:
                 stage_rows.append(row + extra)
+                if row[0] > ahead:
+                    st.ahead_of_arrival += 1
         for ev in r.events:
             events.append(
                 (ev.ts, r.device_id, vid, ev.seq, ev.type, json.dumps(ev.data, default=str), m.received_at)
             )
-        for rej in r.rejections:
-            st.elements_rejected += 1
-            reasons[rej.reason] += 1
-            rejections.append((m.received_at, m.topic, r.device_id, m.payload, rej.reason, rej.detail))
+        if r.rejections:
+            st.elements_rejected += len(r.rejections)
+            for rej in r.rejections:
+                reasons[rej.reason] += 1
+            rejections.append(element_rejections_row(m, r))
         status = r.status
         if r.events or status is not None:
             p = presence.get(vid)

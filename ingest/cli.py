@@ -8,9 +8,9 @@ import json
 from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import get_settings
+from fleetcore.slots import PLACEHOLDER
 from ingest.consumer import run
 from ingest.replay import apply_retention, replay
-from ingest.slots import PLACEHOLDER
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,8 @@ from typing import TypeVar
 import psycopg
 
 from fleetcore.db import Conn
-from ingest.metrics import IngestMetrics, kv
+from fleetcore.logfmt import kv
+from ingest.metrics import IngestMetrics
 from ingest.staging import ensure_staging
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,9 @@ taken (`ingest.pipeline.AckSequencer`), and acknowledged in that order (directly
 state flush), so PUBACKs go out in the order the PUBLISHes arrived, as MQTT requires.
 
 Memory bound: at most `FLEET_INGEST_MAX_INFLIGHT` messages (default 20,000; each its raw payload plus parsed
-rows, ~1-2 KB, so ~40 MB) wait in the queue, plus the batches being written (at most one per writer), plus, in
+rows, ~1-2 KB, so ~40 MB) and at most `FLEET_INGEST_MAX_INFLIGHT_BYTES` of payload (default 64 MiB; a payload
+over `FLEET_INGEST_MAX_PAYLOAD_BYTES` is rejected by the parser and only its first 1 KiB kept) are received and
+not yet committed (the queue plus the batches being written, at most one per writer), plus, in
 coalesced mode, for the committed messages waiting for their state flush, a packet id each and one pending state
 row per vehicle, however large the backlog in the broker. Two mechanisms: the worker announces MQTT 5 Receive
 Maximum = that number (+ two state flushes' worth of messages in coalesced mode) (flow control, at most 65,535 by
@@ -48,18 +50,22 @@ from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleetcore.contract import TOPIC_KINDS
+from fleetcore.contract import HEAD_ONLY_REASONS, REJECTED_HEAD_BYTES
+from fleetcore.logfmt import kv
 from fleetcore.protocol import parse as parse_module
 from fleetcore.protocol.parse import Rejection, process_message
 from fleetcore.settings import Settings
+from fleetcore.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from ingest.client import CountingConnection, IngestClient, Publish
-from ingest.metrics import IngestMetrics, kv
+from ingest.metrics import IngestMetrics
 from ingest.pipeline import Delivery, Pipeline
-from ingest.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from ingest.state import StateFlusher
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+
+# Lock namespace of ingest workers' client-id slots (fleetcore.slots); unchanged since the slots were ingest's own.
+SLOT_NAMESPACE = "fleet-ingest-slot"
 
 # MQTT 5 Receive Maximum is a Two Byte Integer (MQTT 5 §3.1.2.11.3).
 MAX_RECEIVE_MAXIMUM = 65535
@@ -74,9 +80,12 @@ FULL_QUEUE_WAIT_S = 0.5
 
 
 def subscriptions(settings: Settings) -> list[tuple[str, int]]:
-    """QoS 1 subscriptions to every device topic kind, as a shared subscription when a group is set."""
+    """One QoS 1 subscription to everything under `{root}/devices/` (as a shared subscription when a group is
+    set): every topic a device can publish on (the broker's ACL allows `{root}/devices/<its id>/#` only) reaches
+    the parser, so a malformed one (an extra level, `TELEMETRY`, `gps`) becomes a `bad_topic` rejection instead of
+    matching no subscription and being lost silently."""
     prefix = f"$share/{settings.ingest_share_group}/" if settings.ingest_share_group else ""
-    return [(f"{prefix}{settings.topic_root}/devices/+/{kind}", 1) for kind in TOPIC_KINDS]
+    return [(f"{prefix}{settings.topic_root}/devices/#", 1)]
 
 
 class Consumer:
@@ -91,10 +100,15 @@ class Consumer:
         metrics: IngestMetrics | None = None,
         retire: bool = False,
     ) -> None:
+        self._default_parse = parse is None
         if parse is None:
-            parse = process_message
-            if not settings.ingest_compiled_parser:
-                parse = functools.partial(process_message, fast=False)
+            # the per-message limits (too_large, too_many_samples) are the parser's: it refuses before parsing
+            parse = functools.partial(
+                process_message,
+                fast=settings.ingest_compiled_parser,
+                max_payload_bytes=settings.ingest_max_payload_bytes,
+                max_samples=settings.ingest_max_samples,
+            )
         self.settings = settings
         self.stop = stop
         self.parse: Callable = parse
@@ -109,6 +123,8 @@ class Consumer:
         # queue alone is capped at ingest_max_inflight (the memory bound: those hold payloads; the others only
         # packet ids).
         self.hard_cap = min(settings.ingest_max_inflight, MAX_RECEIVE_MAXIMUM)
+        # ... and the payload bytes of the messages received and not yet committed (queue + batches being written)
+        self.max_inflight_bytes = settings.ingest_max_inflight_bytes
         extra = 2 * settings.ingest_state_flush_messages if self.coalesce else 0
         self.receive_maximum = min(settings.ingest_max_inflight + extra, MAX_RECEIVE_MAXIMUM)
         self.queue: collections.deque[Delivery] = collections.deque()
@@ -218,23 +234,37 @@ class Consumer:
                 except Exception as exc:  # a parser bug must not stop the stream: keep it as a rejection
                     log.exception("parser failed on %s", topic)
                     result = Rejection(None, "parse_error", f"{type(exc).__name__}: {exc}"[:300])
+                if type(result) is Rejection and result.reason in HEAD_ONLY_REASONS:
+                    # refused for its size: only its head is kept (and held), the rest is freed now
+                    payload = payload[:REJECTED_HEAD_BYTES]
                 items.append(Delivery(topic, payload, now, result, mid, qos, epoch, mono))
         except Exception:  # never let an exception escape into paho's loop; unacked messages come back
             log.exception("error handling %d messages", len(publishes))
             return
         q = self.queue
         cap = self.hard_cap
+        max_bytes = self.max_inflight_bytes
+        pipeline = self.pipeline
         with self.cond:
             while items:
-                # never more than the hard cap held: what does not fit waits (and the socket is not read)
-                while len(q) >= cap and not self.stop.is_set() and not self.closing:
+                # never more than the hard cap held, in messages or (received and not yet committed) payload
+                # bytes: what does not fit waits (and the socket is not read)
+                while (len(q) >= cap or pipeline.inflight_bytes >= max_bytes) and not (
+                    self.stop.is_set() or self.closing
+                ):
                     self.cond.wait(FULL_QUEUE_WAIT_S)
                 if self.closing or self.stop.is_set():
                     return  # not queued, not acknowledged: the broker delivers them again
                 room = cap - len(q)
+                n = 0
+                added = 0
+                while n < room and n < len(items) and (n == 0 or pipeline.inflight_bytes + added < max_bytes):
+                    added += len(items[n].payload)
+                    n += 1
                 was_empty = not q
-                q.extend(items[:room])
-                del items[:room]
+                q.extend(items[:n])
+                del items[:n]
+                pipeline.inflight_bytes += added
                 if was_empty or len(q) >= self.batch_size:
                     self.cond.notify()
 
@@ -248,7 +278,9 @@ class Consumer:
 
     def _compiled_parser(self) -> bool:
         """Whether messages go through the parser's compiled fast path (built, and not switched off)."""
-        return self.parse is process_message and parse_module.compiled_fast_path()
+        return (
+            self._default_parse and self.settings.ingest_compiled_parser and parse_module.compiled_fast_path()
+        )
 
     def _take(self) -> list[Delivery]:
         """Take the next batch and hand it to a free writer: up to batch_size messages, once that many are held or
@@ -381,7 +413,9 @@ def run(settings: Settings, stop: threading.Event, *, retire: bool = False) -> d
     """
     lease = None
     if PLACEHOLDER in settings.ingest_client_id:
-        lease = SlotLease(settings.require_database_url(), settings.ingest_client_id, stop)
+        lease = SlotLease(
+            settings.require_database_url(), settings.ingest_client_id, stop, namespace=SLOT_NAMESPACE
+        )
         try:
             settings = settings.model_copy(update={"ingest_client_id": lease.claim()})
         except StoppedBeforeClaim:

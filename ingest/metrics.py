@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -106,16 +105,3 @@ class IngestMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-def kv(log: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Log one structured line: `event=NAME key=value ...` (values with spaces are quoted)."""
-    if not log.isEnabledFor(level):
-        return
-    parts = [f"event={event}"]
-    for k, v in fields.items():
-        s = f"{v:.4f}" if isinstance(v, float) else str(v)
-        if " " in s or "=" in s or not s:
-            s = '"' + s.replace('"', '\\"') + '"'
-        parts.append(f"{k}={s}")
-    log.log(level, " ".join(parts))

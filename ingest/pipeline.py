@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fleetcore.logfmt import kv
 from ingest.batch import BatchStats, Message
-from ingest.metrics import kv
 from ingest.state import PendingState, StateFlusher
 from ingest.writer import BatchWriter
 
@@ -142,6 +142,9 @@ class Pipeline:
         # len(writers) batches are out of the queue at a time: part of the memory bound
         self._writing = 0
         self._taken = 0
+        # payload bytes of the messages received and not yet committed: the consumer adds what it queues, a writer
+        # takes off what it committed (under `cond`); the consumer's network thread waits while it is at its bound
+        self.inflight_bytes = 0
         self.error: BaseException | None = None
         self.totals: collections.Counter[str] = collections.Counter()
         self._window: collections.Counter[str] = collections.Counter()
@@ -219,13 +222,15 @@ class Pipeline:
                 if job is None:
                     return
                 n, batch = job
+                nbytes = sum([len(d.payload) for d in batch])
                 try:
                     st = writer.commit(batch, self.stop)
                     self.sequencer.finished(n, batch, st)
                 finally:
                     with self.cond:
                         self._writing -= 1
-                        self.cond.notify_all()  # wakes the dispatcher waiting for a free writer
+                        self.inflight_bytes -= nbytes
+                        self.cond.notify_all()  # wakes the dispatcher waiting for a free writer (and the reader)
         except BaseException as exc:  # a bug, not a database problem (commit retries those): the worker stops
             self.error = exc
             with self.cond:

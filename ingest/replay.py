@@ -10,9 +10,9 @@ import psycopg
 from psycopg import sql
 
 from fleetcore.db import uses_timescale
+from fleetcore.logfmt import kv
 from fleetcore.protocol.parse import process_message
 from ingest.batch import C_REPLAYED, Message
-from ingest.metrics import kv
 from ingest.staging import ensure_staging
 from ingest.writer import BatchWriter
 

@@ -18,6 +18,7 @@ _STAGE_TYPE_OF = {
     "seq": "int8",
     "ignition": "bool",
     "dtc": "text[]",
+    "obd_extra": "jsonb",
 }
 STAGE_COLUMNS = (*READING_COLUMNS, "vehicle_id", "received_at")
 STAGE_TYPES = [_STAGE_TYPE_OF.get(c, "float8") for c in READING_COLUMNS] + ["int8", "timestamptz"]
@@ -67,7 +68,9 @@ INSERT_EVENTS = (
     "SELECT ts, device_id, vehicle_id, seq, type, data::jsonb, received_at FROM ingest_stage_events "
     "ON CONFLICT DO NOTHING"
 )
-COPY_REJECTIONS = "COPY ingest_rejections (received_at, topic, device_id, payload, reason, detail) FROM STDIN"
+COPY_REJECTIONS = (
+    "COPY ingest_rejections (received_at, topic, device_id, payload, reason, detail, elements) FROM STDIN"
+)
 COPY_QUARANTINE = "COPY ingest_quarantine (received_at, topic, device_id, payload) FROM STDIN"
 
 # Counter names are upserted (names added later need no migration); pass them sorted: one lock order.

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleetcore.contract import READING_COLUMNS
 from fleetcore.db import Conn
+from fleetcore.logfmt import kv
 from ingest.batch import C_STATE_APPLIED
 from ingest.connection import RetryingConnection, short_error
-from ingest.metrics import kv
 from ingest.staging import COUNTERS_UPSERT, STAGE_RECEIVED, STAGE_VEHICLE
 from ingest.vehicle_state import (
     COPY_STATE,
     LOCK_READ_STATE,
+    STATE_AHEAD_TOLERANCE_S,
     STATE_FIELDS,
     STATE_STAGE_TYPES,
     STATE_UPSERT_COALESCED,
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 # Fields kept per vehicle, with the index of each in a staged reading row (READING_COLUMNS + vehicle, arrival).
 FIELDS = (*STATE_FIELDS, "dtc")
 _IDX = tuple(READING_COLUMNS.index(f) for f in FIELDS)
+_AHEAD = timedelta(seconds=STATE_AHEAD_TOLERANCE_S)
 
 
 class VehiclePending:
@@ -50,7 +52,12 @@ class VehiclePending:
     __slots__ = ("ts", "device_id", "arrived", "values", "times", "oldest")
 
     def __init__(
-        self, ts: datetime, device_id: str, arrived: datetime, values: list, times: list[datetime | None]
+        self,
+        ts: datetime | None,
+        device_id: str,
+        arrived: datetime,
+        values: list,
+        times: list[datetime | None],
     ) -> None:
         self.ts = ts
         self.device_id = device_id
@@ -80,6 +87,18 @@ class PendingState:
             ts = row[0]
             vid = row[STAGE_VEHICLE]
             p = vehicles.get(vid)
+            if ts > row[STAGE_RECEIVED] + _AHEAD:
+                # stamped ahead of its arrival: counts for device_id and last_seen only (as in the SQL upsert)
+                if p is None:
+                    vehicles[vid] = VehiclePending(
+                        None, row[1], row[STAGE_RECEIVED], [None] * len(idx), [None] * len(idx)
+                    )
+                elif row[STAGE_RECEIVED] >= p.arrived:
+                    p.device_id = row[1]
+                    p.arrived = row[STAGE_RECEIVED]
+                continue
+            if p is not None and p.ts is None:  # only ahead-of-arrival samples so far
+                p.ts = p.oldest = ts
             if p is None:
                 vals = [row[i] for i in idx]
                 vehicles[vid] = VehiclePending(
@@ -133,7 +152,7 @@ class PendingState:
             vals = p.values
             cur = state_ts.get(vid)
             # filter only when some value may be older than the state (in a drain, every value is newer)
-            if cur is not None and cur > p.oldest:
+            if cur is not None and p.oldest is not None and cur > p.oldest:
                 vals = [v if t is not None and t >= cur else None for v, t in zip(vals, p.times, strict=True)]
             # a vehicle whose samples are all older than the state gets only device_id and last_seen updated
             # (the upsert keeps the state's ts), as in the per-batch upsert

@@ -25,6 +25,11 @@ STATE_FIELDS = (
     "battery_v",
     "ignition",
 )
+# A sample stamped more than this ahead of its own arrival is stored but kept out of vehicle_state: one sample
+# 290 s ahead (inside the 300 s future allowance) froze a car's state for ~5 minutes, every real sample being
+# "older". 2 s covers a device clock's jitter against the server's (both NTP/GPS-disciplined).
+STATE_AHEAD_TOLERANCE_S = 2
+
 # The staging tables the state is upserted from: a batch's staged readings, or the coalesced rows of many batches.
 STAGE_READINGS = "ingest_stage_readings"
 STAGE_STATE = "ingest_stage_state"
@@ -69,7 +74,20 @@ def state_upsert(*, source: str = STAGE_READINGS, multi: bool = False) -> sql.Co
     Per sample on the 2-core dev box (2,000-sample batches, 2,000 vehicles): 13.5 µs with a window function and
     a join for every vehicle, 6.8 µs with this split (bench/results.md has the end-to-end effect).
     """
-    src = sql.Identifier(source)
+    src: sql.Composable = sql.Identifier(source)
+    if source == STAGE_READINGS:
+        # samples ahead of their arrival count for device_id and last_seen only (ts and fields NULL); the coalesced
+        # rows were filtered in ingest.state the same way
+        ok = sql.SQL("ts <= received_at + make_interval(secs => {})").format(
+            sql.Literal(STATE_AHEAD_TOLERANCE_S)
+        )
+        src = sql.SQL("(SELECT vehicle_id, device_id, received_at, {cols} FROM {t})").format(
+            cols=sql.SQL(", ").join(
+                sql.SQL("CASE WHEN {ok} THEN {f} END AS {f}").format(ok=ok, f=sql.Identifier(f))
+                for f in ("ts", *STATE_FIELDS, "dtc")
+            ),
+            t=sql.Identifier(source),
+        )
     newer = sql.SQL("(cur.ts IS NULL OR s.ts >= cur.ts)")
     picks = [
         sql.SQL(

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 import psycopg
 
 from fleetcore.db import Conn
+from fleetcore.logfmt import kv
 from fleetcore.protocol.parse import Rejection
 from ingest.batch import BatchPlan, BatchStats, Message, device_ids, plan_batch
 from ingest.connection import RetryingConnection, short_error
-from ingest.metrics import IngestMetrics, kv
+from ingest.metrics import IngestMetrics
 from ingest.staging import (
     COPY_QUARANTINE,
     COPY_READINGS,

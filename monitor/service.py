@@ -144,34 +144,91 @@ def raise_(
     evidence: dict | None = None,
 ) -> tuple[dict, bool]:
     """Open an alert, or count a repeat on the active one. Returns (alert, created)."""
+    written = _raise(conn, vehicle_id=vehicle_id, kind=kind, severity=severity, ts=ts, message=message,
+                     evidence=evidence, only_new=False)  # fmt: skip
+    assert written is not None  # only_new=False always writes
+    return written
+
+
+def raise_new(
+    conn: Conn,
+    *,
+    vehicle_id: int,
+    kind: str,
+    severity: str,
+    ts: dt.datetime,
+    message: str,
+    evidence: dict | None = None,
+) -> tuple[dict, bool] | None:
+    """`raise_`, unless this trigger is already recorded: None when an alert of this vehicle and kind (active or
+    resolved) has a later trigger, or this very one (same sample time, same evidence).
+
+    The monitor's writer uses it: a message redelivered after a restart, or judged again after the state was
+    rebuilt, gives the same detection with the same sample time, which must not count as a new occurrence (nor
+    reopen an alert someone resolved). Detections carry sample time and a vehicle's samples are judged in time
+    order, so a genuinely new trigger is always later than the recorded ones. Known limit: an identical trigger
+    is recognised by its evidence only while the alert keeps evidence (the first MAX_EVIDENCE occurrences).
+    """
+    return _raise(conn, vehicle_id=vehicle_id, kind=kind, severity=severity, ts=ts, message=message,
+                  evidence=evidence, only_new=True)  # fmt: skip
+
+
+def _raise(
+    conn: Conn,
+    *,
+    vehicle_id: int,
+    kind: str,
+    severity: str,
+    ts: dt.datetime,
+    message: str,
+    evidence: dict | None,
+    only_new: bool,
+) -> tuple[dict, bool] | None:
     if severity not in SEVERITIES:
         raise Invalid(f"unknown severity {severity!r}")
     item = [evidence] if evidence is not None else []
-    row = one(
-        conn.execute(
-            f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
-            VALUES (%(vehicle_id)s, %(kind)s, %(severity)s, %(message)s, %(ts)s, %(ts)s, %(evidence)s)
-            ON CONFLICT (vehicle_id, kind) WHERE status <> 'resolved' DO UPDATE SET
-                occurrences = a.occurrences + 1,
-                last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
-                severity = CASE WHEN {_SEV_RANK.format("EXCLUDED.severity")} > {_SEV_RANK.format("a.severity")}
-                                THEN EXCLUDED.severity ELSE a.severity END,
-                message = EXCLUDED.message,
-                evidence = CASE WHEN jsonb_array_length(a.evidence) >= {MAX_EVIDENCE} THEN a.evidence
-                                ELSE a.evidence || EXCLUDED.evidence END,
-                updated_at = now()
-            RETURNING id, (xmax = 0) AS created""",
-            {
-                "vehicle_id": vehicle_id,
-                "kind": kind,
-                "severity": severity,
-                "message": message,
-                "ts": ts,
-                "evidence": Jsonb(item),
-                "severities": list(SEVERITIES),
-            },
-        )
+    # only_new: the NOT EXISTS skips a trigger already recorded on any alert of the kind; the conflict clause's
+    # WHERE does the same against the active alert another writer may have inserted meanwhile (the unique index
+    # makes this insert wait for that one's commit, then the condition is checked against the committed row).
+    seen = "(o.last_seen_at > %(ts)s OR (o.last_seen_at = %(ts)s AND o.evidence @> %(evidence)s))"
+    guard = (
+        f"WHERE NOT EXISTS (SELECT 1 FROM alerts o WHERE o.vehicle_id = %(vehicle_id)s AND o.kind = %(kind)s "
+        f"AND {seen})"
+        if only_new
+        else ""
     )
+    repeat_guard = (
+        "WHERE EXCLUDED.last_seen_at > a.last_seen_at OR (EXCLUDED.last_seen_at = a.last_seen_at "
+        "AND NOT a.evidence @> EXCLUDED.evidence)"
+        if only_new
+        else ""
+    )
+    row = conn.execute(
+        f"""INSERT INTO alerts AS a (vehicle_id, kind, severity, message, opened_at, last_seen_at, evidence)
+        SELECT %(vehicle_id)s, %(kind)s, %(severity)s, %(message)s, %(ts)s, %(ts)s, %(evidence)s {guard}
+        ON CONFLICT (vehicle_id, kind) WHERE status <> 'resolved' DO UPDATE SET
+            occurrences = a.occurrences + 1,
+            last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+            severity = CASE WHEN {_SEV_RANK.format("EXCLUDED.severity")} > {_SEV_RANK.format("a.severity")}
+                            THEN EXCLUDED.severity ELSE a.severity END,
+            message = EXCLUDED.message,
+            evidence = CASE WHEN jsonb_array_length(a.evidence) >= {MAX_EVIDENCE} THEN a.evidence
+                            ELSE a.evidence || EXCLUDED.evidence END,
+            updated_at = now()
+        {repeat_guard}
+        RETURNING id, (xmax = 0) AS created""",
+        {
+            "vehicle_id": vehicle_id,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            "ts": ts,
+            "evidence": Jsonb(item),
+            "severities": list(SEVERITIES),
+        },
+    ).fetchone()
+    if row is None:
+        return None
     alert = get_or_raise(conn, alert_id=row["id"])
     created = bool(row["created"])
     notify(
@@ -183,12 +240,16 @@ def raise_(
 
 
 def auto_resolve(conn: Conn, *, vehicle_id: int, kind: str, ts: dt.datetime, reason: str = "") -> dict | None:
-    """Resolve the active alert of this kind because its condition cleared (resolved_by = 'auto')."""
+    """Resolve the active alert of this kind because its condition cleared (resolved_by = 'auto').
+
+    An observation older than the alert's first trigger cannot clear it (a message redelivered after a restart
+    must not resolve an alert that a later one opened).
+    """
     row = conn.execute(
         """UPDATE alerts SET status = 'resolved', resolved_at = %s, resolved_by = 'auto', resolution_note = %s,
                              updated_at = now()
-            WHERE vehicle_id = %s AND kind = %s AND status <> 'resolved' RETURNING id""",
-        (ts, reason or "condition cleared", vehicle_id, kind),
+            WHERE vehicle_id = %s AND kind = %s AND status <> 'resolved' AND opened_at <= %s RETURNING id""",
+        (ts, reason or "condition cleared", vehicle_id, kind, ts),
     ).fetchone()
     if row is None:
         return None

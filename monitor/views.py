@@ -1,9 +1,15 @@
 """Alerts API and the live stream.
 
 REST: list / get / acknowledge / resolve alerts (dispatchers and technicians; admin always).
-WebSocket `/api/v1/stream?token=JWT`: new and changed alerts and vehicle state changes as JSON, fed by
-PostgreSQL LISTEN on `fleet_alerts` (the monitor process NOTIFYs in the transaction that writes the alert), so
-any number of API processes push the same events without talking to the monitor.
+WebSocket `/api/v1/stream`: new and changed alerts and vehicle state changes as JSON, fed by PostgreSQL LISTEN
+on `fleet_alerts` (the monitor process NOTIFYs in the transaction that writes the alert), so any number of API
+processes push the same events without talking to the monitor.
+
+The stream's token never travels in the URL (URLs land in access logs, proxies and browser history). A client
+authenticates with, in order of preference for browsers: its first message `{"type": "auth", "token": "<JWT>"}`
+(within AUTH_TIMEOUT_S), or the subprotocol offer `Sec-WebSocket-Protocol: bearer, <JWT>` (the server selects
+`bearer`); non-browser clients may send `Authorization: Bearer <JWT>`. `?token=` is refused (4401, with a reason
+that says what to do instead).
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from starlette.websockets import WebSocketState
 
 from fleetcore.api.deps import ConnDep, borrow, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
@@ -36,7 +41,13 @@ LISTEN_RETRY_S = 1.0
 # WebSocket close codes in the 4000-4999 application range, mirroring HTTP 401/403.
 WS_UNAUTHORIZED, WS_FORBIDDEN, WS_TOO_SLOW = 4401, 4403, 4408
 WS_TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded (no database connection free)
-AUTH_MESSAGE_TIMEOUT_S = 5.0  # a client authenticating by its first message must send it within this
+# How long a client that offered no token in its handshake has to send its auth message.
+AUTH_TIMEOUT_S = 5.0
+BEARER_PROTOCOL = "bearer"
+# A close frame carries at most 123 bytes of reason (RFC 6455 §5.5: control frames are at most 125 bytes).
+URL_TOKEN_REFUSED = (
+    'token in URL refused: send {"type":"auth","token":JWT} as the first message, or subprotocols bearer,JWT'
+)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -131,25 +142,37 @@ class StreamHub:
                 q.overflowed = True  # type: ignore[attr-defined]
 
 
+def _handshake_token(ws: WebSocket) -> tuple[str | None, str | None]:
+    """(token, subprotocol to select) from the handshake: an `Authorization: Bearer` header, or the subprotocol
+    offer `bearer, <token>`. The token itself is never echoed back as the selected subprotocol."""
+    auth = ws.headers.get("authorization", "")
+    offered = [p.strip() for p in ws.scope.get("subprotocols", []) if p.strip()]
+    chosen = BEARER_PROTOCOL if offered and offered[0].lower() == BEARER_PROTOCOL else None
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return auth[7:].strip(), chosen
+    if chosen and len(offered) > 1:
+        return offered[1], chosen
+    return None, chosen
+
+
 async def _first_message_token(ws: WebSocket) -> str | None:
-    """A browser cannot set headers on a WebSocket: it sends {"type": "auth", "token": JWT} first."""
-    await ws.accept()
+    """The token of the client's first message `{"type": "auth", "token": ...}`, if it comes in time."""
     try:
-        first = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_MESSAGE_TIMEOUT_S))
-    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError, KeyError):
+        msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
+    except TimeoutError:
         return None
-    if isinstance(first, dict) and first.get("type") == "auth" and isinstance(first.get("token"), str):
-        return first["token"]
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    try:
+        body = json.loads(msg.get("text") or msg.get("bytes") or b"")
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("type") == "auth" and isinstance(body.get("token"), str):
+        return body["token"] or None
     return None
 
 
-async def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
-    token = ws.query_params.get("token")
-    if not token:
-        auth = ws.headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else None
-    if not token:
-        token = await _first_message_token(ws)
+async def _authorise(ws: WebSocket, token: str | None) -> tuple[dict | None, int]:
     if not token:
         return None, WS_UNAUTHORIZED
     try:
@@ -166,15 +189,27 @@ async def _authorise(ws: WebSocket) -> tuple[dict | None, int]:
 
 @router.websocket("/stream")
 async def stream(ws: WebSocket) -> None:
-    """Live alerts and vehicle state changes; authenticate with `?token=<JWT>`, an Authorization header, or a
-    first message `{"type": "auth", "token": "<JWT>"}` (what browsers do)."""
-    user, code = await _authorise(ws)
+    """Live alerts and vehicle state changes. Authenticate with the first message `{"type": "auth", "token":
+    "<JWT>"}`, the subprotocols `bearer, <JWT>`, or an `Authorization: Bearer` header; never `?token=`."""
+    token, subprotocol = _handshake_token(ws)
+    # Accepted before anything is refused, so the client sees the close code and reason (a refusal before the
+    # handshake completes reaches a browser as a bare failed connection, HTTP 403).
+    await ws.accept(subprotocol=subprotocol)
+    if "token" in ws.query_params:
+        await ws.close(code=WS_UNAUTHORIZED, reason=URL_TOKEN_REFUSED)
+        return
+    if token is None:
+        try:
+            token = await _first_message_token(ws)
+        except WebSocketDisconnect:
+            return
+    user, code = await _authorise(ws, token)
     if user is None:
-        await ws.close(code=code)
+        await ws.close(
+            code=code, reason="" if code != WS_UNAUTHORIZED else "missing, invalid or revoked token"
+        )
         return
     hub: StreamHub = ws.app.state.stream_hub
-    if ws.client_state == WebSocketState.CONNECTING:
-        await ws.accept()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.listening.wait(), 5.0)
     q: asyncio.Queue[str] = asyncio.Queue(maxsize=CLIENT_QUEUE)

@@ -1,10 +1,24 @@
 """`fleet monitor`: its own MQTT consumer of the device topics, the detectors, and the alert writer.
 
-A paho network thread only enqueues (topic, payload, arrival time); one worker thread parses, runs the pure
-detectors (monitor.detectors) and writes their outputs through the alert service (monitor.service) in one
-transaction per batch, so notifications reach the API at commit. Time-driven checks (device silence) run every
-TICK_S; the registry (vehicle status: is it rented?) is re-read every REFRESH_S and geofences every
-GEOFENCE_REFRESH_S.
+A paho network thread only enqueues each delivery; one worker thread parses, runs the pure detectors
+(monitor.detectors) and writes their outputs through the alert service (monitor.service) in one transaction per
+batch, so notifications reach the API at commit. Time-driven checks (device silence) run every TICK_S.
+
+Durable consumption, as ingest does: a persistent MQTT session (clean_start false, session expiry
+FLEET_MONITOR_SESSION_EXPIRY_S) with every topic at QoS 1, and manual acknowledgements, sent only once what a
+message produced is committed (`AckBook`, in arrival order). What is published while the monitor is down waits
+in its session and is judged when it is back; what it held uncommitted when it died comes again.
+
+Restarts: the state is rebuilt from the database (`monitor.registry.restore`): last heard per device (ingest's
+`vehicle_state.last_seen`), a last will not followed by anything, the open alerts; a vehicle's windowed detectors
+replay its stored samples up to its first message after the restart (`monitor.registry.history`). A detection
+already recorded (same sample time and evidence, or an older one) is not written again (`service.raise_new`),
+so a redelivered or re-judged message never duplicates an alert or inflates its count.
+
+Registry: device installs and vehicle status/class are re-read when the database announces a change (LISTEN
+`fleet_registry`, a trigger on device_installs and vehicles) and every REFRESH_S; the writer also checks, in the
+transaction, that each output's device is still installed in its vehicle, so a removed device never alerts on
+the car it left. Geofences are re-read every GEOFENCE_REFRESH_S.
 
 Tables: the monitor owns `alerts`, `geofences`, `monitor_thresholds` and the health columns of `vehicle_state`
 (`health`, `rentable`, `open_alerts`); ingest owns the rest of `vehicle_state` and upserts those rows at the
@@ -14,7 +28,8 @@ by vehicle, each vehicle's in their order), so neither can deadlock the other.
 A batch is never dropped: a transient error (deadlock, serialization failure, lost connection) retries the
 whole transaction with a short backoff, on a new connection after WRITE_ATTEMPTS, for as long as the process
 runs; an output that can never be written (bad data) is found by writing the batch's outputs one by one, and
-only that one is logged and counted (`Stats.outputs_failed`).
+only that one is logged and counted (`Stats.outputs_failed`). Stopped while the database is away, the batch's
+messages are not acknowledged (nor any later one): the broker delivers them again.
 """
 
 from __future__ import annotations
@@ -25,29 +40,31 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from fleetcore.contract import subscription
+from fleetcore.contract import TOPIC_KINDS, subscription
 from fleetcore.db import Conn, connect
 from fleetcore.mqtt import MqttConnection
 from fleetcore.settings import Settings
+from fleetcore.slots import PLACEHOLDER, SlotLease, StoppedBeforeClaim
 from monitor import geofence, service
 from monitor.detectors import Clear, Detection, FleetMonitor, Output, StateChange, VehicleInfo
 from monitor.models import AUTO_RESOLVE
-from monitor.thresholds import DEFAULT, Thresholds, for_class
+from monitor.registry import Registry, RegistryListener, history, restore
+from monitor.thresholds import DEFAULT
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-REFRESH_S = 5.0  # a rental that starts is seen within this (well inside the 20 s movement window)
+REFRESH_S = 5.0  # the whole registry re-read (changes are also announced at once: RegistryListener)
 GEOFENCE_REFRESH_S = 60.0
-UNKNOWN_DEVICE_RETRY_S = 30.0
 BATCH_MAX = 200  # bounds how long an urgent message can wait behind samples (~40 ms)
+# Above the largest MQTT 5 Receive Maximum (65,535), so QoS 1 deliveries always fit.
 QUEUE_MAX = 200_000
 # Retrying a batch after a transient error: exponential backoff from RETRY_BASE_S up to RETRY_MAX_S, with
 # jitter so two writers that deadlocked do not collide again in step; after every WRITE_ATTEMPTS failures in a
@@ -56,16 +73,28 @@ WRITE_ATTEMPTS = 5
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 2.0
 RECONNECT_MAX_S = 30.0
+# The advisory-lock namespace of `{slot}` client ids (fleetcore.slots).
+SLOT_NAMESPACE = "fleet-monitor-slot"
 
 Pair = tuple[VehicleInfo, Output]
+
+
+def subscriptions(settings: Settings) -> list[tuple[str, int]]:
+    """QoS 1 subscriptions to every device topic kind, as a shared subscription when a group is set."""
+    prefix = f"$share/{settings.monitor_share_group}/" if settings.monitor_share_group else ""
+    return [(prefix + subscription(settings.topic_root, kind), 1) for kind in TOPIC_KINDS]
 
 
 @dataclass
 class Stats:
     messages: int = 0
-    detections: int = 0
+    detections: int = 0  # detections written (new alerts and repeats)
     alerts_opened: int = 0
     resolved: int = 0
+    duplicates: int = 0  # detections already recorded (a redelivered or re-judged message), not written again
+    stale_outputs: int = 0  # outputs for a device no longer installed in that vehicle, dropped
+    acked: int = 0
+    registry_changes: int = 0
     write_errors: int = 0  # write transactions that failed (each retried, or its batch split)
     write_retries: int = 0  # of those, the transient ones, retried whole (deadlock, lost connection)
     outputs_failed: int = 0  # outputs that could not be written: bad data, or still pending at stop
@@ -79,59 +108,60 @@ class Written:
     detections: int = 0
     alerts_opened: int = 0
     resolved: int = 0
+    duplicates: int = 0
+    stale_devices: set[str] = field(default_factory=set)
+    stale_outputs: int = 0
 
 
-class Registry:
-    """device_id → VehicleInfo from the registry, cached; vehicle status refreshed periodically."""
+@dataclass(slots=True)
+class Delivery:
+    """A received message and what acknowledging it needs: its arrival order in this process, the packet id,
+    the QoS and the connection (epoch) it came on; `retained` when sent because the monitor subscribed."""
 
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.by_device: dict[str, VehicleInfo] = {}
-        self.misses: dict[str, float] = {}
-        self.overrides: dict[str, dict[str, float]] = {}
+    topic: str
+    payload: bytes
+    arrived: datetime
+    seq: int
+    mid: int
+    qos: int
+    epoch: int
+    retained: bool = False
 
-    _SQL = """SELECT i.device_id, v.id AS vehicle_id, v.vin, v.class, v.status
-                FROM device_installs i JOIN vehicles v ON v.id = i.vehicle_id
-               WHERE i.removed_at IS NULL"""
 
-    def load(self) -> None:
-        rows = self.conn.execute(self._SQL).fetchall()
-        self.conn.commit()
-        for r in rows:
-            info = self.by_device.get(r["device_id"])
-            if info is None or info.vehicle_id != r["vehicle_id"]:
-                self.by_device[r["device_id"]] = VehicleInfo(
-                    r["vehicle_id"], r["device_id"], r["class"], r["status"], r["vin"]
-                )
-            else:
-                info.status = r["status"]
-        try:
-            rows = self.conn.execute("SELECT vehicle_class, name, value FROM monitor_thresholds").fetchall()
-            self.conn.commit()
-        except psycopg.errors.UndefinedTable:
-            self.conn.rollback()
-            rows = []
-        self.overrides = {}
-        for r in rows:
-            self.overrides.setdefault(r["vehicle_class"], {})[r["name"]] = r["value"]
+class AckBook:
+    """Acknowledges messages in the order they arrived, each once what it produced is committed.
 
-    def lookup(self, device_id: str) -> VehicleInfo | None:
-        info = self.by_device.get(device_id)
-        if info is not None:
-            return info
-        if time.monotonic() - self.misses.get(device_id, -1e9) < UNKNOWN_DEVICE_RETRY_S:
-            return None
-        row = self.conn.execute(self._SQL + " AND i.device_id = %s", (device_id,)).fetchone()
-        self.conn.commit()
-        if row is None:
-            self.misses[device_id] = time.monotonic()
-            return None
-        info = VehicleInfo(row["vehicle_id"], row["device_id"], row["class"], row["status"], row["vin"])
-        self.by_device[device_id] = info
-        return info
+    The worker takes urgent messages (events, status) ahead of samples, so it finishes messages out of arrival
+    order; MQTT wants PUBACKs in the order the PUBLISHes arrived (MQTT 5 §4.6), so a finished message waits here
+    until every earlier one is finished. Only messages of the current connection are acknowledged: one delivered
+    on an earlier connection comes again (same packet id) on this one. A message never finished (stopped while
+    the database was away) holds back every later acknowledgement: the broker delivers them all again.
+    """
 
-    def thresholds(self, vehicle_class: str) -> Thresholds:
-        return for_class(vehicle_class, self.overrides) if vehicle_class else DEFAULT
+    def __init__(self, send: Callable[[int], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._next = 0
+        self._done: dict[int, Delivery] = {}
+
+    def finished(self, deliveries: Iterable[Delivery], epoch: int, *, ack: bool = True) -> int:
+        """These messages are done (`ack=False`: done without acknowledgement); how many PUBACKs went out."""
+        sent = 0
+        with self._lock:
+            for d in deliveries:
+                self._done[d.seq] = d if ack else Delivery(d.topic, b"", d.arrived, d.seq, d.mid, 0, d.epoch)
+            while self._next in self._done:
+                d = self._done.pop(self._next)
+                self._next += 1
+                if d.qos and d.epoch == epoch:
+                    self._send(d.mid)
+                    sent += 1
+        return sent
+
+    def held(self) -> int:
+        """Finished messages waiting for an earlier one."""
+        with self._lock:
+            return len(self._done)
 
 
 def in_lock_order(outputs: Iterable[Pair]) -> list[Pair]:
@@ -140,17 +170,34 @@ def in_lock_order(outputs: Iterable[Pair]) -> list[Pair]:
 
 
 def write_outputs(conn: Conn, outputs: Iterable[Pair]) -> Written:
-    """Apply detector outputs in one transaction (notifications go out at commit), in vehicle lock order."""
+    """Apply detector outputs in one transaction (notifications go out at commit), in vehicle lock order.
+
+    An output whose device is no longer installed in its vehicle (removed or moved since the detectors learnt it)
+    is dropped; a detection already recorded is skipped (`service.raise_new`).
+    """
     done = Written()
+    pairs = in_lock_order(outputs)
     with conn.transaction():
-        for info, o in in_lock_order(outputs):
+        rows = conn.execute(
+            "SELECT device_id, vehicle_id FROM device_installs WHERE removed_at IS NULL AND device_id = ANY(%s)",
+            (sorted({info.device_id for info, _ in pairs}),),
+        ).fetchall()
+        installed = {r["device_id"]: r["vehicle_id"] for r in rows}
+        for info, o in pairs:
+            if installed.get(info.device_id) != info.vehicle_id:
+                done.stale_outputs += 1
+                done.stale_devices.add(info.device_id)
+                continue
             if isinstance(o, Detection):
-                _, created = service.raise_(
+                written = service.raise_new(
                     conn, vehicle_id=info.vehicle_id, kind=o.kind, severity=o.severity, ts=o.ts,
                     message=o.message, evidence=o.evidence,
                 )  # fmt: skip
+                if written is None:
+                    done.duplicates += 1
+                    continue
                 done.detections += 1
-                done.alerts_opened += int(created)
+                done.alerts_opened += int(written[1])
             elif isinstance(o, Clear):
                 if o.kind in AUTO_RESOLVE and service.auto_resolve(
                     conn, vehicle_id=info.vehicle_id, kind=o.kind, ts=o.ts, reason=o.reason
@@ -177,16 +224,20 @@ class _Stopped(Exception):
 
 
 class _Connection(MqttConnection):
-    """An MqttConnection that sets `subscribed` once the broker has acknowledged every subscription of the
-    current connection (the SUBACKs), and clears it on connect and disconnect (like ingest's consumer)."""
+    """An MqttConnection that numbers its connections (`epoch`: acknowledgements go only on the connection that
+    delivered) and sets `subscribed` once the broker has acknowledged every subscription of the current
+    connection (the SUBACKs), clearing it on connect and disconnect (like ingest's consumer)."""
 
     def __init__(self, *args, subscribed: threading.Event, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.subscribed = subscribed
+        self.epoch = 0
         self._subacks = 0
         self.client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if not reason_code.is_failure:
+            self.epoch += 1
         self._subacks = 0
         self.subscribed.clear()
         super()._on_connect(client, userdata, flags, reason_code, properties)
@@ -204,7 +255,7 @@ class _Connection(MqttConnection):
             self._subacks += 1
             if self._subacks == len(self.subscriptions):
                 self.subscribed.set()
-                log.info("monitor subscribed to %d topic filters", self._subacks)
+                log.info("monitor subscribed to %d topic filters (connection %d)", self._subacks, self.epoch)
         except Exception:  # never let an exception escape a callback
             log.exception("error in on_subscribe")
 
@@ -214,93 +265,160 @@ class MonitorService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.queue: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
+        self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=QUEUE_MAX)
         # Events (crash, tow, ...) and status jump the telemetry backlog: a dispatcher must see a crash in
         # seconds even when the worker is behind on 1 Hz samples.
-        self.urgent: queue.Queue[tuple[str, bytes, datetime]] = queue.Queue(maxsize=QUEUE_MAX)
+        self.urgent: queue.Queue[Delivery] = queue.Queue(maxsize=QUEUE_MAX)
         self.stats = Stats()
-        self.ready = threading.Event()  # connected to the database, MQTT client started
+        self.ready = threading.Event()  # connected to the database, state restored, MQTT client started
         # Set once the broker has processed every subscription (all SUBACKs); cleared while disconnected.
         self.subscribed = threading.Event()
+        # Set once the worker has emptied its queues after subscribing: the session's backlog is judged, and
+        # from then on silence counts (device_offline); cleared while disconnected.
+        self.caught_up = threading.Event()
         self.dropped = 0
         self.conn: Conn | None = None
         self.registry: Registry | None = None
+        self.fleet: FleetMonitor | None = None
+        self.mqtt: _Connection | None = None
+        self.listener = RegistryListener(settings.require_database_url()) if settings.database_url else None
+        self.acks = AckBook(self._send_ack)
+        self.client_id = settings.monitor_client_id
+        self._seq = 0  # arrival order (paho's network thread only)
+        self._closing = False
         self._stop = threading.Event()
 
+    # -- paho network thread ----------------------------------------------------------------------------------
+
     def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+        seq = self._seq
+        self._seq += 1
+        if self._closing:
+            return  # not acknowledged: the broker delivers it again to the next session
+        epoch = self.mqtt.epoch if self.mqtt is not None else 0
+        d = Delivery(message.topic, bytes(message.payload), datetime.now(UTC), seq, message.mid, message.qos,
+                     epoch, bool(message.retain))  # fmt: skip
         try:
-            item = (message.topic, bytes(message.payload), datetime.now(UTC))
-            topic = message.topic
-            if topic.endswith("/event") or topic.endswith("/status"):
-                self.urgent.put_nowait(item)
+            if d.topic.endswith("/event") or d.topic.endswith("/status"):
+                self.urgent.put_nowait(d)
             else:
-                self.queue.put_nowait(item)
+                self.queue.put_nowait(d)
         except queue.Full:
-            self.dropped += 1  # back-pressure: the worker is far behind; counted and logged by the worker
+            # only QoS 0 deliveries can overflow (QoS 1 ones are bounded by the Receive Maximum): counted, and
+            # finished without an acknowledgement so later ones are not held back
+            self.dropped += 1
+            self.acks.finished([d], epoch, ack=False)
+
+    def _send_ack(self, mid: int) -> None:
+        assert self.mqtt is not None
+        self.mqtt.client.ack(mid, 1)
+
+    # -- the worker thread ------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        s = self.settings
+        """Consume until `stop` is set; a client id with `{slot}` claims a stable slot first (fleetcore.slots)."""
         self._stop = stop
+        lease = None
+        if PLACEHOLDER in self.client_id:
+            lease = SlotLease(
+                self.settings.require_database_url(), self.client_id, stop, namespace=SLOT_NAMESPACE
+            )
+            try:
+                self.client_id = lease.claim()
+            except StoppedBeforeClaim:
+                return
+        try:
+            self._run(stop)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _run(self, stop: threading.Event) -> None:
+        s = self.settings
+        # LISTEN before the registry is read, so no change between the read and the LISTEN is missed.
+        if self.listener is not None:
+            self.listener.open()
         self.conn = conn = connect(s.require_database_url())
         self.registry = registry = Registry(conn)
         registry.load()
         geo = geofence.load(conn, buffer_m=DEFAULT.geofence_buffer_m)
         conn.commit()
-        fleet = FleetMonitor(s.topic_root, registry.lookup, thresholds=registry.thresholds, geofences=geo)
-        mqtt = _Connection(
+        self.fleet = fleet = FleetMonitor(
+            s.topic_root,
+            registry.lookup,
+            thresholds=registry.thresholds,
+            geofences=geo,
+            history=self._history,
+        )
+        restored = restore(conn, registry.by_device)
+        for device_id, known in restored.items():
+            fleet.restore(registry.by_device[device_id], known)
+        log.info(
+            "monitor restored %d vehicles from the database (%d with open alerts, %d with a last will)",
+            len(restored), sum(1 for r in restored.values() if r.open_alerts),
+            sum(1 for r in restored.values() if r.offline_since),
+        )  # fmt: skip
+        self.mqtt = mqtt = _Connection(
             s.mqtt,
-            s.monitor_client_id,
-            # Events and status at QoS 1 (never lost); samples at QoS 0: the monitor judges the live stream,
-            # ingest is the durable consumer, and QoS 0 spares a PUBACK per sample and the broker's in-flight
-            # window (mosquitto's default max_inflight_messages is 20) that throttled 1,000 msg/s.
-            subscriptions=[
-                (subscription(s.topic_root, "event"), 1),
-                (subscription(s.topic_root, "status"), 1),
-                (subscription(s.topic_root, "telemetry"), 0),
-                (subscription(s.topic_root, "obd"), 0),
-                (subscription(s.topic_root, "nmea"), 0),
-            ],
+            self.client_id,
+            subscriptions=subscriptions(s),
+            clean_start=False,
+            session_expiry_s=s.monitor_session_expiry_s,
+            manual_ack=True,
+            receive_maximum=s.monitor_max_inflight,
             on_message=self._on_message,
-            max_inflight=1000,
             subscribed=self.subscribed,
         )
         mqtt.start()
-        log.info("monitor consuming %s as %s", subscription(s.topic_root), s.monitor_client_id)
+        if mqtt.fatal_error:
+            raise ConnectionError(f"MQTT broker refused the connection: {mqtt.fatal_error}")
+        log.info(
+            "monitor consuming %s as %s (share group %s)",
+            subscription(s.topic_root), self.client_id, s.monitor_share_group or "-",
+        )  # fmt: skip
         self.ready.set()
         next_tick = next_refresh = time.monotonic()
         next_geo = time.monotonic() + GEOFENCE_REFRESH_S
         try:
             while not stop.is_set():
+                self._follow_registry()
                 batch = self._drain()
                 outputs: list[Pair] = []
-                for topic, payload, arrived in batch:
+                for d in batch:
                     self.stats.messages += 1
                     try:
-                        outputs += fleet.handle(topic, payload, arrived)
+                        outputs += fleet.handle(d.topic, d.payload, d.arrived, retained=d.retained)
                     except Exception:  # one bad message never stops the stream
-                        log.exception("detector error on %s", topic)
+                        log.exception("detector error on %s", d.topic)
+                self._check_caught_up()
                 mono = time.monotonic()
                 if mono >= next_tick:
                     next_tick = mono + TICK_S
-                    outputs += fleet.tick(datetime.now(UTC))
-                if outputs:
-                    self.write(outputs)
-                if (self.conn.closed or self.conn.broken) and not self._reconnect():
+                    outputs += fleet.tick(datetime.now(UTC), silence=self.caught_up.is_set())
+                if outputs and not self.write(outputs):
+                    break  # stopped while the database was away: this batch and every later one unacknowledged
+                self.stats.acked += self.acks.finished(batch, mqtt.epoch)
+                if (self._db().closed or self._db().broken) and not self._reconnect():
                     break
                 if mono >= next_refresh:
                     next_refresh = mono + REFRESH_S
                     log.info(
-                        "monitor: %d messages, %d detections, backlog %d samples / %d urgent, %d dropped, "
-                        "%d write retries, %d outputs failed",
-                        self.stats.messages, self.stats.detections, self.queue.qsize(), self.urgent.qsize(),
-                        self.dropped, self.stats.write_retries, self.stats.outputs_failed,
+                        "monitor: %d messages, %d detections, %d duplicates skipped, backlog %d samples / %d "
+                        "urgent, %d dropped, %d acked, %d awaiting an earlier ack, %d write retries, %d outputs "
+                        "failed, %d stale",
+                        self.stats.messages, self.stats.detections, self.stats.duplicates, self.queue.qsize(),
+                        self.urgent.qsize(), self.dropped, self.stats.acked, self.acks.held(),
+                        self.stats.write_retries, self.stats.outputs_failed, self.stats.stale_outputs,
                     )  # fmt: skip
-                    self._safe(registry.load)
+                    self._safe(lambda: self._forget(registry.load()))
                 if mono >= next_geo:
                     next_geo = mono + GEOFENCE_REFRESH_S
                     self._safe(lambda: fleet.set_geofences(geofence.load(self._db())))
         finally:
+            self._closing = True
             mqtt.stop()
+            if self.listener is not None:
+                self.listener.close()
             self._db().close()
             log.info("monitor stopped: %s", self.stats)
 
@@ -308,9 +426,51 @@ class MonitorService:
         assert self.conn is not None, "run() has not connected yet"
         return self.conn
 
-    def _drain(self) -> list[tuple[str, bytes, datetime]]:
+    def _history(self, info: VehicleInfo, before: datetime, seconds: float) -> list[dict]:
+        """The vehicle's stored samples before its first message in this process (empty if unreadable)."""
+        conn = self._db()
+        try:
+            return history(conn, info, before, seconds)
+        except psycopg.Error as exc:
+            log.warning(
+                "history of vehicle %s unreadable (%s); its windows start empty", info.vehicle_id, exc
+            )
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            return []
+
+    def _check_caught_up(self) -> None:
+        """Caught up once the queues were found empty after subscribing (the session's backlog is in them by
+        the time the SUBACKs arrive: the broker sends it right after the CONNACK, up to the Receive Maximum)."""
+        if not self.subscribed.is_set():
+            if self.caught_up.is_set():
+                self.caught_up.clear()
+            return
+        if not self.caught_up.is_set() and self.urgent.empty() and self.queue.empty():
+            self.caught_up.set()
+            log.info("monitor caught up with its session's backlog after %d messages", self.stats.messages)
+
+    def _follow_registry(self) -> None:
+        """Apply the registry changes the database announced (all of it again if announcements may be lost)."""
+        if self.listener is None or self.registry is None:
+            return
+        devices, vehicles, reopened = self.listener.poll()
+        if not (devices or vehicles or reopened):
+            return
+        registry = self.registry
+        self.stats.registry_changes += len(devices) + len(vehicles)
+        self._safe(lambda: self._forget(registry.load() if reopened else registry.refresh(devices, vehicles)))
+
+    def _forget(self, devices: Iterable[str]) -> None:
+        """Drop the detectors of devices removed or moved: a moved device starts afresh in its new vehicle."""
+        assert self.fleet is not None
+        for device_id in devices:
+            if self.fleet.forget(device_id):
+                log.info("monitor: device %s removed or moved; its detectors reset", device_id)
+
+    def _drain(self) -> list[Delivery]:
         """Urgent messages first (all of them), else up to BATCH_MAX samples; waits briefly when idle."""
-        batch: list[tuple[str, bytes, datetime]] = []
+        batch: list[Delivery] = []
         for q, limit in ((self.urgent, QUEUE_MAX), (self.queue, BATCH_MAX)):
             while len(batch) < limit:
                 try:
@@ -324,14 +484,15 @@ class MonitorService:
         except queue.Empty:
             return []
 
-    def write(self, outputs: list[Pair]) -> None:
-        """Write a batch's outputs; on a bad output, write them one by one so only that one is lost."""
+    def write(self, outputs: list[Pair]) -> bool:
+        """Write a batch's outputs; on a bad output, write them one by one so only that one is lost. False when
+        stopped before they could be written (the database was away)."""
         try:
             self._count(self._commit(outputs))
-            return
+            return True
         except _Stopped:
             self._lost(outputs, "stopped while the database was unavailable")
-            return
+            return False
         except Exception as exc:  # not transient: one of the outputs can never be written
             log.warning("writing %d detector outputs failed (%s); writing them one by one", len(outputs), exc)
         pending = in_lock_order(outputs)
@@ -340,7 +501,7 @@ class MonitorService:
                 self._count(self._commit([pair]))
             except _Stopped:
                 self._lost(pending[i:], "stopped while the database was unavailable")
-                return
+                return False
             except Exception:
                 self.stats.outputs_failed += 1
                 log.exception(
@@ -348,6 +509,7 @@ class MonitorService:
                     pair[0].vehicle_id,
                     pair[1],
                 )
+        return True
 
     def _commit(self, outputs: list[Pair]) -> Written:
         """One transaction with the outputs, retried on transient errors until it commits; _Stopped if stopped."""
@@ -378,6 +540,11 @@ class MonitorService:
         self.stats.detections += done.detections
         self.stats.alerts_opened += done.alerts_opened
         self.stats.resolved += done.resolved
+        self.stats.duplicates += done.duplicates
+        self.stats.stale_outputs += done.stale_outputs
+        if done.stale_devices and self.registry is not None:
+            registry = self.registry
+            self._safe(lambda: self._forget(registry.refresh(done.stale_devices)))
 
     def _lost(self, outputs: list[Pair], why: str) -> None:
         self.stats.outputs_failed += len(outputs)
@@ -403,7 +570,7 @@ class MonitorService:
             return True
         return False
 
-    def _safe(self, fn) -> None:  # noqa: ANN001
+    def _safe(self, fn: Callable[[], object]) -> None:
         conn = self._db()
         try:
             fn()

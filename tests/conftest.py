@@ -121,6 +121,8 @@ def settings(db_url: str, topic_root: str) -> Settings:
         secret_key="test-secret-key-with-enough-length-0123456789",
         ingest_client_id=f"ingest-{uuid.uuid4().hex[:8]}",
         monitor_client_id=f"monitor-{uuid.uuid4().hex[:8]}",
+        # the monitor's persistent session outlives the test on the shared broker: let it go soon after
+        monitor_session_expiry_s=300,
     )
 
 

@@ -7,6 +7,7 @@ The browser is tests.browser.chromium().
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 import uuid
@@ -19,11 +20,12 @@ import uvicorn
 from fleetapp.api import create_app
 from fleetapp.embedded import free_port
 from fleetapp.seed import seed_registry
-from fleetcore.db import connect
+from fleetcore.db import connect, migrate
 from fleetcore.settings import Settings
 from monitor.worker import MonitorService
 from simulators.runner import run as simulate
 from tests import factories
+from tests.conftest import MQTT_URL
 from tests.ingest_helpers import ingest_worker
 from tests.waiting import wait_until
 
@@ -128,11 +130,6 @@ def sign_in(page, stack: Stack, user: dict, *, lang: str = "en") -> None:  # noq
 
 def main() -> None:  # pragma: no cover - a developer's tool: python -m tests.console_stack DB_URL [VEHICLES]
     """Run the stack on an existing (migrated or empty) database until Ctrl-C, printing the URL and logins."""
-    import sys
-
-    from fleetcore.db import migrate
-    from tests.conftest import MQTT_URL
-
     url, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 60
     tag = uuid.uuid4().hex[:6]
     settings = Settings(

@@ -28,12 +28,13 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
     """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def accepts() -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+            return True
+        return False
+
+    wait_until(accepts, timeout=timeout, interval=0.05, message=f"nothing listening on port {port}")
 
 
 class Mosquitto:

@@ -21,6 +21,7 @@ import pytest
 from fleetcore.contract import topic_for
 from fleetcore.db import connect
 from fleetcore.settings import Settings
+from tests import factories
 from tests.browser import chromium
 from tests.conftest import MQTT_URL, _new_db
 from tests.console_stack import SCREENSHOTS, console_stack, sign_in
@@ -232,8 +233,6 @@ def test_a_dispatcher_shift(stack, browser):
 
 def test_only_dispatchers_and_admins_may_use_the_console(stack, browser):
     with connect(stack.settings.require_database_url(), autocommit=True) as conn:
-        from tests import factories
-
         finance = factories.user(conn, role="finance")
     ctx = browser.new_context()
     page = ctx.new_page()

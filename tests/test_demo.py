@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from fleetapp.embedded import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = str(Path(sys.executable).with_name("fleet"))
@@ -82,14 +83,13 @@ class Demo:
         return text
 
     def wait_for_line(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if line.startswith(prefix):
-                    return line
+        def found() -> str | None:
             assert self.proc.poll() is None, f"demo exited with {self.proc.returncode}:\n{self.output()}"
-            time.sleep(0.2)
-        raise AssertionError(f"no {prefix!r} line within {timeout}s:\n{self.output()}")
+            return next((line for line in self.lines if line.startswith(prefix)), None)
+
+        return wait_until(
+            found, timeout=timeout, interval=0.2, message=lambda: f"no {prefix!r} line:\n{self.output()}"
+        )
 
     def remember_tree(self) -> None:
         self.tree = psutil.Process(self.proc.pid).children(recursive=True)
@@ -144,11 +144,15 @@ class Api:
 
 def _poll(read: Callable[[], int], ok: Callable[[int], bool], *, until: float) -> int:
     """Call read() every second until ok(value) or the monotonic deadline; return the last value."""
-    while True:
-        value = read()
-        if ok(value) or time.monotonic() >= until:
-            return value
-        time.sleep(1)
+    last = [read()]
+
+    def done() -> bool:
+        last[0] = read()
+        return ok(last[0])
+
+    with contextlib.suppress(AssertionError):  # the caller asserts on the value, with its own message
+        wait_until(done, timeout=max(until - time.monotonic(), 0.0), interval=1.0)
+    return last[0]
 
 
 def _run_and_check(
@@ -162,12 +166,15 @@ def _run_and_check(
         api = Api(demo.port)
         assert api.http.get("/healthz").json() == {"status": "ok"}
         timings = {"api_ready_s": time.monotonic() - t0}
-        listed, fresh = 0, 0
-        while time.monotonic() - t0 < READY_WITHIN_S:
-            listed, fresh = api.fresh_vehicles()
-            if fresh >= want_fresh:
-                break
-            time.sleep(2)
+        counts = [(0, 0)]
+
+        def enough_fresh() -> bool:
+            counts[0] = api.fresh_vehicles()
+            return counts[0][1] >= want_fresh
+
+        with contextlib.suppress(AssertionError):  # asserted below with the demo's output
+            wait_until(enough_fresh, timeout=max(READY_WITHIN_S - (time.monotonic() - t0), 0.0), interval=2.0)
+        listed, fresh = counts[0]
         assert listed >= vehicles and fresh >= want_fresh, (listed, fresh, demo.output())
         timings["fresh_s"] = time.monotonic() - t0
         first = _poll(api.readings, lambda n: n > 0, until=t0 + READY_WITHIN_S)

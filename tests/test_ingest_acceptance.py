@@ -20,7 +20,6 @@ from tests.ingest_helpers import (
     ingest_worker,
     mosquitto,
     nmea_payload,
-    obd_payload,
     publish_raw,
     recent_ms,
     sample_message,
@@ -77,9 +76,9 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
         bad.append(
             (f"{root}/devices/{nmea_dev}/nmea", _bad_checksum(nmea_payload(base + 500_000 + i * 1000)))
         )
-        bad.append(
-            (f"{root}/devices/{obd_dev}/obd", obd_payload(10_000 + i, base, extra_frames=["41 99 00"]))
-        )
+        # every frame refused (an OBD message with some good frames stores them: partial acceptance)
+        obd_bad = json.dumps({"ts": base, "seq": 10_000 + i, "frames": ["41 0C 1A", "CAN ERROR"]}).encode()
+        bad.append((f"{root}/devices/{obd_dev}/obd", obd_bad))
         bad.append(
             (
                 f"{root}/devices/ghost-{i}/telemetry",
@@ -114,7 +113,7 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
             "bad_json": BAD_EACH,
             "out_of_range": BAD_EACH,
             "bad_checksum": BAD_EACH,
-            "unknown_pid": BAD_EACH,
+            "bad_obd_frame": BAD_EACH,
         }
         topics = {r[0] for r in conn.execute("SELECT topic FROM ingest_rejections").fetchall()}
         assert all(t.startswith(root) for t in topics)

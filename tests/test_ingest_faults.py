@@ -324,8 +324,9 @@ def _malformed(
         ("telemetry", lambda i: b"\xff\xfe", "bad_encoding"),
         (
             "obd",
-            lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "frames": ["41 99 00"]}).encode(),
-            "unknown_pid",
+            # every frame refused (an undecoded PID such as 41 99 is kept raw now, not refused)
+            lambda i: json.dumps({"ts": base, "seq": 10**6 + i, "frames": ["41 0C 1A", "STOPPED"]}).encode(),
+            "bad_obd_frame",
         ),
         (
             "event",

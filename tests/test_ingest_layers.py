@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"writer", "state"},  # apply a batch's plan; coalesced vehicle state
     {"connection"},  # a writer's retrying database connection
     {"batch", "staging"},  # the pure batch plan; the SQL a batch is written with
-    {"client", "slots", "vehicle_state"},
+    {"client", "vehicle_state"},
     {"metrics"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

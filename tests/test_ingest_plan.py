@@ -82,8 +82,9 @@ def test_every_message_gets_exactly_one_outcome_in_order() -> None:
 def test_a_rejected_message_keeps_its_raw_payload_topic_and_reason() -> None:
     bad = _msg("dev-a", "telemetry", b'{"ts": 1', NOW)
     plan = plan_batch([bad], {})
-    ((received, topic, device, payload, reason, detail),) = plan.rejections
+    ((received, topic, device, payload, reason, detail, elements),) = plan.rejections
     assert (received, topic, device, payload, reason) == (NOW, bad.topic, "dev-a", b'{"ts": 1', "bad_json")
+    assert elements is None
     assert detail
     assert plan.stats.counters(count_received=True) == {C_REJECTED: 1, C_RECEIVED: 1}
 
@@ -104,9 +105,46 @@ def test_a_rejected_element_is_kept_and_its_message_still_stored() -> None:
     assert len(plan.stage_rows) == 1
     assert plan.stats.outcomes == ["stored"]
     assert (plan.stats.rejected, plan.stats.elements_rejected) == (0, 1)
-    ((_, topic, device, payload, reason, detail),) = plan.rejections
+    ((_, topic, device, payload, reason, detail, elements),) = plan.rejections
     assert (topic, device, payload, reason) == (m.topic, "dev-a", m.payload, "out_of_range")
     assert "element 1" in detail
+    assert json.loads(elements) == {
+        "count": 1,
+        "indices": [1],
+        "by_reason": {"out_of_range": 1},
+        "first": [{"index": 1, "reason": "out_of_range", "detail": detail}],
+    }
+
+
+def test_many_bad_elements_make_one_row_with_the_payload_once() -> None:
+    """1,000 bad elements of one message stored the whole payload 1,000 times (75 MB for a 123 KB message)."""
+    ms = int(T0.timestamp() * 1000)
+    body = [{"ts": ms + i, "seq": i, "speed_kmh": 999 if i % 2 else 10} for i in range(2000)]
+    m = _msg("dev-a", "telemetry", json.dumps(body).encode())
+    plan = plan_batch([m], {"dev-a": 1})
+    assert len(plan.stage_rows) == 1000 and plan.stats.elements_rejected == 1000
+    ((_, _, _, payload, reason, detail, elements),) = plan.rejections
+    assert payload == m.payload and reason == "out_of_range" and detail.startswith("1000 elements rejected")
+    got = json.loads(elements)
+    assert got["indices"] == list(range(1, 2000, 2)) and got["by_reason"] == {"out_of_range": 1000}
+    assert len(got["first"]) == 20
+    assert plan.stats.counters(count_received=False)["samples_rejected"] == 1000
+
+
+def test_a_payload_refused_for_its_size_keeps_only_its_head() -> None:
+    big = b"[" + b" " * 300_000 + b"]"
+    m = _msg("dev-a", "telemetry", big)
+    assert isinstance(m.result, Rejection) and m.result.reason == "too_large"
+    ((_, _, _, payload, reason, _, _),) = plan_batch([m], {}).rejections
+    assert reason == "too_large" and payload == big[:1024]
+
+
+def test_samples_ahead_of_their_arrival_are_counted() -> None:
+    ms = int(NOW.timestamp() * 1000)
+    body = [{"ts": ms + 290_000, "seq": 1, "speed_kmh": 1}, {"ts": ms - 1000, "seq": 2, "speed_kmh": 2}]
+    plan = plan_batch([_msg("dev-a", "telemetry", json.dumps(body).encode())], {"dev-a": 1})
+    assert len(plan.stage_rows) == 2  # both stored
+    assert plan.stats.counters(count_received=False)["samples_ahead_of_arrival"] == 1
 
 
 def test_events_carry_their_data_as_json_and_mark_the_vehicle_seen() -> None:

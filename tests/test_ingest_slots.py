@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.slots import SlotLease
+from fleetcore.slots import SlotLease
+from ingest.consumer import SLOT_NAMESPACE
 from tests.ingest_helpers import Mosquitto, mosquitto, publish_raw, wait_until
 from tests.test_ingest_faults import _assert_exactly_once, _devices, _readings, _stream
 
@@ -30,12 +31,15 @@ def broker() -> Iterator[Mosquitto]:
 def test_leases_take_the_lowest_free_slot_and_free_it_on_release(db_url: str) -> None:
     stop = threading.Event()
     template = f"ingest-{uuid.uuid4().hex[:6]}-{{slot}}"
-    a, b = SlotLease(db_url, template, stop), SlotLease(db_url, template, stop)
+    a, b = (
+        SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE),
+        SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE),
+    )
     assert (a.claim(), b.claim()) == (template.format(slot=1), template.format(slot=2))
     a.release()
-    c = SlotLease(db_url, template, stop)
+    c = SlotLease(db_url, template, stop, namespace=SLOT_NAMESPACE)
     assert c.claim() == template.format(slot=1)  # the freed slot, not a new one
-    other = SlotLease(db_url, "other-{slot}", stop)
+    other = SlotLease(db_url, "other-{slot}", stop, namespace=SLOT_NAMESPACE)
     assert other.claim() == "other-1"  # templates do not share slots
     for lease in (b, c, other):
         lease.release()
@@ -43,13 +47,16 @@ def test_leases_take_the_lowest_free_slot_and_free_it_on_release(db_url: str) ->
 
 def _settled(url: str) -> int:
     """Stored readings once the count has stopped moving for 2 s."""
-    last, since = -1, time.monotonic()
-    while time.monotonic() - since < 2.0:
+    seen = {"n": -1, "since": time.monotonic()}
+
+    def still() -> bool:
         now = _readings(url)
-        if now != last:
-            last, since = now, time.monotonic()
-        time.sleep(0.1)
-    return last
+        if now != seen["n"]:
+            seen["n"], seen["since"] = now, time.monotonic()
+        return time.monotonic() - seen["since"] >= 2.0
+
+    wait_until(still, timeout=120, interval=0.1, message="the readings count never settled")
+    return int(seen["n"])
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen:

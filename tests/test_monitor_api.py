@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -93,27 +97,109 @@ def test_rest_filters_ack_resolve_and_roles(api, settings):
     assert state["health"] == "ok" and state.get("rentable", True) is True
 
 
-def test_stream_rejects_missing_bad_token_and_wrong_role(api):
+def _auth(ws, token: str) -> dict:
+    """Authenticate by the first message, the way browsers do; returns the server's hello."""
+    ws.send_json({"type": "auth", "token": token})
+    return ws.receive_json()
+
+
+def _refused(
+    client: TestClient, url: str = "/api/v1/stream", first: dict | None = None, **kw
+) -> tuple[int, str]:
+    """Connect, optionally send a first message, and return the close code and reason the server gave."""
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(url, **kw) as ws:
+        if first is not None:
+            ws.send_json(first)
+        ws.receive_json()
+    return exc.value.code, exc.value.reason
+
+
+def test_stream_authenticates_by_first_message_subprotocol_or_header(api):
     client, _, tokens, _ = api
-    for url, code in (("/api/v1/stream", 4401), ("/api/v1/stream?token=garbage", 4401),
-                      (f"/api/v1/stream?token={tokens['finance']}", 4403)):  # fmt: skip
-        with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(url) as ws:
-            ws.receive_json()
-        assert exc.value.code == code
+    with client.websocket_connect("/api/v1/stream") as ws:
+        hello = _auth(ws, tokens["dispatcher"])
+    assert hello["type"] == "hello" and hello["user"].startswith("dispatcher")
+    with client.websocket_connect("/api/v1/stream", subprotocols=["bearer", tokens["technician"]]) as ws:
+        assert ws.accepted_subprotocol == "bearer"  # the token is never echoed back
+        assert ws.receive_json()["type"] == "hello"
+    with client.websocket_connect(
+        "/api/v1/stream", headers={"Authorization": f"Bearer {tokens['dispatcher']}"}
+    ) as ws:
+        assert ws.receive_json()["type"] == "hello"
+
+
+def test_stream_refuses_a_token_in_the_url_and_says_what_to_do(api):
+    client, _, tokens, _ = api
+    code, reason = _refused(client, f"/api/v1/stream?token={tokens['dispatcher']}")
+    assert code == 4401 and "first message" in reason and '"type":"auth"' in reason
+    assert len(reason.encode()) <= 123  # what fits in a close frame (RFC 6455 §5.5)
+    # even together with a valid header: a client that puts tokens in URLs must change
+    code, _ = _refused(client, f"/api/v1/stream?token={tokens['dispatcher']}",
+                       headers={"Authorization": f"Bearer {tokens['dispatcher']}"})  # fmt: skip
+    assert code == 4401
+
+
+def test_stream_rejects_missing_bad_token_and_wrong_role(api, monkeypatch):
+    from monitor import views
+
+    client, _, tokens, _ = api
+    monkeypatch.setattr(views, "AUTH_TIMEOUT_S", 0.3)
+    assert _refused(client)[0] == 4401  # no auth message in time
+    assert _refused(client, first={"type": "ping"})[0] == 4401
+    assert _refused(client, first={"type": "auth", "token": "garbage"})[0] == 4401
+    assert _refused(client, first={"type": "auth", "token": tokens["finance"]})[0] == 4403
+    assert _refused(client, subprotocols=["bearer", "garbage"])[0] == 4401
+    assert _refused(client, headers={"Authorization": f"Bearer {tokens['finance']}"})[0] == 4403
 
 
 def test_stream_rejects_a_revoked_token(api, settings):
     client, _, tokens, _ = api
-    with client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws:
-        assert ws.receive_json()["type"] == "hello"
+    with client.websocket_connect("/api/v1/stream") as ws:
+        assert _auth(ws, tokens["dispatcher"])["type"] == "hello"
     with connect(settings.database_url, autocommit=True) as conn:  # what a password reset does
         conn.execute("UPDATE staff_users SET token_version = token_version + 1 WHERE role = 'dispatcher'")
-    with (
-        pytest.raises(WebSocketDisconnect) as exc,
-        client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws,
-    ):
-        ws.receive_json()
-    assert exc.value.code == 4401
+    assert _refused(client, first={"type": "auth", "token": tokens["dispatcher"]})[0] == 4401
+
+
+def test_stream_on_a_real_api_process_keeps_tokens_out_of_its_log(settings, tmp_path):
+    """uvicorn, not the test client: a refusal reaches the client with its code and reason (the server accepts
+    first), the subprotocol way works in a real handshake, and the access log holds no token."""
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect as ws_connect
+
+    from fleetapp.embedded import free_port
+    from tests.ingest_helpers import wait_port
+
+    with connect(settings.database_url, autocommit=True) as conn:
+        user = factories.user(conn, role="dispatcher")
+    port = free_port()
+    env = {**os.environ, "FLEET_DATABASE_URL": settings.database_url, "FLEET_SECRET_KEY": settings.secret_key}
+    log = tmp_path / "api.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fleetapp.cli", "api", "--port", str(port)], env=env,
+                                stdout=out, stderr=out)  # fmt: skip
+    try:
+        wait_port(port, timeout=30)
+        token = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token",
+                           data={"username": user["username"], "password": user["password"]}).json()["access_token"]  # fmt: skip
+        url = f"ws://127.0.0.1:{port}/api/v1/stream"
+        with ws_connect(url) as ws:
+            ws.send(json.dumps({"type": "auth", "token": token}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        with ws_connect(url, subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "bearer"
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        with ws_connect(f"{url}?token={token}") as ws, pytest.raises(ConnectionClosedError) as exc:
+            ws.recv(timeout=10)
+        assert exc.value.rcvd is not None and exc.value.rcvd.code == 4401
+        assert "first message" in exc.value.rcvd.reason
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    text = log.read_text()
+    assert text.count("/api/v1/stream") >= 3, text
+    assert token not in text  # the refused ?token= one included: uvicorn's handshake line is redacted too
+    assert "stream?token=[redacted]" in text
 
 
 @pytest.mark.timeout(90)
@@ -128,8 +214,8 @@ def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
     pub.start()
     try:
         assert service.subscribed.wait(20), "the monitor's subscriptions were not acknowledged"
-        with client.websocket_connect(f"/api/v1/stream?token={tokens['dispatcher']}") as ws:
-            hello = ws.receive_json()
+        with client.websocket_connect("/api/v1/stream") as ws:
+            hello = _auth(ws, tokens["dispatcher"])
             assert hello["type"] == "hello" and hello["listening"] is True
             now = dt.datetime.now(dt.UTC)
             sent = time.monotonic()
@@ -171,3 +257,61 @@ def test_crash_over_mqtt_reaches_db_and_websocket(api, settings):
         stop.set()
         worker.join(10)
     assert not worker.is_alive()
+
+
+@pytest.mark.timeout(90)
+def test_monitor_follows_device_removal_and_reinstallation_at_once(api, settings):
+    """Removed through the API, a device's crash raises nothing on the car it left (ingest quarantines the same
+    message); installed in another car, its crash alerts on that car. Announced by the device_installs trigger,
+    and checked again in the monitor's write transaction."""
+    client, _, _, h = api
+    with connect(settings.database_url, autocommit=True) as conn:
+        old_car, new_car, control = (factories.vehicle(conn, status="rented") for _ in range(3))
+    device = old_car["device_id"]
+    worker = MonitorService(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    pub = MqttConnection(settings.mqtt, f"test-pub-{uuid.uuid4().hex[:8]}")
+    pub.start()
+
+    def crash(device_id: str, seq: int) -> None:
+        body = {"ts": dt.datetime.now(dt.UTC).isoformat(), "seq": seq, "type": "crash", "peak_g": 3.0}
+        assert pub.publish(topic_for(settings.topic_root, device_id, "event"), json.dumps(body))
+
+    def alerts() -> list[tuple[int, str]]:
+        with connect(settings.database_url) as conn:
+            rows = conn.execute("SELECT vehicle_id, kind FROM alerts ORDER BY id").fetchall()
+        return [(r["vehicle_id"], r["kind"]) for r in rows]
+
+    try:
+        assert worker.subscribed.wait(20), "the monitor's subscriptions were not acknowledged"
+        assert worker.registry is not None and worker.registry.lookup(device).vehicle_id == old_car["id"]
+        r = client.delete(f"/api/v1/fleet/vehicles/{old_car['vin']}/device", headers=h["technician"])
+        assert r.status_code == 200, r.text
+        crash(device, 1)
+        crash(control["device_id"], 1)  # judged after the removed device's crash (events are taken in order)
+        wait_until(
+            lambda: (control["id"], "crash") in alerts(), timeout=15, message="no alert on the control car"
+        )
+        assert alerts() == [(control["id"], "crash")]
+
+        r = client.put(f"/api/v1/fleet/vehicles/{new_car['vin']}/device", headers=h["technician"],
+                       json={"device_id": device})  # fmt: skip
+        assert r.status_code == 200, r.text
+        crash(device, 2)
+        wait_until(
+            lambda: (new_car["id"], "crash") in alerts(), timeout=15, message="no alert on the new car"
+        )
+        assert sorted(alerts()) == sorted([(control["id"], "crash"), (new_car["id"], "crash")])
+        assert worker.stats.registry_changes >= 2
+    finally:
+        pub.stop()
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
+    with connect(settings.database_url) as conn:
+        st = conn.execute(
+            "SELECT rentable FROM vehicle_state WHERE vehicle_id = %s", (old_car["id"],)
+        ).fetchone()
+    assert st["rentable"] is True  # the car the device left stays rentable

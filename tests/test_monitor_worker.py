@@ -116,7 +116,7 @@ def _alerts(conn, vehicle_id: int) -> list[tuple[str, str, int]]:
 
 def test_a_bad_output_is_skipped_and_the_rest_of_its_batch_written(settings, conn):
     v1, v2 = factories.vehicle(conn, status="rented"), factories.vehicle(conn, status="rented")
-    ghost = VehicleInfo(987_654, "ghost", vin="NOSUCHVEHICLE")  # foreign key violation: never writable
+    ghost = VehicleInfo(987_654, "ghost", vin="NOSUCHVEHICLE")  # no such device installed: dropped as stale
     batch = [
         (_info(v1), _crash(0)),
         (ghost, _crash(0)),
@@ -131,7 +131,8 @@ def test_a_bad_output_is_skipped_and_the_rest_of_its_batch_written(settings, con
         w.conn.close()
     assert _alerts(conn, v1["id"]) == [("crash", "critical", 1)]
     assert _alerts(conn, v2["id"]) == [("low_fuel", "low", 1), ("overheating", "high", 1)]
-    assert (w.stats.outputs_failed, w.stats.detections, w.stats.alerts_opened) == (2, 3, 3)
+    stats = w.stats
+    assert (stats.outputs_failed, stats.stale_outputs, stats.detections, stats.alerts_opened) == (1, 1, 3, 3)
     assert w.stats.write_retries == 0
     health = conn.execute(
         "SELECT vehicle_id, health, rentable, open_alerts FROM vehicle_state WHERE vehicle_id = ANY(%s) "

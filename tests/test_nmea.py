@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pynmea2
 import pytest
 
-from fleetcore.protocol.nmea import KNOT_KMH, decode, encode_gga, encode_rmc
+from fleetcore.protocol.nmea import GPS_ROLLOVER, GPS_ROLLOVER_FLOOR, KNOT_KMH, decode, encode_gga, encode_rmc
 
 # The classic examples (gpsinformation.org / "NMEA data" pages): Munich, 23 March 1994.
 RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
@@ -25,7 +25,8 @@ def test_classic_rmc_gga_pair() -> None:
     fixes, problems = decode(f"{RMC}\r\n{GGA}\r\n")
     assert problems == []
     [fix] = fixes
-    assert fix.ts == datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC)
+    # 23 March 1994 is before GPS_ROLLOVER_FLOOR: a week-rollover date, moved forward twice by 1024 weeks
+    assert fix.ts == datetime(1994, 3, 23, 12, 35, 19, tzinfo=UTC) + 2 * GPS_ROLLOVER
     assert fix.lat == pytest.approx(48 + 7.038 / 60)
     assert fix.lon == pytest.approx(11 + 31.0 / 60)
     assert fix.speed_kmh == pytest.approx(22.4 * 1.852)
@@ -240,3 +241,112 @@ def test_malformed_gga_keeps_rmc_untouched(gga_body: str) -> None:
     fixes, problems = decode(f"{RMC}\n{with_checksum(gga_body)}")
     assert [p.reason for p in problems] == ["bad_nmea"]
     assert (fixes[0].alt_m, fixes[0].hdop, fixes[0].sats) == (None, None, None)
+
+
+# ----------------------------------------------------------------------------------------------- real receivers
+
+
+def test_multi_constellation_keeps_the_best_gga_not_the_last() -> None:
+    """$GPGGA (8 satellites) then $GLGGA (2) then $GNRMC for the same second stored 2 (last GGA won)."""
+    text = "\r\n".join(
+        [
+            with_checksum("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+            with_checksum("GLGGA,123519,4807.038,N,01131.000,E,1,02,3.1,541.0,M,46.9,M,,"),
+            with_checksum("GNRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,003.1,W"),
+        ]
+    )
+    [fix], problems = decode(text)
+    assert problems == [] and (fix.sats, fix.hdop, fix.alt_m) == (8, 0.9, 545.4)
+
+
+@pytest.mark.parametrize("talker", ["GP", "GL", "GA", "GB", "GN"])
+def test_every_talker_competes_for_the_best_gga(talker: str) -> None:
+    lines = [with_checksum(f"{t}GGA,123519,4807.038,N,01131.000,E,1,{n:02d},1.0,545.4,M,46.9,M,,") for t, n in
+             (("GP", 5), (talker, 12), ("GL", 3))]  # fmt: skip
+    lines.insert(1, with_checksum("GNRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,003.1,W"))
+    [fix], _ = decode("\n".join(lines))
+    assert fix.sats == 12
+
+
+def test_better_fix_quality_beats_more_satellites() -> None:
+    text = "\n".join(
+        [
+            with_checksum("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,003.1,W"),
+            with_checksum("GPGGA,123519,4807.038,N,01131.000,E,6,12,0.9,545.4,M,46.9,M,,"),  # dead reckoning
+            with_checksum("GNGGA,123519,4807.038,N,01131.000,E,4,07,0.7,545.1,M,46.9,M,,"),  # RTK fixed
+        ]
+    )
+    [fix], _ = decode(text)
+    assert (fix.sats, fix.alt_m) == (7, 545.1)
+
+
+def test_u_blox_no_fix_gga_adds_nothing_and_is_not_refused() -> None:
+    fixes, problems = decode("$GPGGA,,,,,,0,00,99.99,,,,,,*48")
+    assert fixes == [] and problems == []
+
+
+def test_week_rollover_moves_the_date_forward_1024_weeks() -> None:
+    # a receiver that lost the 2019-04-07 rollover reports 1999-08-22 + (true date − 2019-04-07)
+    body = "GPRMC,101112,A,4807.038,N,01131.000,E,022.4,084.4,130507,,,A"  # 13 May 2007
+    [fix], problems = decode(with_checksum(body))
+    assert problems == [] and fix.ts == datetime(2007, 5, 13, 10, 11, 12, tzinfo=UTC) + GPS_ROLLOVER
+    assert fix.ts.date() >= GPS_ROLLOVER_FLOOR
+    [fix], _ = decode(with_checksum(body.replace("130507", "210899")))  # the day before the 1999 rollover
+    assert fix.ts == datetime(1999, 8, 21, 10, 11, 12, tzinfo=UTC) + 2 * GPS_ROLLOVER
+
+
+def test_a_second_different_fix_with_the_same_time_is_recorded() -> None:
+    text = "\n".join(
+        [
+            with_checksum("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,,,A"),
+            with_checksum("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,251126,,,A"),  # same: one sample
+            with_checksum("GPRMC,123519,A,4907.038,N,01131.000,E,022.4,084.4,251126,,,A"),  # another position
+        ]
+    )
+    [fix], problems = decode(text)
+    assert fix.lat == pytest.approx(48 + 7.038 / 60)
+    assert [p.reason for p in problems] == ["conflicting_fix"] and "line 2" in problems[0].detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "GPRMC,123519,A,４８07.038,N,01131.000,E,022.4,084.4,251126,,,A",  # full-width digits
+        "GPRMC,123519,A,٤٨07.038,N,01131.000,E,022.4,084.4,251126,,,A",  # Arabic-Indic digits
+        "GPRMC,123519,A,4899.999,N,01131.000,E,022.4,084.4,251126,,,A",  # 99.999 minutes
+        "GPRMC,123519,A,4807.038,N,01160.000,E,022.4,084.4,251126,,,A",  # 60 minutes
+        "GPRMC,1235_9,A,4807.038,N,01131.000,E,022.4,084.4,251126,,,A",  # Python's int() takes "_9"
+    ],
+)
+def test_non_ascii_digits_and_minutes_of_60_or_more_are_not_positions(body: str) -> None:
+    fixes, problems = decode(with_checksum(body))
+    assert fixes == [] and [p.reason for p in problems] == ["bad_nmea"]
+
+
+def test_pairing_is_not_quadratic_in_fixes_sharing_a_time_of_day() -> None:
+    """7,000 RMC+GGA pairs at the same time of day on 7,000 days took 3.8 s (every GGA scanned every RMC); now
+    they cost about what 7,000 pairs at distinct times cost."""
+    import time as clock
+    from datetime import timedelta
+
+    def text(same_time_of_day: bool) -> str:
+        t0 = datetime(2020, 1, 1, 8, 0, 0, tzinfo=UTC)
+        lines = []
+        for i in range(7000):
+            ts = t0 + timedelta(days=i) if same_time_of_day else t0 + timedelta(seconds=i)
+            lines += [encode_rmc(ts, 1.0, 2.0, 10, 20), encode_gga(ts, 1.0, 2.0, 100.0, 1.0, 5)]
+        return "\n".join(lines)
+
+    same, distinct = text(True), text(False)
+    elapsed = {}
+    for name, t in (("same", same), ("distinct", distinct)):
+        start = clock.process_time()
+        fixes, problems = decode(t)
+        elapsed[name] = clock.process_time() - start
+        assert len(fixes) == 7000 and problems == [] and all(f.sats == 5 for f in fixes)
+    assert elapsed["same"] < 2 * elapsed["distinct"] + 0.2, elapsed
+
+
+def test_problem_details_stay_short_for_a_huge_sentence() -> None:
+    fixes, problems = decode("$GPRMC," + "9" * 1_000_000 + "*00")
+    assert fixes == [] and len(problems) == 1 and len(problems[0].detail) < 400

@@ -21,6 +21,7 @@ from fleetcore.protocol.parse import Parsed, process_message
 from fleetcore.settings import Settings
 from simulators.runner import Simulation, run
 from simulators.transport import PerDeviceSink
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.mqtt
 FAULTS_FILE = Path(__file__).resolve().parent.parent / "simulators" / "scenarios" / "faults.json"
@@ -57,12 +58,11 @@ class Listener:
         return out
 
     def wait_for(self, pred, timeout: float = 10.0) -> bool:  # noqa: ANN001
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return False
+        try:
+            wait_until(pred, timeout=timeout, interval=0.05)
+        except AssertionError:
+            return False
+        return True
 
     def close(self) -> None:
         self.c.loop_stop()

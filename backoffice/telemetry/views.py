@@ -123,5 +123,15 @@ def ingest_rejections(
     device_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    before_id: Annotated[int | None, Query(ge=1, description="next page: the last id of this one")] = None,
+    max_bytes: Annotated[int, Query(ge=1024, le=service.REJECTIONS_MAX_BYTES)] = service.REJECTIONS_MAX_BYTES,
 ) -> list[dict]:
-    return service.list_rejections(conn, reason=reason, device_id=device_id, limit=limit, offset=offset)
+    return service.list_rejections(
+        conn,
+        reason=reason,
+        device_id=device_id,
+        limit=limit,
+        offset=offset,
+        before_id=before_id,
+        max_bytes=max_bytes,
+    )

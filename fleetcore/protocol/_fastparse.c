@@ -4,8 +4,8 @@
  * It handles only the common, fully valid messages of the three sample kinds, in the shapes devices write:
  *   - telemetry: one flat JSON object (numbers, booleans, null, accel_g [x, y, z], dtc ["P0301", ...]);
  *   - obd: one JSON object {"ts", "seq", "frames": ["41 0C 1A F8", ...]} with service 01 / 03 responses;
- *   - nmea: one RMC, optionally followed by the GGA of the same time, in the exact shape of fleetcore.protocol.parse's
- *     Python fast path (the same regular expressions, written out).
+ *   - nmea: one RMC with optionally the GGA of the same time before or after it, in the exact shape of
+ *     fleetcore.protocol.parse's Python fast path (the same regular expressions, written out).
  * and a device's buffered upload of such samples (a JSON array of such objects; RMC+GGA pairs line after line).
  * For such a message it returns the reading rows (tuples in READING_COLUMNS order) that the Python parser
  * returns, built with the same arithmetic. For ANYTHING else (an error of any kind, a value out of range, a
@@ -26,16 +26,17 @@
 /* Column indexes of fleetcore.contract.READING_COLUMNS; fleetcore.protocol.parse compares COLUMNS with it at import. */
 enum {
     C_TS, C_DEVICE, C_KIND, C_SEQ, C_LAT, C_LON, C_SPEED, C_HEADING, C_ALT, C_HDOP, C_SATS, C_ODO, C_ENGINE_H,
-    C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, NCOLS
+    C_RPM, C_COOLANT, C_LOAD, C_THROTTLE, C_FUEL, C_BATTERY, C_IGNITION, C_AX, C_AY, C_AZ, C_DTC, C_OBD_EXTRA, NCOLS
 };
 static Py_ssize_t name_len[NCOLS]; /* strlen of COLUMN_NAMES, set at import */
 static const char *const COLUMN_NAMES[NCOLS] = {
     "ts", "device_id", "kind", "seq", "lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats",
     "odometer_km", "engine_hours", "rpm", "coolant_c", "engine_load_pct", "throttle_pct", "fuel_pct",
-    "battery_v", "ignition", "accel_x", "accel_y", "accel_z", "dtc",
+    "battery_v", "ignition", "accel_x", "accel_y", "accel_z", "dtc", "obd_extra",
 };
 
 #define MAX_DTC 32          /* codes per message handled here; more go to Python */
+#define MAX_EXTRA 16        /* obd_extra values per sample handled here; more go to Python */
 #define MAX_NUMBER_TEXT 63  /* characters of one JSON number handled here */
 #define MAX_FRAME_BYTES 16
 
@@ -51,11 +52,13 @@ static Range ranges[NCOLS];                  /* numeric columns: valid range; se
 static double accel_limit;
 static int64_t min_ts_ms, max_ts_ms, max_seq, skew_us;
 static double knot_kmh;
+static int64_t rollover_floor_days, rollover_days; /* GPS week rollover: nmea.GPS_ROLLOVER_FLOOR, 1024 weeks */
 typedef struct {
     int known;    /* 1: a PID fleetcore.protocol.obd knows */
     int nbytes;
     int col;      /* reading column it feeds, -1 none */
     int formula;  /* F_* below; F_PYTHON: only Python can decode it */
+    PyObject *key; /* col -1: the obd_extra key its value is stored under (a reference owned by pids[]) */
 } PidSpec;
 enum { F_NONE, F_PCT, F_MINUS40, F_DIV4, F_IDENT, F_DIV1000, F_DIV10, F_PYTHON };
 static PidSpec pids[256];
@@ -388,6 +391,9 @@ typedef struct {
     int ignition; /* -1 None, 0, 1 */
     int ndtc;     /* -1: None */
     char dtc[MAX_DTC][5];
+    int nextra;   /* obd_extra values, in frame order (a later frame of the same PID overrides in place) */
+    PyObject *extra_key[MAX_EXTRA]; /* borrowed from pids[] */
+    double extra_val[MAX_EXTRA];
 } Sample;
 
 static void sample_init(Sample *s) {
@@ -482,6 +488,10 @@ static int obd_frame(const unsigned char *s, Py_ssize_t n, Sample *smp) {
         if (p->col >= 0) {
             smp->cells[p->col].state = 1;
             smp->cells[p->col].d = pid_value(p->formula, b + 2, p->nbytes);
+        } else if (p->key) {
+            if (smp->nextra >= MAX_EXTRA) return 0;
+            smp->extra_key[smp->nextra] = p->key;
+            smp->extra_val[smp->nextra++] = pid_value(p->formula, b + 2, p->nbytes);
         }
         return 1;
     }
@@ -705,7 +715,7 @@ static int dm_to_sd(Span sp, double *out) {
     while (*dot != '.') dot++;
     Span deg = {sp.p, dot - 2}, min = {dot - 2, sp.e};
     double dd, mm;
-    if (!to_double(deg, &dd) || !to_double(min, &mm)) return 0;
+    if (!to_double(deg, &dd) || !to_double(min, &mm) || mm >= 60.0) return 0; /* minutes ≥ 60: Python refuses */
     *out = dd + mm / 60.0;
     return 1;
 }
@@ -732,7 +742,56 @@ static int sentence_head(Cur *c, const char *type, const unsigned char **body, S
     return 1;
 }
 
+typedef struct {
+    Span time;
+    int64_t sats;
+    double hdop, alt;
+} Gga;
+
+/* \$(G[PN]GGA,(time),\d{4}\.\d{1,7},[NS],\d{5}\.\d{1,7},[EW],([1-8]),(\d{1,2}),(\d{1,3}\.\d{1,3}),
+ *   (-?\d{1,5}\.\d{1,3}),M,[0-9A-Za-z.,-]*)\*([0-9A-F]{2}) */
+static int scan_gga(Cur *c, Gga *g) {
+    Span sats_s, hdop_s, alt_s, skip;
+    const unsigned char *gbody;
+    if (!sentence_head(c, "GGA", &gbody, &g->time)) return 0;
+    if (!lit(c, ",") || !decimal(c, 4, 4, 1, 7, &skip) || !lit(c, ",") || !one_of(c, "NS", NULL) ||
+        !lit(c, ",") || !decimal(c, 5, 5, 1, 7, &skip) || !lit(c, ",") || !one_of(c, "EW", NULL) ||
+        !lit(c, ",") || !one_of(c, "12345678", NULL) || !lit(c, ",") || !digits(c, 1, 2, &sats_s) ||
+        !lit(c, ",") || !decimal(c, 1, 3, 1, 3, &hdop_s) || !lit(c, ","))
+        return 0;
+    const unsigned char *a0 = c->p;
+    if (c->p < c->e && *c->p == '-') c->p++;
+    if (!decimal(c, 1, 5, 1, 3, &alt_s)) return 0;
+    alt_s.p = a0;
+    if (!lit(c, ",M,")) return 0;
+    while (c->p < c->e && *c->p != '*') {
+        unsigned char ch = *c->p;
+        if (!(IS_DIGIT(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '.' || ch == ',' ||
+              ch == '-'))
+            return 0;
+        c->p++;
+    }
+    if (!checksum(c, gbody, c->p)) return 0;
+    g->sats = 0;
+    for (const unsigned char *q = sats_s.p; q < sats_s.e; q++) g->sats = g->sats * 10 + (*q - '0');
+    return to_double(hdop_s, &g->hdop) && to_double(alt_s, &g->alt);
+}
+
+static int same_span(Span a, Span b) {
+    return a.e - a.p == b.e - b.p && memcmp(a.p, b.p, (size_t)(a.e - a.p)) == 0;
+}
+
+/* A line that starts like "$G?GGA" (the GGA-first order of most receivers). */
+static int at_gga(const Cur *c) { return c->e - c->p >= 6 && memcmp(c->p + 3, "GGA", 3) == 0; }
+
 static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
+    /* One fix: RMC then optionally its GGA, or GGA then its RMC (same time of day, the exact text). */
+    Gga gga;
+    int have_gga = 0;
+    if (at_gga(c)) {
+        if (!scan_gga(c, &gga) || !line_end(c)) return 0;
+        have_gga = 1;
+    }
     /* RMC: \$(G[PN]RMC,(time),A,(lat),([NS]),(lon),([EW]),(speed),(course),(date),,,[AD])\*([0-9A-F]{2}) */
     Span time_s, lat_s, lon_s, spd_s, crs_s, date_s;
     const unsigned char *body;
@@ -760,8 +819,9 @@ static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
     int d = two(dt), mo = two(dt + 2), yy = two(dt + 4);
     int y = yy >= 69 ? 1900 + yy : 2000 + yy; /* strptime %y */
     if (h > 23 || mi > 59 || sec > 59 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return 0;
-    int64_t us = days_from_civil(y, (unsigned)mo, (unsigned)d) * US_PER_DAY +
-                 ((int64_t)h * 3600 + mi * 60 + sec) * 1000000 + micro;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    while (days < rollover_floor_days) days += rollover_days; /* nmea.rollover: GPS week-number rollover */
+    int64_t us = days * US_PER_DAY + ((int64_t)h * 3600 + mi * 60 + sec) * 1000000 + micro;
 
     double lat, lon, speed, course;
     if (!dm_to_sd(lat_s, &lat) || !dm_to_sd(lon_s, &lon) || !to_double(spd_s, &speed) ||
@@ -771,42 +831,16 @@ static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
     if (ew == 'W') lon = -lon;
     speed = speed * knot_kmh;
 
-    /* optional GGA of the same time:
-     * \$(G[PN]GGA,(time),\d{4}\.\d{1,7},[NS],\d{5}\.\d{1,7},[EW],([1-8]),(\d{1,2}),(\d{1,3}\.\d{1,3}),
-     *   (-?\d{1,5}\.\d{1,3}),M,[0-9A-Za-z.,-]*)\*([0-9A-F]{2}) */
-    int have_gga = 0;
-    double hdop = 0, alt = 0;
-    int64_t sats = 0;
-    const unsigned char *after_rmc = c->p;
-    if (line_end(c) && c->e - c->p >= 6 && memcmp(c->p + 3, "GGA", 3) == 0) {
-        Span gtime, sats_s, hdop_s, alt_s, skip;
-        const unsigned char *gbody;
-        if (!sentence_head(c, "GGA", &gbody, &gtime)) return 0;
-        if (gtime.e - gtime.p != time_s.e - time_s.p || memcmp(gtime.p, time_s.p, (size_t)(gtime.e - gtime.p)))
-            return 0;
-        if (!lit(c, ",") || !decimal(c, 4, 4, 1, 7, &skip) || !lit(c, ",") || !one_of(c, "NS", NULL) ||
-            !lit(c, ",") || !decimal(c, 5, 5, 1, 7, &skip) || !lit(c, ",") || !one_of(c, "EW", NULL) ||
-            !lit(c, ",") || !one_of(c, "12345678", NULL) || !lit(c, ",") || !digits(c, 1, 2, &sats_s) ||
-            !lit(c, ",") || !decimal(c, 1, 3, 1, 3, &hdop_s) || !lit(c, ","))
-            return 0;
-        const unsigned char *a0 = c->p;
-        if (c->p < c->e && *c->p == '-') c->p++;
-        if (!decimal(c, 1, 5, 1, 3, &alt_s)) return 0;
-        alt_s.p = a0;
-        if (!lit(c, ",M,")) return 0;
-        while (c->p < c->e && *c->p != '*') {
-            unsigned char ch = *c->p;
-            if (!(IS_DIGIT(ch) || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '.' ||
-                  ch == ',' || ch == '-'))
-                return 0;
-            c->p++;
-        }
-        if (!checksum(c, gbody, c->p)) return 0;
-        for (const unsigned char *q = sats_s.p; q < sats_s.e; q++) sats = sats * 10 + (*q - '0');
-        if (!to_double(hdop_s, &hdop) || !to_double(alt_s, &alt)) return 0;
-        have_gga = 1;
+    if (have_gga) {
+        if (!same_span(gga.time, time_s)) return 0;
     } else {
-        c->p = after_rmc; /* the next line (if any) is not this fix's GGA */
+        const unsigned char *after_rmc = c->p;
+        if (line_end(c) && at_gga(c)) {
+            if (!scan_gga(c, &gga) || !same_span(gga.time, time_s)) return 0;
+            have_gga = 1;
+        } else {
+            c->p = after_rmc; /* the next line (if any) is not this fix's GGA */
+        }
     }
 
     if (us > limit_us || us < min_ts_ms * 1000) return 0;
@@ -820,21 +854,22 @@ static int nmea_fix(Cur *c, int64_t limit_us, Sample *smp) {
     smp->cells[C_SPEED] = (Cell){1, speed, 0};
     smp->cells[C_HEADING] = (Cell){1, course, 0};
     if (have_gga) {
-        if (!in_range(C_ALT, alt) || !in_range(C_HDOP, hdop) || (double)sats < ranges[C_SATS].lo ||
-            (double)sats > ranges[C_SATS].hi)
+        if (!in_range(C_ALT, gga.alt) || !in_range(C_HDOP, gga.hdop) || (double)gga.sats < ranges[C_SATS].lo ||
+            (double)gga.sats > ranges[C_SATS].hi)
             return 0;
-        smp->cells[C_ALT] = (Cell){1, alt, 0};
-        smp->cells[C_HDOP] = (Cell){1, hdop, 0};
-        smp->cells[C_SATS] = (Cell){2, 0, sats};
+        smp->cells[C_ALT] = (Cell){1, gga.alt, 0};
+        smp->cells[C_HDOP] = (Cell){1, gga.hdop, 0};
+        smp->cells[C_SATS] = (Cell){2, 0, gga.sats};
     }
     return 1;
 }
 
 #define MAX_FIXES 256 /* fixes per NMEA message handled here; more go to Python */
 
-/* An NMEA message: RMC (+ the GGA of the same time) per fix, one fix per line pair, as a buffered upload sends
- * them. Python's decoder pairs a GGA with the nearest RMC of the same time of day and drops a repeated fix; here
- * every GGA directly follows its RMC and no time of day repeats, so both give the same fixes. */
+/* An NMEA message: RMC (+ the GGA of the same time, before or after it) per fix, one fix per line pair, as a
+ * buffered upload sends them. Python's decoder pairs a GGA with the nearest RMC of the same time of day (the best
+ * GGA when several) and drops a repeated fix; here every GGA is next to its RMC, one per fix, and no time of day
+ * repeats, so both give the same fixes. */
 static int nmea_samples(Cur *c, int64_t limit_us, Samples *out) {
     for (;;) {
         Sample *smp = out->n < MAX_FIXES ? samples_next(out) : NULL;
@@ -869,6 +904,23 @@ static PyObject *build_row(const Sample *smp, PyObject *device_id, PyObject *kin
         if (col == C_IGNITION) {
             v = smp->ignition < 0 ? Py_None : smp->ignition ? Py_True : Py_False;
             Py_INCREF(v);
+        } else if (col == C_OBD_EXTRA) {
+            if (smp->nextra == 0) {
+                v = Py_None;
+                Py_INCREF(v);
+            } else {
+                /* a dict in frame order, a key seen again keeping its place: Python's extra[key] = value */
+                if (!(v = PyDict_New())) goto fail;
+                for (int k = 0; k < smp->nextra; k++) {
+                    PyObject *f = PyFloat_FromDouble(smp->extra_val[k]);
+                    if (!f || PyDict_SetItem(v, smp->extra_key[k], f) < 0) {
+                        Py_XDECREF(f);
+                        Py_DECREF(v);
+                        goto fail;
+                    }
+                    Py_DECREF(f);
+                }
+            }
         } else if (col == C_DTC) {
             if (smp->ndtc < 0) {
                 v = Py_None;
@@ -960,15 +1012,19 @@ static PyObject *fp_parse(PyObject *self, PyObject *const *args, Py_ssize_t narg
 }
 
 PyDoc_STRVAR(configure_doc,
-"configure(fields, accel_limit, min_ts_ms, max_ts_ms, max_seq, skew_s, knot_kmh, pids)\n\n"
+"configure(fields, accel_limit, min_ts_ms, max_ts_ms, max_seq, skew_s, knot_kmh, pids, rollover_floor_days,\n"
+"          rollover_days)\n\n"
 "fields: [(name, lo, hi, integer)] of fleetcore.contract.NUMERIC_FIELDS; pids: [(pid, nbytes, column or\n"
-"None, formula)] with formula one of FORMULAS (None: only Python decodes it).");
+"None, formula, obd_extra key or None)] with formula one of FORMULAS (\"python\": only Python decodes it);\n"
+"rollover_floor_days: fleetcore.protocol.nmea.GPS_ROLLOVER_FLOOR in days since 1970, rollover_days: 1024 weeks.");
 
 static PyObject *fp_configure(PyObject *self, PyObject *args) {
     PyObject *fields, *pid_list;
     long long min_ms, max_ms, mseq, skew_s;
     double accel, knot;
-    if (!PyArg_ParseTuple(args, "OdLLLLdO", &fields, &accel, &min_ms, &max_ms, &mseq, &skew_s, &knot, &pid_list))
+    long long floor_days, roll_days;
+    if (!PyArg_ParseTuple(args, "OdLLLLdOLL", &fields, &accel, &min_ms, &max_ms, &mseq, &skew_s, &knot, &pid_list,
+                          &floor_days, &roll_days))
         return NULL;
     Range new_ranges[NCOLS];
     PidSpec new_pids[256];
@@ -1004,32 +1060,44 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
     if (!it) return NULL;
     while ((item = PyIter_Next(it))) {
         int pid, nbytes, formula;
-        PyObject *field;
-        if (!PyArg_ParseTuple(item, "iiOi", &pid, &nbytes, &field, &formula)) {
+        PyObject *field, *key;
+        const char *error = NULL;
+        if (!PyArg_ParseTuple(item, "iiOiO", &pid, &nbytes, &field, &formula, &key)) {
             Py_DECREF(item);
-            Py_DECREF(it);
-            return NULL;
+            goto pid_fail;
         }
         int col = -1;
         if (field != Py_None) {
             const char *fname = PyUnicode_AsUTF8(field);
-            if (!fname) { Py_DECREF(item); Py_DECREF(it); return NULL; }
+            if (!fname) { Py_DECREF(item); goto pid_fail; }
             for (int k = C_LAT; k <= C_BATTERY; k++)
                 if (strcmp(COLUMN_NAMES[k], fname) == 0) col = k;
             if (col < 0) formula = F_PYTHON; /* a column this module does not know: Python decodes it */
         }
-        Py_DECREF(item);
         if (pid < 0 || pid > 255 || nbytes < 1 || nbytes > MAX_FRAME_BYTES - 2 || formula < F_NONE ||
-            formula > F_PYTHON) {
-            Py_DECREF(it);
-            return PyErr_Format(PyExc_ValueError, "bad PID spec %d", pid);
+            formula > F_PYTHON)
+            error = "bad PID spec";
+        if (!error && formula == F_NONE && col >= 0) formula = F_PYTHON;
+        if (!error && col < 0 && formula != F_PYTHON && formula != F_NONE && !PyUnicode_Check(key))
+            error = "a PID without a column needs an obd_extra key";
+        if (error) {
+            Py_DECREF(item);
+            PyErr_Format(PyExc_ValueError, "%s (PID %d)", error, pid);
+            goto pid_fail;
         }
-        if (formula == F_NONE && col >= 0) formula = F_PYTHON;
-        new_pids[pid] = (PidSpec){1, nbytes, col, formula};
+        PyObject *owned = NULL;
+        if (col < 0 && formula != F_PYTHON && formula != F_NONE) {
+            owned = key;
+            Py_INCREF(owned); /* before the tuple that lends it is released */
+        }
+        Py_DECREF(item);
+        Py_XDECREF(new_pids[pid].key);
+        new_pids[pid] = (PidSpec){1, nbytes, col, formula, owned};
     }
+    if (PyErr_Occurred()) goto pid_fail;
     Py_DECREF(it);
-    if (PyErr_Occurred()) return NULL;
     memcpy(ranges, new_ranges, sizeof ranges);
+    for (int k = 0; k < 256; k++) Py_XDECREF(pids[k].key);
     memcpy(pids, new_pids, sizeof pids);
     accel_limit = accel;
     min_ts_ms = min_ms;
@@ -1037,8 +1105,14 @@ static PyObject *fp_configure(PyObject *self, PyObject *args) {
     max_seq = mseq;
     skew_us = skew_s * 1000000;
     knot_kmh = knot;
+    rollover_floor_days = floor_days;
+    rollover_days = roll_days > 0 ? roll_days : 7168;
     configured = 1;
     Py_RETURN_NONE;
+pid_fail:
+    Py_DECREF(it);
+    for (int k = 0; k < 256; k++) Py_XDECREF(new_pids[k].key);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {

@@ -2,13 +2,23 @@
 
 pynmea2 does the sentence splitting and checksum arithmetic; here we require the checksum (`check=True`), pair each
 GGA with the RMC of the same time of day (GGA carries no date) and turn the text fields into typed values.
+
+Real receivers: sentences come in any order (most send GGA before RMC); a multi-constellation receiver may send a
+GGA per talker (`$GPGGA`, `$GLGGA`, `$GAGGA`, `$GBGGA`, `$GNGGA`) for the same second: the best of them completes
+the fix (fix quality, then satellites, then HDOP), not the last. Receivers hit by the GPS week-number rollover
+report dates 1024 weeks (19.6 years) too early: like gpsd, 1024 weeks are added while the date is before a floor
+fixed at build time (`GPS_ROLLOVER_FLOOR`). Only ASCII text is read (Python's float() also takes full-width and
+Arabic-Indic digits), and a minutes field of 60 or more is not a position.
+
+Work is O(n log n) in the text: GGAs are paired with the nearest RMC of their time of day by binary search.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pynmea2
 from pynmea2 import nmea_utils
@@ -17,6 +27,16 @@ KNOT_KMH = 1.852  # 1 international knot = 1.852 km/h exactly (1 nautical mile =
 VALID_RMC_STATUS = "A"  # RMC status: A = valid, V = void (receiver warning)
 INVALID_MODE = "N"  # NMEA 2.3+ mode indicator N = data not valid
 GGA_NO_FIX = 0  # GGA quality indicator 0 = fix not available
+# GPS week numbers roll over every 1024 weeks (IS-GPS-200 §20.3.3.3.1.1; rollovers 1999-08-22 and 2019-04-07).
+GPS_ROLLOVER = timedelta(weeks=1024)
+# No fix this platform stores predates this day (it went into service later): an RMC date before it comes from
+# a receiver that lost a week-number rollover, and is moved forward 1024 weeks at a time until it is not (gpsd does
+# the same with its build date). Raise it with a release when needed, never past the oldest data still uploaded.
+GPS_ROLLOVER_FLOOR = date(2020, 1, 1)
+# GGA fix quality (NMEA 0183 4.10): better fixes rank higher; 6 dead reckoning, 7 manual, 8 simulation last.
+QUALITY_RANK = {4: 6, 5: 5, 2: 4, 1: 3, 3: 3, 6: 2, 7: 1, 8: 0}
+_TIME_RE = re.compile(r"\d{6}(?:\.\d{1,6})?", re.ASCII)
+_DM_RE = re.compile(r"(\d+)(\d\d\.\d+)", re.ASCII)
 
 
 @dataclass(slots=True)
@@ -40,6 +60,7 @@ class NmeaProblem:
 
     reason: str
     detail: str
+    line: int | None = None  # the sentence's line number
 
 
 def _float(value: object, what: str) -> float | None:
@@ -59,12 +80,27 @@ def _degrees(text: str, hemisphere: str, positive: str, negative: str, what: str
         raise ValueError("position missing")
     if hemisphere not in (positive, negative):
         raise ValueError(f"bad {what} hemisphere {hemisphere!r}")
-    value = nmea_utils.dm_to_sd(text)  # raises ValueError on a malformed (d)ddmm.mmmm
+    m = _DM_RE.fullmatch(text)
+    if m is None or float(m[2]) >= 60:
+        raise ValueError(f"{what} {text[:20]!r} is not (d)ddmm.mmmm with minutes below 60")
+    value = nmea_utils.dm_to_sd(text)
     return -value if hemisphere == negative else value
 
 
+def rollover(d: date) -> date:
+    """A receiver's date, moved forward 1024 weeks at a time while it is before GPS_ROLLOVER_FLOOR."""
+    while d < GPS_ROLLOVER_FLOOR:
+        d += GPS_ROLLOVER
+    return d
+
+
+def _checked_time(text: str) -> None:
+    if not _TIME_RE.fullmatch(text):
+        raise ValueError(f"time {text[:20]!r} is not hhmmss[.sss]")
+
+
 # pynmea2 parses dates with strptime (slow); one message, and one day of messages, repeat the same date.
-_datestamp = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
+_datestamp = functools.lru_cache(maxsize=64)(lambda text: rollover(nmea_utils.datestamp(text)))
 _RMC_DATE = pynmea2.RMC.name_to_idx["datestamp"]
 
 
@@ -73,6 +109,7 @@ def _rmc(msg: pynmea2.NMEASentence, line_no: int) -> Fix:
     status = msg.status
     if status != VALID_RMC_STATUS or msg.mode_indicator == INVALID_MODE:
         raise ValueError(f"void fix (status {status!r})")
+    _checked_time(msg.data[0] if msg.data else "")
     t = msg.timestamp
     if not isinstance(t, time):
         raise ValueError("bad or missing time")
@@ -94,14 +131,20 @@ def _rmc(msg: pynmea2.NMEASentence, line_no: int) -> Fix:
     )
 
 
+def _same_fix(a: Fix, b: Fix) -> bool:
+    return (a.lat, a.lon, a.speed_kmh, a.heading_deg) == (b.lat, b.lon, b.speed_kmh, b.heading_deg)
+
+
 def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
     """Decode NMEA text (sentences separated by CR/LF) into fixes and per-sentence problems.
 
-    Only RMC and GGA are used; other well-formed sentences (GSA, GSV, VTG, …) are ignored.
+    Only RMC and GGA are used; other well-formed sentences (GSA, GSV, VTG, …) are ignored. Problems carry the
+    reason codes bad_checksum, bad_nmea and conflicting_fix (a second RMC of the same instant with another
+    position: the first is kept).
     """
     fixes: list[Fix] = []
-    seen: set[datetime] = set()
-    # time of day → RMC fixes with that time (a buffered upload may span several days)
+    seen: dict[datetime, Fix] = {}
+    # time of day → RMC fixes with that time (a buffered upload may span several days), in line order
     by_time: dict[time, list[Fix]] = {}
     void_times: set[time] = set()
     ggas: list[tuple[int, pynmea2.NMEASentence]] = []
@@ -111,23 +154,36 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
         if not line:
             continue
         where = f"line {line_no} {line[:90]!r}"
+        if not line.isascii():
+            problems.append(NmeaProblem("bad_nmea", f"{where}: NMEA 0183 is ASCII text", line_no))
+            continue
         try:
             msg = pynmea2.parse(line, check=True)
         except pynmea2.ChecksumError as exc:
-            problems.append(NmeaProblem("bad_checksum", f"{where}: {exc.args[0][0]}"))
+            problems.append(NmeaProblem("bad_checksum", f"{where}: {str(exc.args[0][0])[:120]}", line_no))
             continue
         except pynmea2.SentenceTypeError:
             continue  # checksum verified, sentence type we do not use
         except (pynmea2.ParseError, ValueError) as exc:
-            problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}"))
+            problems.append(NmeaProblem("bad_nmea", f"{where}: {str(exc)[:120]}", line_no))
             continue
         kind = getattr(msg, "sentence_type", None)
         try:
             if kind == "RMC":
                 fix = _rmc(msg, line_no)
-                if fix.ts in seen:
-                    continue  # the same fix twice in one message: one sample
-                seen.add(fix.ts)
+                first = seen.get(fix.ts)
+                if first is not None:
+                    if not _same_fix(first, fix):  # the same fix twice in one message is one sample
+                        problems.append(
+                            NmeaProblem(
+                                "conflicting_fix",
+                                f"{where}: another position for {fix.ts.isoformat()}, already given by line "
+                                f"{first.sentence}; that one is kept",
+                                line_no,
+                            )
+                        )
+                    continue
+                seen[fix.ts] = fix
                 by_time.setdefault(fix.ts.timetz(), []).append(fix)
                 fixes.append(fix)
             elif kind == "GGA":
@@ -135,34 +191,50 @@ def decode(text: str) -> tuple[list[Fix], list[NmeaProblem]]:
         except ValueError as exc:
             if kind == "RMC" and isinstance(msg.timestamp, time):
                 void_times.add(msg.timestamp)
-            problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}"))
+            problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}", line_no))
+    # the best GGA of each fix: (rank, fix quality, sats, hdop, alt)
+    best: dict[int, tuple[tuple, int | None, float | None, float | None]] = {}
     for line_no, msg in ggas:
         where = f"line {line_no} GGA"
         try:
-            _merge_gga(msg, line_no, by_time, void_times)
+            found = _gga(msg, line_no, by_time, void_times)
         except ValueError as exc:
-            problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}"))
+            problems.append(NmeaProblem("bad_nmea", f"{where}: {exc}", line_no))
+            continue
+        if found is not None:
+            fix, rank, sats, hdop, alt = found
+            have = best.get(id(fix))
+            if have is None or rank > have[0]:
+                best[id(fix)] = (rank, sats, hdop, alt)
+    for fix in fixes:
+        b = best.get(id(fix))
+        if b is not None:
+            fix.sats, fix.hdop, fix.alt_m = b[1], b[2], b[3]
     return fixes, problems
 
 
-def _merge_gga(
+def _gga(
     msg: pynmea2.NMEASentence, line_no: int, by_time: dict[time, list[Fix]], void_times: set[time]
-) -> None:
-    """Complete the RMC fix of the same time of day (the nearest one in the text) with altitude, HDOP, satellites."""
+) -> tuple[Fix, tuple, int | None, float | None, float | None] | None:
+    """The RMC fix this GGA completes (the nearest of the same time of day in the text), how good the GGA is, and
+    its satellites, HDOP and altitude; None when it adds nothing (no fix, or the RMC of its time was void)."""
+    quality = msg.gps_qual
+    if quality is None or quality == GGA_NO_FIX:
+        return None  # the receiver had no fix at that time (u-blox sends empty time and position then)
+    if not isinstance(quality, int):
+        raise ValueError(f"bad quality indicator {quality!r}")
+    _checked_time(msg.data[0] if msg.data else "")
     t = msg.timestamp
     if not isinstance(t, time):
         raise ValueError("bad or missing time")
-    quality = msg.gps_qual
-    if quality is None or quality == GGA_NO_FIX:
-        return  # the receiver had no fix at that time: nothing to add
-    if not isinstance(quality, int):
-        raise ValueError(f"bad quality indicator {quality!r}")
     candidates = by_time.get(t)
     if not candidates:
         if t in void_times:
-            return  # the void RMC of that time is already reported
+            return None  # the void RMC of that time is already reported
         raise ValueError(f"no RMC with time {t.isoformat()} in the message to date it")
     sats_text = msg.num_sats
+    if sats_text and not sats_text.isascii():
+        raise ValueError("satellites is not ASCII digits")
     try:
         sats = int(sats_text) if sats_text else None
     except ValueError:
@@ -171,8 +243,31 @@ def _merge_gga(
     alt = _float(msg.altitude, "altitude")
     if alt is not None and msg.altitude_units != "M":
         raise ValueError(f"altitude unit {msg.altitude_units!r} is not metres")
-    fix = min(candidates, key=lambda f: abs(f.sentence - line_no))
-    fix.sats, fix.hdop, fix.alt_m = sats, hdop, alt
+    # nearest in the text: candidates are in line order, so a binary search finds the neighbours
+    fix = candidates[_nearest(candidates, line_no)] if len(candidates) > 1 else candidates[0]
+    rank = (
+        QUALITY_RANK.get(quality, 0),
+        sats if sats is not None else -1,
+        -(hdop if hdop is not None else 1e9),
+    )
+    return fix, rank, sats, hdop, alt
+
+
+def _nearest(candidates: list[Fix], line_no: int) -> int:
+    """Index of the fix whose line is nearest `line_no` (the earlier one on a tie), by binary search."""
+    lo, hi = 0, len(candidates)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if candidates[mid].sentence < line_no:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return 0
+    if lo == len(candidates):
+        return lo - 1
+    before, after = candidates[lo - 1].sentence, candidates[lo].sentence
+    return lo - 1 if line_no - before <= after - line_no else lo
 
 
 # ----------------------------------------------------------------------------------------------- encoders

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +18,11 @@ from pynmea2 import nmea_utils
 
 from fleetcore.contract import (
     ACCEL_LIMIT_G,
-    DTC_RE,
     EVENT,
     EVENT_TYPES,
     MAX_FUTURE_SKEW_S,
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_MESSAGE,
     NMEA,
     NUMERIC_FIELDS,
     OBD,
@@ -33,226 +32,48 @@ from fleetcore.contract import (
     parse_topic,
 )
 from fleetcore.protocol import nmea as nmea_codec
-from fleetcore.protocol.obd import PIDS, ObdError, decode_frames
+from fleetcore.protocol import obd as obd_codec
+from fleetcore.protocol.fields import (
+    COLUMN_INDEX,
+    DTC_INDEX,
+    EPOCH,
+    FUTURE_SKEW,
+    IGNITION_INDEX,
+    MAX_DETAIL,
+    MAX_SEQ,
+    MAX_TS_MS,
+    MIN_TS,
+    MIN_TS_MS,
+    N_COLUMNS,
+    NUMERIC_INDEX,
+    OBD_EXTRA_INDEX,
+    REASONS,
+    STATUS_VALUES,
+    TOPIC_CACHE_MAX_LEN,
+    TOPIC_CACHE_SIZE,
+    Bad,
+    Event,
+    Parsed,
+    Rejection,
+    capped,
+    check_data,
+    dtc_codes,
+    number_value,
+    reading_as_dict,
+    sample_head,
+    set_accel,
+    show,
+)
+from fleetcore.protocol.obd import PIDS
 
 __all__ = ["Event", "Parsed", "Rejection", "process_message", "reading_as_dict", "REASONS"]
-
-REASONS = (
-    "bad_topic",
-    "bad_encoding",
-    "bad_json",
-    "bad_shape",
-    "missing_field",
-    "bad_field",
-    "out_of_range",
-    "future_timestamp",
-    "bad_checksum",
-    "bad_nmea",
-    "unknown_pid",
-    "bad_obd_frame",
-    "unknown_event_type",
-    "bad_status",
-)
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# GPS time starts 1980-01-06 (IS-GPS-200); a sample stamped earlier comes from an unset clock, not from a vehicle.
-MIN_TS = datetime(1980, 1, 6, tzinfo=UTC)
-MIN_TS_MS = (MIN_TS - EPOCH) // timedelta(milliseconds=1)
-MAX_TS_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
-# Up to 2100, datetime.fromtimestamp(ms / 1000) is exact to the microsecond (a double's error there is < 0.5 µs;
-# checked against EPOCH + timedelta on 10^6 random values) and half the cost; later times take the exact path.
-_FAST_TS_MAX_MS = (datetime(2100, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
-MAX_SEQ = 2**63 - 1  # readings.seq is a PostgreSQL bigint
-FUTURE_SKEW = timedelta(seconds=MAX_FUTURE_SKEW_S)
-# RFC 3339 date-time (section 5.6); the offset is mandatory. RFC 3339 allows a space instead of "T" (5.6 note).
-RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
-STATUS_VALUES = ("online", "offline")
-TOPIC_CACHE_SIZE = 65536  # ≈ 13,000 devices × 5 topic kinds
-TOPIC_CACHE_MAX_LEN = 256
-MAX_SHOWN = 80  # characters of an offending value quoted in a rejection detail
-
-
-@dataclass(slots=True, frozen=True)
-class Event:
-    """A device-reported event."""
-
-    ts: datetime  # aware, UTC
-    seq: int
-    type: str  # one of fleetcore.contract.EVENT_TYPES
-    data: dict  # every field of the event object except ts/seq/type
-
-
-@dataclass(slots=True, frozen=True)
-class Rejection:
-    """Why a message (or one element of it) was not accepted."""
-
-    device_id: str | None
-    reason: str  # one of REASONS
-    detail: str  # names the field / element index / sentence
-
-
-@dataclass(slots=True)
-class Parsed:
-    """An accepted message: reading rows in READING_COLUMNS order, events, status, element-level rejections."""
-
-    device_id: str
-    kind: str
-    readings: list[tuple]
-    events: list[Event]
-    status: str | None = None
-    rejections: list[Rejection] = field(default_factory=list)
-
-
-class _Bad(Exception):
-    """Internal: one sample/element is invalid."""
-
-    __slots__ = ("reason", "detail")
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-
-
-def _show(value: Any) -> str:
-    """A value for an error detail, cut short: details are stored and shown, payloads may be huge."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
-
-
-def reading_as_dict(row: tuple) -> dict:
-    """A reading row as {column: value}."""
-    return dict(zip(READING_COLUMNS, row, strict=True))
-
-
-_COL = {name: i for i, name in enumerate(READING_COLUMNS)}
-_NCOLS = len(READING_COLUMNS)
-# name → (column index, lo, hi, integer)
-_NUMERIC = {f.name: (_COL[f.name], f.lo, f.hi, f.integer) for f in NUMERIC_FIELDS}
-_IGNITION = _COL["ignition"]
-_ACCEL_X = _COL["accel_x"]
-_DTC = _COL["dtc"]
-
-
-# ----------------------------------------------------------------------------------------------- values
-
-
-def _number(name: str, value: Any, lo: float, hi: float, integer: bool) -> float | int:
-    t = type(value)
-    if t is float:
-        if lo <= value <= hi:
-            if integer:
-                if not value.is_integer():
-                    raise _Bad("bad_field", f"{name}={_show(value)} is not an integer")
-                return int(value)
-            return value
-        if not math.isfinite(value):
-            raise _Bad("bad_field", f"{name}={_show(value)} is not a finite number")
-        raise _Bad("out_of_range", f"{name}={_show(value)} is outside [{lo}, {hi}]")
-    if t is int:  # type() so that bool (an int subclass) is refused
-        if lo <= value <= hi:
-            return value if integer else float(value)
-        raise _Bad("out_of_range", f"{name}={_show(value)} is outside [{lo}, {hi}]")
-    raise _Bad("bad_field", f"{name}={_show(value)} is not a number")
-
-
-def _timestamp(value: Any, limit: datetime) -> datetime:
-    t = type(value)
-    if t is str:
-        if not RFC3339_RE.fullmatch(value):
-            raise _Bad("bad_field", f"ts={_show(value)} is not RFC 3339 with an offset")
-        try:
-            ts = datetime.fromisoformat(value.upper())
-        except ValueError:
-            raise _Bad("bad_field", f"ts={_show(value)} is not a valid date-time") from None
-        if ts.tzinfo is not UTC:
-            try:
-                ts = ts.astimezone(UTC)
-            except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
-                raise _Bad("out_of_range", f"ts={_show(value)} is outside the representable range") from None
-    elif t is int:
-        if not MIN_TS_MS <= value <= MAX_TS_MS:
-            raise _Bad("out_of_range", f"ts={_show(value)} epoch ms is before {MIN_TS.date()} or absurd")
-        if value <= _FAST_TS_MAX_MS:
-            ts = datetime.fromtimestamp(value / 1000, UTC)
-        else:
-            ts = EPOCH + timedelta(milliseconds=value)
-    elif value is None:
-        raise _Bad("missing_field", "ts is required")
-    else:
-        raise _Bad("bad_field", f"ts={_show(value)} must be an RFC 3339 string or integer epoch milliseconds")
-    if ts > limit:
-        raise _Bad("future_timestamp", f"ts={_show(value)} is more than {MAX_FUTURE_SKEW_S} s in the future")
-    if ts < MIN_TS:
-        raise _Bad("out_of_range", f"ts={_show(value)} is before {MIN_TS.date()}")
-    return ts
-
-
-def _seq(value: Any) -> int:
-    if type(value) is int:
-        if 0 <= value <= MAX_SEQ:
-            return value
-        raise _Bad("out_of_range", f"seq={_show(value)} is outside [0, {MAX_SEQ}]")
-    if value is None:
-        raise _Bad("missing_field", "seq is required")
-    raise _Bad("bad_field", f"seq={_show(value)} is not an integer")
-
-
-def _head(obj: Any, limit: datetime) -> tuple[datetime, int]:
-    if type(obj) is not dict:
-        raise _Bad("bad_shape", f"expected a JSON object, got {type(obj).__name__}")
-    return _timestamp(obj.get("ts"), limit), _seq(obj.get("seq"))
-
-
-def _accel(value: Any, row: list) -> None:
-    if type(value) is not list or len(value) != 3:
-        raise _Bad("bad_field", f"accel_g={_show(value)} must be a list of 3 numbers")
-    for i, v in enumerate(value):
-        row[_ACCEL_X + i] = _number("accel_g", v, -ACCEL_LIMIT_G, ACCEL_LIMIT_G, False)
-
-
-def _dtc(value: Any) -> list[str]:
-    if type(value) is not list:
-        raise _Bad("bad_field", f"dtc={_show(value)} must be a list of codes")
-    codes = []
-    for code in value:
-        if type(code) is not str or not DTC_RE.fullmatch(code.upper()):
-            raise _Bad("bad_field", f"dtc code {_show(code)} is not like P0301")
-        codes.append(code.upper())
-    return codes
-
-
-def _check_data(value: Any, path: str) -> None:
-    """Event data goes to jsonb, which refuses NaN/Infinity (1e999 parses to inf), NUL and unpaired surrogates."""
-    t = type(value)
-    if t is float:
-        if not math.isfinite(value):
-            raise _Bad("bad_field", f"{path}={_show(value)} is not a finite number")
-    elif t is str:
-        _check_text(value, path)
-    elif t is dict:
-        for k, v in value.items():
-            _check_text(k, f"{path} key")
-            _check_data(v, f"{path}.{k}")
-    elif t is list:
-        for i, v in enumerate(value):
-            _check_data(v, f"{path}[{i}]")
-
-
-def _check_text(text: str, path: str) -> None:
-    if "\x00" in text:
-        raise _Bad("bad_field", f"{path} contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Bad("bad_field", f"{path} contains an unpaired UTF-16 surrogate") from None
-
 
 # ----------------------------------------------------------------------------------------------- elements
 
 
 def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
-    ts, seq = _head(obj, limit)
-    row: list = [None] * _NCOLS
+    ts, seq = sample_head(obj, limit)
+    row: list = [None] * N_COLUMNS
     row[0] = ts
     row[1] = device_id
     row[2] = TELEMETRY
@@ -260,56 +81,94 @@ def _telemetry(obj: Any, device_id: str, limit: datetime) -> tuple:
     for key, value in obj.items():
         if value is None:  # null = not measured
             continue
-        spec = _NUMERIC.get(key)
+        spec = NUMERIC_INDEX.get(key)
         if spec is not None:
             idx, lo, hi, integer = spec
             # inline fast path for the common case (a float in range), the full checks otherwise
             if type(value) is float and not integer and lo <= value <= hi:
                 row[idx] = value
             else:
-                row[idx] = _number(key, value, lo, hi, integer)
+                row[idx] = number_value(key, value, lo, hi, integer)
         elif key == "ignition":
             if type(value) is not bool:
-                raise _Bad("bad_field", f"ignition={_show(value)} is not a boolean")
-            row[_IGNITION] = value
+                raise Bad("bad_field", f"ignition={show(value)} is not a boolean")
+            row[IGNITION_INDEX] = value
         elif key == "accel_g":
-            _accel(value, row)
+            set_accel(value, row)
         elif key == "dtc":
-            row[_DTC] = _dtc(value)
+            row[DTC_INDEX] = dtc_codes(value)
         # anything else (ts, seq, or a field of a later contract version) is ignored
     return tuple(row)
 
 
-def _obd(obj: Any, device_id: str, limit: datetime) -> tuple:
-    ts, seq = _head(obj, limit)
+def _obd(obj: Any, device_id: str, limit: datetime) -> tuple[tuple | None, list[obd_codec.ObdProblem]]:
+    """One OBD sample → its reading (None when its frames carried no data, e.g. only NO DATA) and the refused
+    frames; Bad when nothing in it could be used."""
+    ts, seq = sample_head(obj, limit)
     frames = obj.get("frames")
     if frames is None:
-        raise _Bad("missing_field", "frames is required")
+        raise Bad("missing_field", "frames is required")
     if type(frames) is not list or not frames:
-        raise _Bad("bad_field", "frames must be a non-empty list of hex strings")
-    try:
-        fields = decode_frames(frames)
-    except ObdError as exc:
-        raise _Bad(exc.reason, exc.detail) from None
-    row: list = [None] * _NCOLS
+        raise Bad("bad_field", "frames must be a non-empty list of hex strings")
+    res = obd_codec.decode(frames)
+    if not res.used:
+        if not res.problems:
+            return None, []
+        first = res.problems[0]
+        n = len(res.problems)
+        raise Bad(first.reason, first.detail if n == 1 else f"all {n} frames refused; first: {first.detail}")
+    row: list = [None] * N_COLUMNS
     row[0] = ts
     row[1] = device_id
     row[2] = OBD
     row[3] = seq
-    for key, value in fields.items():
-        row[_COL[key]] = value
-    return tuple(row)
+    for key, value in res.fields.items():
+        row[COLUMN_INDEX[key]] = value
+    if res.extra:
+        row[OBD_EXTRA_INDEX] = res.extra
+    return tuple(row), res.problems
+
+
+def _obd_elements(body: Any, device_id: str, limit: datetime) -> Parsed | Rejection:
+    """OBD: one sample or an array of them; each refused frame is an element rejection, its sample still stored."""
+    single = type(body) is dict
+    if not single and type(body) is not list:
+        return Rejection(
+            device_id, "bad_shape", f"expected a JSON object or array, got {type(body).__name__}"
+        )
+    items = [body] if single else body
+    if not items:
+        return Rejection(device_id, "bad_shape", "empty array")
+    good: list = []
+    bad: list[Rejection] = []
+    for i, element in enumerate(items):
+        prefix = "" if single else f"element {i}: "
+        try:
+            row, problems = _obd(element, device_id, limit)
+        except Bad as exc:
+            if single:
+                return Rejection(device_id, exc.reason, exc.detail)
+            bad.append(Rejection(device_id, exc.reason, prefix + exc.detail, i))
+            continue
+        if row is not None:
+            good.append(row)
+        for p in problems:
+            bad.append(Rejection(device_id, p.reason, prefix + p.detail, p.index if single else i))
+    if not good and bad and not single:
+        first = bad[0]
+        return Rejection(device_id, first.reason, f"all {len(items)} elements rejected; {first.detail}")
+    return Parsed(device_id, OBD, good, [], rejections=bad)
 
 
 def _event(obj: Any, device_id: str, limit: datetime) -> Event:
-    ts, seq = _head(obj, limit)
+    ts, seq = sample_head(obj, limit)
     etype = obj.get("type")
     if etype is None:
-        raise _Bad("missing_field", "type is required")
+        raise Bad("missing_field", "type is required")
     if type(etype) is not str or etype not in EVENT_TYPES:
-        raise _Bad("unknown_event_type", f"type={_show(etype)} is not one of {sorted(EVENT_TYPES)}")
+        raise Bad("unknown_event_type", f"type={show(etype)} is not one of {sorted(EVENT_TYPES)}")
     data = {k: v for k, v in obj.items() if k not in ("ts", "seq", "type")}
-    _check_data(data, "data")
+    check_data(data, "data")
     return Event(ts=ts, seq=seq, type=etype, data=data)
 
 
@@ -320,7 +179,7 @@ def _elements(
     if type(body) is dict:
         try:
             return [fn(body, device_id, limit)], []
-        except _Bad as exc:
+        except Bad as exc:
             return Rejection(device_id, exc.reason, exc.detail)
     if type(body) is not list:
         return Rejection(
@@ -333,19 +192,20 @@ def _elements(
     for i, element in enumerate(body):
         try:
             good.append(fn(element, device_id, limit))
-        except _Bad as exc:
-            bad.append(Rejection(device_id, exc.reason, f"element {i}: {exc.detail}"))
+        except Bad as exc:
+            bad.append(Rejection(device_id, exc.reason, f"element {i}: {exc.detail}", i))
     if not good:
         first = bad[0]
         return Rejection(device_id, first.reason, f"all {len(body)} elements rejected; {first.detail}")
     return good, bad
 
 
-# Fast path for the common NMEA message: one valid RMC, optionally followed by the GGA of the same time, in the
-# exact shape receivers (and our encoder) write. pynmea2 costs ~130 µs per such message, more than all other work
-# on a JSON message together; this path gives the same Fix with the same arithmetic (pynmea2's own time and
-# degree converters) in a fraction of that. Anything else, including every malformed or unusual sentence, goes
-# to nmea_codec.decode, so problems are reported exactly as before.
+# Fast path for the common NMEA message: one valid RMC and optionally the GGA of the same time, in either order
+# (receivers mostly send GGA first), in the exact shape receivers (and our encoder) write. pynmea2 costs ~130 µs per
+# such message, more than all other work on a JSON message together; this path gives the same Fix with the same
+# arithmetic (pynmea2's own time and degree converters, the same week-rollover rule) in a fraction of that. Anything
+# else, including every malformed or unusual sentence, goes to nmea_codec.decode, so problems are reported exactly
+# as before.
 _FAST_RMC = re.compile(
     r"\$(G[PN]RMC,(\d{6}(?:\.\d{1,3})?),A,(\d{4}\.\d{1,7}),([NS]),(\d{5}\.\d{1,7}),([EW]),"
     r"(\d{1,4}\.\d{1,4}),(\d{1,3}\.\d{1,4}),(\d{6}),,,[AD])\*([0-9A-F]{2})",
@@ -356,7 +216,8 @@ _FAST_GGA = re.compile(
     r"(\d{1,3}\.\d{1,3}),(-?\d{1,5}\.\d{1,3}),M,[0-9A-Za-z.,-]*)\*([0-9A-F]{2})",
     re.ASCII,
 )
-_nmea_date = functools.lru_cache(maxsize=64)(nmea_utils.datestamp)
+_nmea_date = functools.lru_cache(maxsize=64)(lambda text: nmea_codec.rollover(nmea_utils.datestamp(text)))
+_GGA_FIRST = ("$GPGGA,", "$GNGGA,")
 
 
 # (shift, mask) pairs that fold a ≤ 128-byte big integer in halves down to one byte, keeping bytes aligned.
@@ -377,10 +238,13 @@ def _xor8(text: str) -> int:
     return x
 
 
-def _dm_to_sd(text: str) -> float:
-    """pynmea2's dm_to_sd for a (d)ddmm.mmm text that the fast regex has already checked."""
+def _dm_to_sd(text: str) -> float | None:
+    """pynmea2's dm_to_sd for a (d)ddmm.mmm text that the fast regex has already checked; None for minutes ≥ 60."""
     dot = text.index(".")
-    return float(text[: dot - 2]) + float(text[dot - 2 :]) / 60
+    minutes = float(text[dot - 2 :])
+    if minutes >= 60:
+        return None
+    return float(text[: dot - 2]) + minutes / 60
 
 
 def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
@@ -388,7 +252,14 @@ def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
     lines = text.splitlines()
     if not 1 <= len(lines) <= 2:
         return None
-    m = _FAST_RMC.fullmatch(lines[0].strip())
+    first = lines[0].strip()
+    if first.startswith(_GGA_FIRST):
+        if len(lines) != 2:
+            return None
+        gga_line, rmc_line = first, lines[1].strip()
+    else:
+        rmc_line, gga_line = first, (lines[1].strip() if len(lines) == 2 else "")
+    m = _FAST_RMC.fullmatch(rmc_line)
     if m is None or _xor8(m[1]) != int(m[10], 16):
         return None
     try:
@@ -397,27 +268,28 @@ def _nmea_fast(text: str) -> tuple[list[nmea_codec.Fix], list] | None:
         return None
     lat = _dm_to_sd(m[3])
     lon = _dm_to_sd(m[5])
+    if lat is None or lon is None:
+        return None
     fix = nmea_codec.Fix(
         ts=ts,
         lat=-lat if m[4] == "S" else lat,
         lon=-lon if m[6] == "W" else lon,
         speed_kmh=float(m[7]) * nmea_codec.KNOT_KMH,
         heading_deg=float(m[8]),
-        sentence=0,
+        sentence=0 if rmc_line is first else 1,
     )
-    if len(lines) == 2:
-        second = lines[1].strip()
-        if second:
-            g = _FAST_GGA.fullmatch(second)
-            if g is None or g[2] != m[2] or _xor8(g[1]) != int(g[7], 16):
-                return None
-            fix.sats, fix.hdop, fix.alt_m = int(g[4]), float(g[5]), float(g[6])
+    if gga_line:
+        g = _FAST_GGA.fullmatch(gga_line)
+        if g is None or g[2] != m[2] or _xor8(g[1]) != int(g[7], 16):
+            return None
+        fix.sats, fix.hdop, fix.alt_m = int(g[4]), float(g[5]), float(g[6])
     return [fix], []
 
 
 _ONE_MS = timedelta(milliseconds=1)
 _NMEA_FIELDS = tuple(
-    (name, *_NUMERIC[name]) for name in ("lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats")
+    (name, *NUMERIC_INDEX[name])
+    for name in ("lat", "lon", "speed_kmh", "heading_deg", "alt_m", "hdop", "sats")
 )
 
 
@@ -426,17 +298,17 @@ def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
         return Rejection(device_id, "bad_nmea", "empty payload")
     fast = _nmea_fast(text)
     fixes, problems = fast if fast is not None else nmea_codec.decode(text)
-    rejections = [Rejection(device_id, p.reason, p.detail) for p in problems]
+    rejections = [Rejection(device_id, p.reason, p.detail, p.line) for p in problems]
     readings = []
     for fix in fixes:
         try:
             if fix.ts > limit:
-                raise _Bad(
+                raise Bad(
                     "future_timestamp", f"{fix.ts.isoformat()} is more than {MAX_FUTURE_SKEW_S} s ahead"
                 )
             if fix.ts < MIN_TS:
-                raise _Bad("out_of_range", f"{fix.ts.isoformat()} is before {MIN_TS.date()}")
-            row: list = [None] * _NCOLS
+                raise Bad("out_of_range", f"{fix.ts.isoformat()} is before {MIN_TS.date()}")
+            row: list = [None] * N_COLUMNS
             row[0] = fix.ts
             row[1] = device_id
             row[2] = NMEA
@@ -448,10 +320,12 @@ def _nmea(text: str, device_id: str, limit: datetime) -> Parsed | Rejection:
                     if type(value) is float and not integer and lo <= value <= hi:
                         row[idx] = value
                     else:
-                        row[idx] = _number(name, value, lo, hi, integer)
+                        row[idx] = number_value(name, value, lo, hi, integer)
             readings.append(tuple(row))
-        except _Bad as exc:
-            rejections.append(Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}"))
+        except Bad as exc:
+            rejections.append(
+                Rejection(device_id, exc.reason, f"line {fix.sentence} RMC: {exc.detail}", fix.sentence)
+            )
     if not readings and rejections:
         first = rejections[0]
         detail = (
@@ -501,10 +375,10 @@ _PID_FORMULAS = {
     0x0C: "div4",
     0x0D: "ident",
     0x11: "pct",
-    0x1F: "ident",
+    0x1F: "ident",  # obd_extra["run_time_s"]
     0x2F: "pct",
     0x42: "div1000",
-    0x46: "minus40",
+    0x46: "minus40",  # obd_extra["ambient_air_temp_c"]
     0xA6: "div10",
 }
 
@@ -526,9 +400,13 @@ def _load_fast_parse() -> Callable[[str, str, bytes, datetime], list[tuple] | No
         MAX_FUTURE_SKEW_S,
         nmea_codec.KNOT_KMH,
         [
-            (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python") if p.field else "none"])
+            # a PID without a column goes to obd_extra under its key; the compiled code builds that dict for the
+            # PIDs with a formula here, the Python code for all others
+            (p.pid, p.nbytes, p.field, formulas[_PID_FORMULAS.get(p.pid, "python")], p.key)
             for p in PIDS.values()
         ],
+        (datetime.combine(nmea_codec.GPS_ROLLOVER_FLOOR, datetime.min.time(), UTC) - EPOCH).days,
+        nmea_codec.GPS_ROLLOVER.days,
     )
     return _fastparse.parse  # type: ignore[no-any-return]
 
@@ -552,13 +430,25 @@ def _topic(root: str, topic: str) -> tuple[str, str] | None:
     return parse_topic(root, topic)
 
 
-_JSON_KINDS = {TELEMETRY: _telemetry, OBD: _obd, EVENT: _event}
+_JSON_KINDS = {TELEMETRY: _telemetry, EVENT: _event}
 
 
 def process_message(
-    root: str, topic: str, payload: bytes, *, now: datetime, fast: bool = True
+    root: str,
+    topic: str,
+    payload: bytes,
+    *,
+    now: datetime,
+    fast: bool = True,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    max_samples: int = MAX_SAMPLES_PER_MESSAGE,
 ) -> Parsed | Rejection:
     """Pure: no I/O. A whole-message problem returns a Rejection; element problems go to Parsed.rejections.
+
+    Never raises: every input becomes rows or a contract reason (tests/test_parse_fuzz.py; `make fuzz`). Work and
+    memory per message are bounded by `max_payload_bytes` (a larger payload is `too_large`, not parsed) and
+    `max_samples` (a message with more samples is `too_many_samples`); every detail is at most MAX_DETAIL
+    characters.
 
     A common, valid sample message (or a device's buffered upload of such samples) is parsed by the compiled fast
     path (fleetcore/protocol/_fastparse.c) when it is built; it returns exactly the rows the Python code below returns for such
@@ -569,10 +459,33 @@ def process_message(
     if parts is None:
         return Rejection(None, "bad_topic", f"topic {topic[:200]!r} is not {root}/devices/<device_id>/<kind>")
     device_id, kind = parts
+    size = len(payload)
+    if size > max_payload_bytes:
+        return Rejection(
+            device_id, "too_large", f"payload of {size} bytes is over the limit of {max_payload_bytes}"
+        )
     if fast and _fast_parse is not None:
         rows = _fast_parse(kind, device_id, payload, now)
-        if rows is not None:
+        if rows is not None and len(rows) <= max_samples:
             return Parsed(device_id, kind, rows, [])
+    try:
+        result = _process(device_id, kind, payload, now, max_samples)
+    except RecursionError:  # a guard: the JSON decoders and checks are bounded, see tests/test_parse_fuzz.py
+        return Rejection(device_id, "bad_json", "payload nests too deeply")
+    if isinstance(result, Rejection):
+        if len(result.detail) > MAX_DETAIL:
+            return Rejection(result.device_id, result.reason, capped(result.detail), result.index)
+    elif result.rejections:
+        result.rejections = [
+            r if len(r.detail) <= MAX_DETAIL else Rejection(r.device_id, r.reason, capped(r.detail), r.index)
+            for r in result.rejections
+        ]
+    return result
+
+
+def _process(
+    device_id: str, kind: str, payload: bytes, now: datetime, max_samples: int
+) -> Parsed | Rejection:
     try:
         text = str(payload, "utf-8")  # bytes, bytearray or memoryview, without a copy
     except UnicodeDecodeError as exc:
@@ -580,19 +493,26 @@ def process_message(
     if kind == STATUS:
         status = text.strip()
         if status not in STATUS_VALUES:
-            return Rejection(device_id, "bad_status", f"status payload {_show(text)} is not online/offline")
+            return Rejection(device_id, "bad_status", f"status payload {show(text)} is not online/offline")
         return Parsed(device_id, STATUS, [], [], status=status)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     limit = now + FUTURE_SKEW
     if kind == NMEA:
-        return _nmea(text, device_id, limit)
+        parsed = _nmea(text, device_id, limit)
+        if type(parsed) is Parsed and len(parsed.readings) > max_samples:
+            return _too_many(device_id, len(parsed.readings), max_samples)
+        return parsed
     try:
         body = _loads(text, payload if type(payload) is bytes else None)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity (_reject_constant), int over 4300 digits
         return Rejection(device_id, "bad_json", f"payload is not JSON: {exc}")
     except RecursionError:
         return Rejection(device_id, "bad_json", "payload nests too deeply")
+    if type(body) is list and len(body) > max_samples:
+        return _too_many(device_id, len(body), max_samples)
+    if kind == OBD:
+        return _obd_elements(body, device_id, limit)
     result = _elements(body, device_id, limit, _JSON_KINDS[kind])
     if isinstance(result, Rejection):
         return result
@@ -600,3 +520,9 @@ def process_message(
     if kind == EVENT:
         return Parsed(device_id, kind, [], good, rejections=bad)
     return Parsed(device_id, kind, good, [], rejections=bad)
+
+
+def _too_many(device_id: str, n: int, max_samples: int) -> Rejection:
+    return Rejection(
+        device_id, "too_many_samples", f"{n} samples in one message, over the limit of {max_samples}"
+    )

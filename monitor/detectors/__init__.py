@@ -9,7 +9,15 @@
 """
 
 from monitor.detectors.fleet import FleetMonitor
-from monitor.detectors.outputs import Clear, Detection, Output, StateChange, VehicleInfo, evidence_of
+from monitor.detectors.outputs import (
+    Clear,
+    Detection,
+    Output,
+    Restored,
+    StateChange,
+    VehicleInfo,
+    evidence_of,
+)
 from monitor.detectors.vehicle import VehicleMonitor
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "Detection",
     "FleetMonitor",
     "Output",
+    "Restored",
     "StateChange",
     "VehicleInfo",
     "VehicleMonitor",

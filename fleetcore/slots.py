@@ -1,15 +1,18 @@
-"""Stable client ids for interchangeable ingest workers: `FLEET_INGEST_CLIENT_ID=fleet-ingest-{slot}`.
+"""Stable client ids for interchangeable workers on a shared subscription: a client id template with `{slot}`.
 
 A worker's client id is its persistent MQTT session. Brokers keep a persistent session that belongs to a shared
 subscription group a member of the group while it is offline (Mosquitto, and EMQX without re-dispatch), so they
-go on queueing its share of the stream for it until the session expires, and then drop it. A worker whose id
-changes on every start (say, a container id) therefore leaves a session behind at every restart, and that session
-takes 1/N of the messages into a queue nobody reads.
+go on queueing its share of the stream for it until the session expires. A worker whose id changes on every
+start (a container id) leaves a session behind at every restart, and that session takes 1/N of the messages into
+a queue nobody reads.
 
-With `{slot}` in the configured client id, the worker claims the lowest free slot number instead: a PostgreSQL
-advisory lock held on a connection of its own for as long as it runs. A worker started after another stopped (a
-restart, a re-created container) takes the freed slot, so it resumes that session and drains what was queued for it
-meanwhile. The lock goes with the connection, so a crashed worker's slot is free again at once.
+With `{slot}` in the configured client id the worker claims the lowest free slot number instead: a PostgreSQL
+advisory lock held on a connection of its own for as long as it runs. A worker started after another stopped takes
+the freed slot, resumes that session and judges what was queued for it meanwhile. The lock goes with the
+connection, so a crashed worker's slot is free again at once.
+
+One scheme for every kind of worker (ingest, monitor), each with its own lock namespace; kept in the shared base
+so a domain never imports another domain.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import zlib
 
 import psycopg
 
-from ingest.metrics import kv
+from fleetcore.logfmt import kv
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,9 @@ CHECK_EVERY_S = 5.0
 RETRY_S = 2.0
 
 
-def _lock_key(template: str) -> int:
-    """The advisory lock's first key: one namespace per client id template (a signed 32-bit integer)."""
-    return zlib.crc32(f"fleet-ingest-slot:{template}".encode()) - 2**31
+def lock_key(namespace: str, template: str) -> int:
+    """The advisory lock's first key: one namespace per worker kind and client id template (signed 32-bit)."""
+    return zlib.crc32(f"{namespace}:{template}".encode()) - 2**31
 
 
 def _try_lock(conn: psycopg.Connection, key: int, slot: int) -> bool:
@@ -50,12 +53,13 @@ class StoppedBeforeClaim(Exception):
 class SlotLease:
     """Holds one slot of a client id template for as long as the worker runs."""
 
-    def __init__(self, url: str, template: str, stop: threading.Event) -> None:
+    def __init__(self, url: str, template: str, stop: threading.Event, *, namespace: str) -> None:
         if PLACEHOLDER not in template:
             raise ValueError(f"client id {template!r} has no {PLACEHOLDER}")
         self.url = url
         self.template = template
-        self.key = _lock_key(template)
+        self.namespace = namespace
+        self.key = lock_key(namespace, template)
         self.stop = stop
         self.slot: int | None = None
         self._conn: psycopg.Connection | None = None
@@ -64,9 +68,7 @@ class SlotLease:
 
     def _connect(self) -> psycopg.Connection:
         """The lease's own connection: the advisory lock lives exactly as long as it does."""
-        return psycopg.connect(
-            self.url, autocommit=True, connect_timeout=5, application_name="fleet-ingest-slot"
-        )
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5, application_name=self.namespace)
 
     @property
     def client_id(self) -> str:
@@ -84,16 +86,13 @@ class SlotLease:
                 self.stop.wait(RETRY_S)
                 continue
             # one statement per slot: a lock taken in a WHERE clause can be taken for rows a LIMIT then drops
-            slot = next(
-                (n for n in range(1, MAX_SLOTS + 1) if _try_lock(conn, self.key, n)),
-                None,
-            )
+            slot = next((n for n in range(1, MAX_SLOTS + 1) if _try_lock(conn, self.key, n)), None)
             if slot is None:
                 conn.close()
                 raise RuntimeError(f"all {MAX_SLOTS} slots of {self.template!r} are taken")
             self.slot, self._conn = slot, conn
             kv(log, logging.INFO, "slot_claimed", slot=self.slot, client_id=self.client_id)
-            self._watch = threading.Thread(target=self._keep, name="ingest-slot", daemon=True)
+            self._watch = threading.Thread(target=self._keep, name=f"{self.namespace}-lease", daemon=True)
             self._watch.start()
             return self.client_id
         raise StoppedBeforeClaim
@@ -116,8 +115,7 @@ class SlotLease:
             except psycopg.OperationalError:
                 self._conn = None
                 continue  # still down: try again at the next check
-            got = self.slot is not None and _try_lock(conn, self.key, self.slot)
-            if not got:
+            if self.slot is None or not _try_lock(conn, self.key, self.slot):
                 conn.close()
                 self._conn = None
                 kv(log, logging.ERROR, "slot_lost", slot=self.slot, client_id=self.client_id)
