@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench bench-api bench-console console console-check lint score clean fuzz
+.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console console console-check lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: setup services
 
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow" -x $(PYTEST_ARGS)
+
+# The finance property test over thousands of random operation sequences (make test runs 40 of them).
+test-finance-property: setup services
+	FLEET_PROPERTY_EXAMPLES=$${FLEET_PROPERTY_EXAMPLES:-2000} $(VENV)/bin/pytest -q -p no:cacheprovider --timeout 1800 tests/test_finance_property.py
 
 demo: setup
 	$(VENV)/bin/fleet demo
@@ -55,6 +59,10 @@ console-check: console
 bench-console: setup services
 	$(PY) -m bench.console
 
+# Statements over 1,000,000 journal lines: bench/finance_statements.md
+bench-finance: setup services
+	$(PY) -m bench.finance_statements
+
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8
 
@@ -62,7 +70,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators bench
+	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators bench tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -24,7 +24,7 @@ from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
 from backoffice.telemetry import views as telemetry_views
 from backoffice.vehicles import views as vehicles_views
-from fleetapp import http_guard
+from fleetapp import http_guard, wiring
 from fleetcore import crypto
 from fleetcore.api.deps import borrow, get_current_user, install_pool, route_roles
 from fleetcore.api.errors import install_error_handlers
@@ -56,6 +56,7 @@ ROUTERS = (
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    wiring.wire()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -13,7 +13,7 @@ import sys
 from pydantic import ValidationError
 
 from backoffice import cli as backoffice_cli
-from fleetapp import backup, broker, demo, keys, scheduler, serve
+from fleetapp import backup, broker, demo, keys, scheduler, serve, wiring
 from fleetapp.seed import seed_registry
 from fleetcore.db import migrate
 from fleetcore.errors import CliError, ConfigError, DomainError
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    wiring.wire()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

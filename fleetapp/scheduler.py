@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from backoffice.finance import scheduled as finance_scheduled
 from backoffice.notifications import scheduled as notifications_scheduled
 from backoffice.orders import scheduled as orders_scheduled
+from fleetapp import wiring
 from fleetcore.jobs import Job, run, run_job
 from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import get_settings
 from ingest import scheduled as ingest_scheduled
 
-JOBS: tuple[Job, ...] = (*orders_scheduled.JOBS, *ingest_scheduled.JOBS, *notifications_scheduled.JOBS)
+JOBS: tuple[Job, ...] = (
+    *orders_scheduled.JOBS,
+    *ingest_scheduled.JOBS,
+    *notifications_scheduled.JOBS,
+    *finance_scheduled.JOBS,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_scheduler(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.require_database_url()
+    wiring.wire()
     if args.once:
         return 0 if all([run_job(job, settings) for job in JOBS]) else 1
     run(settings, stop_on_signals(), JOBS)

@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     # The outbox's SMTP relay (smtp://user:pass@host:25, smtp+starttls://…:587, smtps://…:465); unset: e-mails stay
     # queued (nothing is sent, nothing is lost).
     smtp_url: str | None = None
+    # A budget line whose actual deviates from its budget by more than this % raises a finance notice.
+    finance_budget_variance_pct: float = Field(default=10.0, gt=0, le=1000)
     mail_from: str = "Fleet platform <noreply@fleet.invalid>"
 
     @field_validator("database_url")

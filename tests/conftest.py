@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from fleetcore.db import connect, migrate
+from fleetcore.db import Conn, connect, migrate
 from fleetcore.settings import Settings
 
 ADMIN_URL = os.environ.get("FLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -29,7 +29,7 @@ def _admin() -> psycopg.Connection:
     return psycopg.connect(ADMIN_URL, autocommit=True)
 
 
-def _drop(conn: psycopg.Connection, name: str) -> None:
+def _drop(conn: Conn, name: str) -> None:
     conn.execute(
         psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
     )
@@ -100,7 +100,7 @@ def any_db_url(request: pytest.FixtureRequest, templates: dict[str, str]) -> Ite
 
 
 @pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection]:
+def conn(db_url: str) -> Iterator[Conn]:
     with connect(db_url, autocommit=True) as c:
         yield c
 
@@ -127,7 +127,7 @@ def settings(db_url: str, topic_root: str) -> Settings:
 
 
 @pytest.fixture
-def staff(settings: Settings, conn: psycopg.Connection) -> Iterator[tuple[TestClient, dict, dict]]:
+def staff(settings: Settings, conn: Conn) -> Iterator[tuple[TestClient, dict, dict]]:
     """The app's TestClient with customer-service and dispatcher headers (order tests)."""
     from tests.test_orders_helpers import api, token
 

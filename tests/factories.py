@@ -6,11 +6,10 @@ import itertools
 import random
 import uuid
 
-import psycopg
-
 from backoffice.auth import service as users
 from backoffice.devices import service as devices
 from backoffice.stations import service as stations
+from fleetcore.db import Conn, one
 from fleetcore.protocol.vin import with_check_digit
 
 _counter = itertools.count(1)
@@ -25,7 +24,7 @@ def vin(rng: random.Random | None = None) -> str:
 
 
 def station(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     code: str | None = None,
     lat: float = 52.52,
@@ -37,7 +36,7 @@ def station(
 
 
 def vehicle(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     station_code: str | None = None,
     vehicle_class: str = "compact",
@@ -55,20 +54,20 @@ def vehicle(
     st = stations.get_or_raise(conn, code=station_code)
     device_id = device_id or f"dev-{uuid.uuid4().hex[:12]}"
     n = next(_counter)
-    v = conn.execute(
-        """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
+    v = one(
+        conn.execute(
+            """INSERT INTO vehicles (vin, plate, make, model, year, class, home_station_id, status)
            VALUES (%s, %s, 'Volkswagen', 'Golf', 2023, %s, %s, %s) RETURNING *""",
-        (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
-    ).fetchone()
+            (vin(), f"B-T{n:05d}{uuid.uuid4().hex[:3].upper()}", vehicle_class, st["id"], status),
+        )
+    )
     devices.bind(conn, device_id=device_id, vehicle_id=v["id"], protocol=protocol)
     v["device_id"] = device_id
     v["station"] = station_code
     return v
 
 
-def user(
-    conn: psycopg.Connection, *, role: str, username: str | None = None, password: str = "correct-horse-9"
-) -> dict:
+def user(conn: Conn, *, role: str, username: str | None = None, password: str = "correct-horse-9") -> dict:
     username = username or f"{role}-{uuid.uuid4().hex[:6]}"
     u = users.create(conn, username=username, role=role, password=password, actor=None)
     u["password"] = password

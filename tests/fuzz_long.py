@@ -19,6 +19,7 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fleetcore.contract import topic_for
 from fleetcore.protocol.parse import MAX_DETAIL, REASONS, Parsed, Rejection, process_message
@@ -92,7 +93,7 @@ def run(inputs: int, seed: str) -> dict:
     for kind in sorted(GENERATORS):
         rng = random.Random(f"{seed}-{kind}")
         topic = topic_for(ROOT, "dev-1", kind)
-        stats = {"inputs": 0, "escapes": 0, "tier_disagreements": 0, "contract_violations": 0}
+        stats: dict[str, Any] = {"inputs": 0, "escapes": 0, "tier_disagreements": 0, "contract_violations": 0}
         slowest, slowest_input = 0.0, b""
         examples: list[str] = []
         for _ in range(inputs):

@@ -19,7 +19,7 @@ import pytest
 
 from fleetapp.embedded import free_port
 from fleetcore.api.deps import borrow, install_pool
-from fleetcore.db import make_pool
+from fleetcore.db import make_pool, one
 from fleetcore.errors import ServiceUnavailable
 from tests import factories
 from tests.waiting import wait_until
@@ -129,7 +129,7 @@ def test_a_request_that_cannot_get_a_connection_in_time_is_told_to_retry(db_url)
                 waited = time.perf_counter() - t0
             # The slot and the connection were given back: the next borrow succeeds at once.
             async with borrow(app) as conn:  # type: ignore[arg-type]
-                assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1
+                assert one(conn.execute("SELECT 1 AS one"))["one"] == 1
             return waited
 
         waited = asyncio.run(main())

@@ -13,11 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from fleetapp.embedded import free_port
-from fleetcore.db import migrate
+from fleetcore.db import connect, migrate
 from fleetcore.settings import Settings
 from tests import factories
 from tests.ingest_helpers import private_postgres
@@ -40,8 +39,7 @@ def test_a_postgres_restart_gives_only_503s_then_recovers(tmp_path: Path) -> Non
     with private_postgres() as pg:
         url = pg.url()
         migrate(url, Settings(environment="test", timescale="on"))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.row_factory = psycopg.rows.dict_row
+        with connect(url, autocommit=True) as conn:
             v = factories.vehicle(conn)
             u = factories.user(conn, role="dispatcher")
         port = free_port()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from backoffice.auth.security import ALGORITHM, create_access_token
 from fleetapp.api import create_app
-from fleetcore.db import connect
+from fleetcore.db import connect, one
 from tests import factories
 
 PASSWORD = "correct-horse-9"
@@ -355,7 +355,7 @@ def test_failed_write_leaves_no_audit_record(api):
     st = factories.station(conn)
     factories.vehicle(conn, station_code=st["code"])
     assert client.delete(f"/api/v1/fleet/stations/{st['code']}", headers=admin).status_code == 409
-    assert conn.execute("SELECT count(*) AS n FROM audit_log").fetchone()["n"] == 0
+    assert one(conn.execute("SELECT count(*) AS n FROM audit_log"))["n"] == 0
 
 
 # ---- fleet users add (CLI) -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from backoffice.auth.security import create_access_token
 from backoffice.maintenance import service as maintenance
 from backoffice.vehicles import service as vehicles
 from fleetapp.api import create_app
-from fleetcore.db import connect
+from fleetcore.db import connect, one
 from tests import factories
 
 TECHNICIAN = {"username": "tech.tester", "role": "technician"}
@@ -158,7 +158,7 @@ def test_create_vehicle_validates_input(api):
         assert r.status_code == status, (body, r.text)
         assert text in _error(r)["message"] or text in str(_error(r)["details"]), (text, r.text)
     # nothing half-created by the failed attempts
-    assert api.conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 1
+    assert one(api.conn.execute("SELECT count(*) AS n FROM vehicles"))["n"] == 1
 
 
 def test_get_and_update_vehicle(api):

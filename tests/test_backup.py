@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from fleetapp.backup import MANIFEST_NAME, backup, restore, table_facts
-from fleetcore.db import connect
+from fleetcore.db import Conn, connect, one
 from fleetcore.errors import CliError
 from tests import factories
 from tests.conftest import ADMIN_URL, db_url_for
@@ -33,7 +33,7 @@ def _drop_db(name: str) -> None:
         )
 
 
-def _some_data(conn: psycopg.Connection) -> None:
+def _some_data(conn: Conn) -> None:
     v = factories.vehicle(conn)
     factories.user(conn, role="finance")
     t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -71,9 +71,11 @@ def test_backup_drop_restore_reproduces_every_table(db_url: str, tmp_path: Path)
     with connect(db_url, autocommit=True) as conn:
         assert table_facts(conn) == before
         # the restored readings table is still a hypertable with its chunks
-        n = conn.execute(
-            "SELECT count(*) AS n FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
-        ).fetchone()["n"]
+        n = one(
+            conn.execute(
+                "SELECT count(*) AS n FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+            )
+        )["n"]
         assert n >= 2
 
 

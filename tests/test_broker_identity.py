@@ -90,6 +90,7 @@ class Device:
 
     def subscribe(self, topic: str) -> list[int]:
         _, mid = self.c.subscribe(topic, qos=1)
+        assert mid is not None
         with self.done:
             assert self.done.wait_for(lambda: mid in self.subacks, 10), "no SUBACK"
         return self.subacks[mid]
@@ -191,7 +192,7 @@ def test_devices_publish_only_as_themselves_and_revoked_secrets_cannot_connect(
             other.close()
             for v in (a, third):
                 wait_until(
-                    lambda v=v: count(
+                    lambda v=v: count(  # type: ignore[misc]
                         settings.database_url, "SELECT count(*) FROM readings WHERE vehicle_id = %s", v["id"]
                     ),
                     timeout=15,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from backoffice.vehicles import importer
-from fleetcore.db import connect
+from fleetcore.db import connect, one
 from tests import factories
 
 # The installed console script, as users run it (`python -m fleetapp.cli` would load fleetapp.cli twice).
@@ -23,7 +23,7 @@ def fleet_cli(db_url: str, *args: str) -> subprocess.CompletedProcess:
 
 def count(db_url: str, table: str) -> int:
     with connect(db_url) as conn:
-        return conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]  # noqa: S608 - fixed names
+        return one(conn.execute(f"SELECT count(*) AS n FROM {table}"))["n"]  # noqa: S608 - fixed names
 
 
 def test_stations_add_and_list(db_url):
@@ -93,7 +93,7 @@ def test_vehicles_import_good_file(db_url, tmp_path: Path):
         assert [d["device_id"] for d in devices] == ["dev-imp-1", "dev-imp-3"]
         audit = conn.execute("SELECT actor, action, entity_id FROM audit_log ORDER BY id").fetchall()
         assert [(a["actor"], a["action"]) for a in audit] == [("cli", "vehicle.import")] * 3
-        hist = conn.execute("SELECT count(*) AS n FROM vehicle_status_history").fetchone()["n"]
+        hist = one(conn.execute("SELECT count(*) AS n FROM vehicle_status_history"))["n"]
         assert hist == 3
     # importing the same file again is refused as a whole
     r = fleet_cli(db_url, "vehicles", "import", str(path))

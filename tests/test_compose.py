@@ -127,7 +127,9 @@ def test_dockerfile_installs_every_package() -> None:
     assert "import fleetcore.protocol._fastparse" in text
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     pyproject = (ROOT / "pyproject.toml").read_text()
-    packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)
+    found = re.search(r"include = \[(.*?)\]", pyproject)
+    assert found is not None
+    packages = found.group(1)
     for pkg in re.findall(r'"(\w+)\*"', packages):
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"Dockerfile does not copy package {pkg}"
 

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -87,7 +88,7 @@ class Demo:
             assert self.proc.poll() is None, f"demo exited with {self.proc.returncode}:\n{self.output()}"
             return next((line for line in self.lines if line.startswith(prefix)), None)
 
-        return wait_until(
+        return wait_until(  # type: ignore[return-value]  # wait_until returns the first truthy value: a line
             found, timeout=timeout, interval=0.2, message=lambda: f"no {prefix!r} line:\n{self.output()}"
         )
 
@@ -122,7 +123,7 @@ class Api:
         assert r.status_code == 200, r.text
         self.http.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
-    def get(self, path: str, **params: object) -> object:
+    def get(self, path: str, **params: Any) -> Any:
         r = self.http.get(path, params=params)
         assert r.status_code == 200, (path, r.status_code, r.text)
         return r.json()

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -51,9 +52,9 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, float):
         return struct.pack("<d", a) == struct.pack("<d", b)  # type: ignore[arg-type]
     if isinstance(a, datetime):
-        return a == b and a.utcoffset() == timedelta(0) and b.utcoffset() == timedelta(0)  # type: ignore[union-attr]
+        return a == b and a.utcoffset() == timedelta(0) and b.utcoffset() == timedelta(0)  # type: ignore[attr-defined]
     if isinstance(a, tuple | list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type, call-overload]
     if is_dataclass(a):
         return all(same(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
     return a == b
@@ -131,7 +132,8 @@ def dumps(rng: random.Random, obj: object) -> bytes:
     elif style < 0.6:
         text = json.dumps(obj)
     elif style < 0.7:
-        text = json.dumps(obj, indent=rng.choice([1, 2, "\t"]))
+        indent: int | str = rng.choice([1, 2, "\t"])  # type: ignore[assignment]  # choice of a mixed list
+        text = json.dumps(obj, indent=indent)
     else:
         text = json.dumps(obj, separators=(rng.choice([",", " ,", ",\r\n"]), rng.choice([":", " : ", ":\t"])))
     if rng.random() < 0.1:
@@ -456,10 +458,10 @@ def test_other_kinds_and_payload_types() -> None:
     # the consumer may hand over bytearray or memoryview
     for buf in (bytearray(payload), memoryview(payload)):
         assert same(
-            parse._fast_parse("telemetry", "dev-1", buf, NOW),
+            parse._fast_parse("telemetry", "dev-1", buf, NOW),  # type: ignore[arg-type]  # what the consumer may pass
             parse._fast_parse("telemetry", "dev-1", payload, NOW),
         )
-    assert parse._fast_parse("telemetry", "dev-1", "not bytes", NOW) is None
+    assert parse._fast_parse("telemetry", "dev-1", "not bytes", NOW) is None  # type: ignore[arg-type]  # on purpose
 
 
 def test_every_pid_decodes_as_ingest_obd_does() -> None:
@@ -500,7 +502,7 @@ def test_switch_turns_the_fast_path_off_in_the_worker() -> None:
     from fleetcore.settings import Settings
     from ingest.consumer import Consumer
 
-    base = {
+    base: dict[str, Any] = {
         "database_url": "postgresql://nobody@127.0.0.1:1/none",
         "mqtt_url": "mqtt://127.0.0.1:1",
         "environment": "test",

@@ -23,7 +23,7 @@ def test_a_port_someone_listens_on_is_never_returned() -> None:
     """Listeners on 400 ports of the candidate range: 300 calls would hit one of them ~99.99 % of the time without
     the bind check."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    taken = []
+    taken: list = []
     try:
         for port in range(max(1024, low - 12000), low):
             if len(taken) == 400:

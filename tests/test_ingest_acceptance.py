@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from fleetcore.db import one
 from ingest.staging import read_counters
 from tests.factories import station, vehicle
 from tests.ingest_helpers import (
@@ -106,7 +107,7 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
         count(any_db_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, kind, seq FROM readings) s") == n
     )
     with psycopg.connect(any_db_url, autocommit=True) as conn:
-        reasons = dict(
+        reasons: dict[str, int] = dict(
             conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall()
         )
         assert reasons == {
@@ -118,9 +119,11 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
         topics = {r[0] for r in conn.execute("SELECT topic FROM ingest_rejections").fetchall()}
         assert all(t.startswith(root) for t in topics)
         assert (
-            conn.execute(
-                "SELECT count(*) FROM ingest_rejections WHERE payload = ''::bytea OR detail = ''"
-            ).fetchone()[0]
+            one(
+                conn.execute(
+                    "SELECT count(*) FROM ingest_rejections WHERE payload = ''::bytea OR detail = ''"
+                )
+            )[0]
             == 0
         )
         quarantined = conn.execute("SELECT device_id, count(*) FROM ingest_quarantine GROUP BY 1").fetchall()
@@ -128,9 +131,11 @@ def test_ten_thousand_samples_exactly_once_and_every_bad_message_accounted(
         counters = read_counters(conn)
         # every vehicle has a fresh state
         assert (
-            conn.execute(
-                "SELECT count(*) FROM vehicle_state WHERE ts IS NOT NULL AND last_seen IS NOT NULL"
-            ).fetchone()[0]
+            one(
+                conn.execute(
+                    "SELECT count(*) FROM vehicle_state WHERE ts IS NOT NULL AND last_seen IS NOT NULL"
+                )
+            )[0]
             == DEVICES
         )
     assert counters["readings_stored"] == n

@@ -364,7 +364,9 @@ def test_flood_of_malformed_messages_every_valid_stored_every_bad_accounted(
         )
     assert count(db_url, "SELECT count(*) FROM readings") == len(valid)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        got = dict(conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall())
+        got: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM ingest_rejections GROUP BY reason").fetchall()
+        )
     want: dict[str, int] = {}
     for _, reason in bad:
         want[reason] = want.get(reason, 0) + 1

@@ -47,7 +47,7 @@ def _imports(tree: ast.Module) -> list[tuple[str, list[str], bool]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             inside.update(id(n) for n in ast.walk(node) if n is not node)
-    out = []
+    out: list[tuple[str, list[str], bool]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.extend((a.name, [], id(node) in inside) for a in node.names)
@@ -97,7 +97,7 @@ def test_no_import_cycle_even_through_deferred_imports() -> None:
 
 
 def test_no_module_imports_or_reads_another_modules_private_names() -> None:
-    found = []
+    found: list[tuple[str, str, str]] = []
     for mod, tree in _modules().items():
         aliases = {}
         for node in ast.walk(tree):

@@ -19,6 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from backoffice.telemetry.service import list_rejections
+from fleetcore.db import one
 from fleetcore.protocol.parse import process_message
 from ingest.batch import Message
 from ingest.staging import ensure_staging, read_counters
@@ -90,7 +91,7 @@ def test_a_future_dated_sample_cannot_freeze_the_state(any_db_url: str, coalesce
                 with conn.transaction():
                     ensure_staging(conn)
                     write_state(conn, pending)
-        s = conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)).fetchone()
+        s = one(conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)))
         assert (s["lat"], s["speed_kmh"], s["ts"]) == (3.0, 30.0, t0 + timedelta(seconds=3))
         assert s["last_seen"] == t0 + timedelta(seconds=4)
         assert count(any_db_url, "SELECT count(*) FROM readings") == 3  # the future sample is stored
@@ -109,7 +110,7 @@ def test_a_future_dated_sample_in_the_same_batch_does_not_win(db_url: str) -> No
                 _tel(v["device_id"], 2, t0 + timedelta(seconds=250), t0 + timedelta(seconds=1), lat=9.0),
             ]
         )
-        s = conn.execute("SELECT lat, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)).fetchone()
+        s = one(conn.execute("SELECT lat, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)))
         assert (s["lat"], s["ts"]) == (1.0, t0)
         w.close()
 

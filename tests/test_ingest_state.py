@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
+from fleetcore.db import Conn, one
 from fleetcore.protocol.parse import process_message
 from ingest.batch import Message
 from ingest.staging import ensure_staging
@@ -61,7 +62,7 @@ def _sample(rng: random.Random, ts: datetime, seq: int) -> dict:
     return body
 
 
-def _states(conn: psycopg.Connection, ids: list[int]) -> list[tuple]:
+def _states(conn: Conn, ids: list[int]) -> list[tuple | None]:
     rows = conn.execute(
         f"SELECT vehicle_id, {', '.join(COMPARED)} FROM vehicle_state WHERE vehicle_id = ANY(%s)", (ids,)
     ).fetchall()
@@ -145,9 +146,11 @@ def test_deferred_batches_leave_the_state_alone_until_the_flush(any_db_url: str)
         pending = PendingState()
         pending.add(st.state_rows)
         assert flusher.commit(pending, threading.Event()) == 1
-        s = conn.execute(
-            "SELECT fuel_pct, ts, last_seen FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
-        ).fetchone()
+        s = one(
+            conn.execute(
+                "SELECT fuel_pct, ts, last_seen FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
+            )
+        )
         assert (s["fuel_pct"], s["ts"], s["last_seen"]) == (42.0, t, now)
         w.close()
         flusher.close()
@@ -218,9 +221,11 @@ def test_a_value_older_than_the_state_is_left_out_even_when_a_newer_sample_moves
             assert flusher.commit(pending, threading.Event()) == 1
         want = (50.0, 20.0, t10 + timedelta(seconds=2))
         for v in (a, b):
-            s = conn.execute(
-                "SELECT fuel_pct, speed_kmh, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
-            ).fetchone()
+            s = one(
+                conn.execute(
+                    "SELECT fuel_pct, speed_kmh, ts FROM vehicle_state WHERE vehicle_id = %s", (v["id"],)
+                )
+            )
             assert (s["fuel_pct"], s["speed_kmh"], s["ts"]) == want, v
         for w in (per_batch, deferred, flusher):
             w.close()

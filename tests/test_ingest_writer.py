@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from fleetcore.protocol.parse import process_message
+from fleetcore.db import Conn, one
+from fleetcore.protocol.parse import Parsed, process_message
 from ingest import writer as writer_module
 from ingest.batch import Message
 from ingest.staging import read_counters
@@ -34,8 +35,8 @@ def _tel(device: str, seq: int, ts: datetime, **fields) -> Message:  # noqa: ANN
     return _msg(device, "telemetry", json.dumps(body).encode())
 
 
-def _state(conn: psycopg.Connection, vehicle_id: int) -> dict:
-    return conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
+def _state(conn: Conn, vehicle_id: int) -> dict:
+    return one(conn.execute("SELECT * FROM vehicle_state WHERE vehicle_id = %s", (vehicle_id,)))
 
 
 def test_late_older_sample_never_overwrites_newer_state(any_db_url: str) -> None:
@@ -71,7 +72,7 @@ def test_late_older_sample_never_overwrites_newer_state(any_db_url: str) -> None
         )
         s = _state(conn, v["id"])
         assert (s["speed_kmh"], s["lat"], s["ts"]) == (70.0, 11.0, t + timedelta(seconds=20))
-        assert conn.execute("SELECT count(*) AS n FROM readings").fetchone()["n"] == 4
+        assert one(conn.execute("SELECT count(*) AS n FROM readings"))["n"] == 4
         w.close()
 
 
@@ -119,9 +120,9 @@ def test_status_sets_online_and_unregistered_device_is_quarantined_then_replayed
         )
         assert (st.quarantined, st.rejected, st.readings_stored) == (2, 1, 0)
         assert (
-            conn.execute(
-                "SELECT count(*) AS n FROM ingest_quarantine WHERE device_id = %s", (ghost,)
-            ).fetchone()["n"]
+            one(conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE device_id = %s", (ghost,)))[
+                "n"
+            ]
             == 2
         )
 
@@ -141,9 +142,9 @@ def test_status_sets_online_and_unregistered_device_is_quarantined_then_replayed
         ).fetchall()
         assert [(r["vehicle_id"], r["seq"]) for r in rows] == [(v2["id"], 1), (v2["id"], 2)]
         assert _state(conn, v2["id"])["lat"] == 5.1
-        pending = conn.execute(
-            "SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"
-        ).fetchone()["n"]
+        pending = one(conn.execute("SELECT count(*) AS n FROM ingest_quarantine WHERE replayed_at IS NULL"))[
+            "n"
+        ]
         assert pending == 0
         c = read_counters(conn)
         assert c["readings_stored"] == 2 and c["quarantine_replayed"] == 2 and c["messages_quarantined"] == 2
@@ -168,13 +169,13 @@ def test_element_rejections_and_events_are_kept(db_url: str) -> None:
             ]
         )
         assert (st.readings_stored, st.events_stored, st.elements_rejected, st.duplicates) == (1, 1, 1, 1)
-        rej = conn.execute("SELECT reason, detail, topic FROM ingest_rejections").fetchone()
+        rej = one(conn.execute("SELECT reason, detail, topic FROM ingest_rejections"))
         assert (
             rej["reason"] == "out_of_range"
             and "element 1" in rej["detail"]
             and rej["topic"].endswith("/telemetry")
         )
-        ev = conn.execute("SELECT type, data, vehicle_id FROM device_events").fetchone()
+        ev = one(conn.execute("SELECT type, data, vehicle_id FROM device_events"))
         assert ev == {"type": "crash", "data": {"peak_g": 6.5}, "vehicle_id": v["id"]}
         w.close()
 
@@ -184,18 +185,19 @@ def test_batch_survives_a_database_refusal_of_one_message(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         v = vehicle(conn)
         good = _tel(v["device_id"], 1, datetime.now(UTC) - timedelta(seconds=5), speed_kmh=1.0)
+        assert isinstance(good.result, Parsed)
         row = list(good.result.readings[0])
         row[3] = 2**70  # does not fit int8: COPY fails for the whole batch
         bad = Message(
             good.topic,
             b"{}",
             good.received_at,
-            type(good.result)(v["device_id"], "telemetry", [tuple(row)], []),
+            Parsed(v["device_id"], "telemetry", [tuple(row)], []),
         )
         w = BatchWriter(db_url)
         st = w.commit([good, bad], threading.Event())
         assert st is not None and st.readings_stored == 1 and st.rejected == 1
-        assert conn.execute("SELECT reason FROM ingest_rejections").fetchone()["reason"] == "write_error"
+        assert one(conn.execute("SELECT reason FROM ingest_rejections"))["reason"] == "write_error"
         w.close()
 
 
@@ -246,7 +248,7 @@ def test_duplicate_in_a_plain_insert_batch_is_redone_with_dedupe_and_counted(any
         )
         assert (st.readings_stored, st.duplicates) == (2, 1)
         assert w._dedupe_batches == writer_module.DEDUPE_BATCHES
-        assert conn.execute("SELECT count(*) AS n FROM readings").fetchone()["n"] == 3
+        assert one(conn.execute("SELECT count(*) AS n FROM readings"))["n"] == 3
         counters = read_counters(conn)
         assert counters["readings_stored"] == 3 and counters["duplicates_skipped"] == 1
         # each message was counted once, although its batch ran twice
@@ -290,9 +292,7 @@ def test_concurrent_batches_lock_vehicle_state_in_one_order(db_url: str) -> None
         # wait until the batch is blocked on vehicle 2's row lock
         pid = w.conn.info.backend_pid if w.conn else None
         for _ in range(200):
-            waiting = conn.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone()
+            waiting = one(conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)))
             if waiting and waiting["wait_event_type"] == "Lock":
                 break
             threading.Event().wait(0.02)
@@ -307,5 +307,5 @@ def test_concurrent_batches_lock_vehicle_state_in_one_order(db_url: str) -> None
         th.join(30)
         assert not errors, errors
         assert [_state(conn, v["id"])["speed_kmh"] for v in (v1, v2, v3)] == [2.0, 1.0, 2.0]
-        assert conn.execute("SELECT count(*) AS n FROM device_events").fetchone()["n"] == 1
+        assert one(conn.execute("SELECT count(*) AS n FROM device_events"))["n"] == 1
         w.close()

@@ -1,19 +1,21 @@
 import psycopg
 import pytest
 
-from fleetcore.db import list_migrations, migrate, uses_timescale
+from fleetcore.db import list_migrations, migrate, one, uses_timescale
 from fleetcore.settings import Settings
 
 
 def test_template_engines(templates, any_db_url):
     with psycopg.connect(any_db_url) as conn:
         ts = uses_timescale(conn)
-        is_hyper = conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'readings'").fetchone()[0]
+        is_hyper = one(conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'readings'"))[0]
         assert is_hyper == 1
         if "timescale" in conn.info.dbname or ts:
-            n = conn.execute(
-                "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name IN ('readings', 'device_events')"
-            ).fetchone()[0]
+            n = one(
+                conn.execute(
+                    "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name IN ('readings', 'device_events')"
+                )
+            )[0]
             assert n == 2
 
 
@@ -44,5 +46,5 @@ def test_timescale_default_time_index_dropped_on_migrate(db_url):
         conn.execute("CREATE INDEX readings_ts_idx ON readings (ts DESC)")
     migrate(db_url, Settings(environment="test", timescale="on"))
     with psycopg.connect(db_url) as conn:
-        n = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_ts_idx'").fetchone()[0]
+        n = one(conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_ts_idx'"))[0]
     assert n == 0

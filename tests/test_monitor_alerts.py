@@ -9,7 +9,7 @@ import json
 import psycopg
 import pytest
 
-from fleetcore.db import connect
+from fleetcore.db import connect, one
 from fleetcore.errors import Conflict, Invalid, NotFound
 from monitor import service
 from tests import factories
@@ -41,10 +41,7 @@ def test_repeats_update_one_active_alert_and_escalate(conn):
     assert state(conn, v["id"]) == {"health": "critical", "rentable": False, "open_alerts": 1}
     # Other kinds are separate alerts.
     service.raise_(conn, vehicle_id=v["id"], kind="low_fuel", severity="low", ts=T0, message="fuel 8 %")
-    assert (
-        conn.execute("SELECT count(*) AS n FROM alerts WHERE vehicle_id = %s", (v["id"],)).fetchone()["n"]
-        == 2
-    )
+    assert one(conn.execute("SELECT count(*) AS n FROM alerts WHERE vehicle_id = %s", (v["id"],)))["n"] == 2
 
 
 def test_evidence_is_capped(conn):

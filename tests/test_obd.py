@@ -159,7 +159,9 @@ def test_encode_standard_examples() -> None:
 )
 def test_round_trip(pid: int, value: float, tolerance: float) -> None:
     fields = decode_frames([encode_pid(pid, value)])
-    assert fields[PIDS[pid].field] == pytest.approx(value, abs=tolerance + 1e-9)
+    column = PIDS[pid].field
+    assert column is not None
+    assert fields[column] == pytest.approx(value, abs=tolerance + 1e-9)
 
 
 def test_round_trip_dtcs() -> None:

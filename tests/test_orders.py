@@ -7,6 +7,7 @@ import datetime as dt
 import psycopg
 import pytest
 
+from fleetcore.db import one
 from tests import factories
 from tests.test_orders_helpers import create_customer, create_order, future, next_weekday, token
 
@@ -63,9 +64,7 @@ def test_intake_quote_and_validation(staff, conn):
     ).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == o["id"]
     assert client.get("/api/v1/orders", params={"status": "weird"}, headers=cs).status_code == 422
-    assert (
-        conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.create'").fetchone()["n"] == 1
-    )
+    assert one(conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.create'"))["n"] == 1
 
 
 QUALIFICATION_CASES = [
@@ -102,7 +101,7 @@ def test_confirm_names_the_failed_qualification_rule(staff, conn):
         err = r.json()["error"]
         assert err["details"]["rule"] == rule and rule in err["message"], (rule, err)
         assert client.get(f"/api/v1/orders/{o['id']}", headers=cs).json()["status"] == "pending"
-    assert conn.execute("SELECT count(*) AS n FROM vehicle_assignments").fetchone()["n"] == 0
+    assert one(conn.execute("SELECT count(*) AS n FROM vehicle_assignments"))["n"] == 0
 
 
 def test_22_year_old_may_rent_compact_but_not_premium(staff, conn):
@@ -202,14 +201,16 @@ def test_patch_reprices_rereserves_and_keeps_history(staff, conn):
     after = r.json()
     # 3 weekday days × 119 + one-way 99
     assert after["quoted_net"] == "456.00" and after["status"] == "confirmed"
-    premium_id = conn.execute(
-        "SELECT id FROM vehicles WHERE class = 'premium' AND home_station_id = %s", (s["id"],)
-    ).fetchone()["id"]
+    premium_id = one(
+        conn.execute("SELECT id FROM vehicles WHERE class = 'premium' AND home_station_id = %s", (s["id"],))
+    )["id"]
     assert after["reserved_vehicle_id"] == premium_id
-    live = conn.execute(
-        "SELECT count(*) AS n FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
-        (o["id"],),
-    ).fetchone()["n"]
+    live = one(
+        conn.execute(
+            "SELECT count(*) AS n FROM vehicle_assignments WHERE order_id = %s AND released_at IS NULL",
+            (o["id"],),
+        )
+    )["n"]
     assert live == 1
 
     # a change that cannot be served (no van there) is refused and leaves the order as it was
@@ -270,9 +271,7 @@ def test_cancellation_fees(staff, conn):
     assert r.status_code == 200 and r.json()["order"]["status"] == "no_show"
     assert r.json()["cancellation_fee"] == ns["quote"]["first_day_price"]
     # cancelled holds are released: the cars can be booked again
-    held = conn.execute("SELECT count(*) AS n FROM vehicle_assignments WHERE released_at IS NULL").fetchone()[
-        "n"
-    ]
+    held = one(conn.execute("SELECT count(*) AS n FROM vehicle_assignments WHERE released_at IS NULL"))["n"]
     assert held == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fleetcore.db import one
 from fleetcore.geo import haversine_km
 from tests import factories
 from tests.test_orders_helpers import create_customer, create_order, future, set_state
@@ -71,12 +72,9 @@ def test_assign_picks_healthy_fuelled_least_worn_vehicle(staff, conn):
     ).fetchone()
     assert live["vehicle_id"] == best["id"]
     assert (
-        conn.execute("SELECT status FROM vehicles WHERE id = %s", (best["id"],)).fetchone()["status"]
-        == "reserved"
+        one(conn.execute("SELECT status FROM vehicles WHERE id = %s", (best["id"],)))["status"] == "reserved"
     )
-    assert (
-        conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.assign'").fetchone()["n"] == 1
-    )
+    assert one(conn.execute("SELECT count(*) AS n FROM audit_log WHERE action = 'order.assign'"))["n"] == 1
 
     # a named vehicle that is not fit is refused with the reason
     r = client.post(f"/api/v1/orders/{o['id']}/assign", headers=disp, json={"vin": alerting["vin"]})
@@ -155,9 +153,7 @@ def test_pickup_needs_telemetry_state(staff, conn):
     r = client.post(f"/api/v1/orders/{o['id']}/pickup", headers=disp)
     assert r.status_code == 200
     assert r.json()["pickup_odometer_km"] == 1234.5 and r.json()["pickup_fuel_pct"] == 77.0
-    assert (
-        conn.execute("SELECT status FROM vehicles WHERE id = %s", (v["id"],)).fetchone()["status"] == "rented"
-    )
+    assert one(conn.execute("SELECT status FROM vehicles WHERE id = %s", (v["id"],)))["status"] == "rented"
 
 
 def test_early_pickup_stretches_the_hold_unless_another_booking_has_the_car(staff, conn):
@@ -209,8 +205,7 @@ def test_patch_of_assigned_order_keeps_or_drops_the_dispatched_car(staff, conn):
     assert moved["status"] == "confirmed" and moved["vehicle_id"] is None  # dispatch again
     assert moved["reserved_vehicle_id"] == v2["id"]
     assert (
-        conn.execute("SELECT status FROM vehicles WHERE id = %s", (v1["id"],)).fetchone()["status"]
-        == "available"
+        one(conn.execute("SELECT status FROM vehicles WHERE id = %s", (v1["id"],)))["status"] == "available"
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 
-import psycopg
 from fastapi.testclient import TestClient
 
 from fleetapp.api import create_app
+from fleetcore.db import Conn
 from tests import factories
 
 UTC = dt.UTC
@@ -21,7 +21,7 @@ def api(settings):
         yield client
 
 
-def token(client: TestClient, conn: psycopg.Connection, role: str) -> dict:
+def token(client: TestClient, conn: Conn, role: str) -> dict:
     """Authorization headers for a fresh user with `role`."""
     u = factories.user(conn, role=role)
     r = client.post("/api/v1/auth/token", data={"username": u["username"], "password": u["password"]})
@@ -98,7 +98,7 @@ def create_order(
 
 
 def set_state(
-    conn: psycopg.Connection,
+    conn: Conn,
     vehicle_id: int,
     *,
     odometer_km: float | None,

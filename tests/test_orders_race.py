@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from backoffice.orders import service as orders
-from fleetcore.db import connect
+from fleetcore.db import connect, one
 from fleetcore.errors import Conflict
 from tests import factories
 from tests.test_orders_helpers import api, create_customer, create_order, future, token
@@ -53,7 +53,7 @@ def _assert_one_hold_per_vehicle(conn) -> None:
             GROUP BY a.vehicle_id"""
     ).fetchall()
     assert rows and all(r["n"] == 1 for r in rows)
-    assert conn.execute("SELECT count(*) AS n FROM orders WHERE status = 'confirmed'").fetchone()["n"] == 2
+    assert one(conn.execute("SELECT count(*) AS n FROM orders WHERE status = 'confirmed'"))["n"] == 2
 
 
 def test_ten_concurrent_api_confirmations_for_the_last_car(settings, conn):

@@ -78,6 +78,7 @@ def sample(**fields: Any) -> dict:
 )
 def test_bad_topic(topic: str) -> None:
     result = process_message(ROOT, topic, b"{}", now=NOW)
+    assert isinstance(result, Rejection)
     assert result == Rejection(None, "bad_topic", result.detail)
 
 
@@ -333,7 +334,9 @@ def test_payload_types_bytearray_and_memoryview() -> None:
 
 
 def test_array_upload_keeps_order_and_good_elements() -> None:
-    elements = [{"ts": NOW_MS - 3000 + i * 1000, "seq": 10 + i, "speed_kmh": 10.0 * i} for i in range(3)]
+    elements: list[Any] = [
+        {"ts": NOW_MS - 3000 + i * 1000, "seq": 10 + i, "speed_kmh": 10.0 * i} for i in range(3)
+    ]
     elements.insert(1, {"ts": NOW_MS, "seq": 99, "speed_kmh": 999})
     elements.append("junk")
     parsed = ok("telemetry", elements)

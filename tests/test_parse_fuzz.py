@@ -64,7 +64,7 @@ field_names = st.sampled_from(
 hex_frame = st.one_of(
     st.sampled_from(list(PIDS)).flatmap(
         lambda pid: st.binary(min_size=0, max_size=PIDS[pid].nbytes + 2).map(
-            lambda b, pid=pid: bytes([0x41, pid]) + b
+            lambda b, pid=pid: bytes([0x41, pid]) + b  # type: ignore[misc]
         )
     ),
     st.binary(min_size=0, max_size=12),

@@ -59,7 +59,7 @@ def _iter_routes(app: FastAPI):
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older FastAPI: app.routes is already flat
         for r in app.routes:
-            yield r, r.path
+            yield r, getattr(r, "path", "")
         return
     for rc in iter_route_contexts(app.routes):
         yield rc, rc.path

@@ -7,6 +7,7 @@ import math
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,7 +239,7 @@ def test_ignition_cycles_and_parked_periods(normal_hour: Run) -> None:
 
 # ---------------------------------------------------------------------------------------------- faults
 
-QUICK_FAULTS = {
+QUICK_FAULTS: dict[str, Any] = {
     "name": "quick",
     "faults": [
         {"kind": "crash", "vehicle": 0, "start_s": 300, "params": {"peak_g": 4.0}},

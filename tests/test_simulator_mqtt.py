@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetapp.cli import main as fleet_main
 from fleetapp.seed import seed_registry
+from fleetcore.db import Conn, one
 from fleetcore.protocol.parse import Parsed, process_message
 from fleetcore.settings import Settings
 from simulators.runner import Simulation, run
@@ -192,12 +192,12 @@ def test_shared_connection_mode_publishes_for_every_device(settings: Settings, l
     assert len({d for k in ("telemetry", "obd", "nmea") for d in listener.by_device(k)}) == 4
 
 
-def test_seed_registry_is_idempotent(conn: psycopg.Connection) -> None:
+def test_seed_registry_is_idempotent(conn: Conn) -> None:
     rows = seed_registry(conn, vehicles=25, seed=1)
     again = seed_registry(conn, vehicles=25, seed=99)
     assert [r["vin"] for r in rows] == [r["vin"] for r in again]
-    assert conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 25
-    assert conn.execute("SELECT count(*) AS n FROM stations").fetchone()["n"] == 12
+    assert one(conn.execute("SELECT count(*) AS n FROM vehicles"))["n"] == 25
+    assert one(conn.execute("SELECT count(*) AS n FROM stations"))["n"] == 12
     installs = conn.execute(
         "SELECT di.device_id, d.protocol, v.status FROM device_installs di JOIN devices d USING (device_id) "
         "JOIN vehicles v ON v.id = di.vehicle_id WHERE di.removed_at IS NULL ORDER BY di.device_id"
@@ -208,7 +208,7 @@ def test_seed_registry_is_idempotent(conn: psycopg.Connection) -> None:
     scenario = {"faults": [{"kind": "unauthorized_movement", "vehicle": 0, "start_s": 60}]}
     seed_registry(conn, vehicles=25, seed=1, scenario=scenario)
     assert (
-        conn.execute("SELECT status FROM vehicles WHERE vin = %s", (rows[0]["vin"],)).fetchone()["status"]
+        one(conn.execute("SELECT status FROM vehicles WHERE vin = %s", (rows[0]["vin"],)))["status"]
         == "available"
     )
 

@@ -8,14 +8,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-# German standard VAT rate, § 12 (1) UStG.
+# German standard VAT rate, § 12 (1) UStG: what quotes show. Invoices take the rate in force on their date from the
+# company profile (backoffice.finance.profiles).
 VAT_RATE = Decimal("0.19")
 CENT = Decimal("0.01")
 PaymentMethod = Literal["card", "cash", "bank_transfer", "paypal"]
 
 
 def money(x: Decimal | float | int | str) -> Decimal:
-    """Round to cents, half up (commercial rounding)."""
+    """Round to cents, half up (commercial rounding): the money rule of profiles.money for two-decimal currencies."""
     return Decimal(str(x)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
@@ -26,6 +27,21 @@ class PaymentIn(BaseModel):
     method: PaymentMethod
     reference: str = Field(default="", max_length=200)
     paid_at: AwareDatetime | None = None
+
+
+class CreditNoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2, description="gross amount credited")
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    method: Literal["card", "cash", "bank_transfer", "paypal"]
+    reference: str = Field(default="", max_length=200)
 
 
 class VoidIn(BaseModel):
@@ -41,6 +57,28 @@ class InvoiceLineOut(BaseModel):
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal
+    tax_category: str | None = None
+    vat_rate: Decimal | None = None
+
+
+class CreditNoteOut(BaseModel):
+    id: int
+    number: str
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+    reason: str
+    issued_at: dt.datetime
+    issued_by: str
+
+
+class RefundOut(BaseModel):
+    id: int
+    amount: Decimal
+    method: str
+    reference: str
+    refunded_at: dt.datetime
+    recorded_by: str
 
 
 class PaymentOut(BaseModel):
@@ -59,10 +97,10 @@ class InvoiceOut(BaseModel):
     number: str
     order_id: int
     customer_id: int
-    kind: Literal["rental", "cancellation"]
+    kind: Literal["rental", "cancellation", "damage"]
     currency: str
     net: Decimal
-    vat_rate: Decimal
+    vat_rate: Decimal | None = Field(description="None when the lines carry different rates (see each line)")
     vat: Decimal
     gross: Decimal
     status: Literal["open", "paid", "void"]
@@ -73,7 +111,15 @@ class InvoiceOut(BaseModel):
     lines: list[InvoiceLineOut] | None = None
     payments: list[PaymentOut] | None = None
     paid: Decimal | None = None
-    balance: Decimal | None = None
+    credited: Decimal | None = None
+    refunded: Decimal | None = None
+    credit_notes: list[CreditNoteOut] | None = None
+    refunds: list[RefundOut] | None = None
+    balance: Decimal | None = Field(
+        default=None, description="owed by the customer; negative: owed to the customer"
+    )
+    vehicle_id: int | None = None
+    station_id: int | None = None
 
 
 class InvoicePage(BaseModel):
@@ -106,3 +152,13 @@ class RevenueOut(BaseModel):
     net_by_line_code: dict[str, Decimal]
     payments: int
     collected: Decimal
+
+
+class CreditNoteResult(BaseModel):
+    credit_note: CreditNoteOut
+    invoice: InvoiceOut
+
+
+class RefundResult(BaseModel):
+    refund: RefundOut
+    invoice: InvoiceOut

@@ -5,10 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 
-from backoffice.finance import service
-from backoffice.finance.models import InvoiceOut, InvoicePage, PaymentIn, PaymentResult, RevenueOut, VoidIn
+from backoffice.finance import service, views_ledger, views_reports
+from backoffice.finance.models import (
+    CreditNoteIn,
+    CreditNoteResult,
+    InvoiceOut,
+    InvoicePage,
+    PaymentIn,
+    PaymentResult,
+    RefundIn,
+    RefundResult,
+    RevenueOut,
+    VoidIn,
+)
 from backoffice.orders import rental
 from fleetcore.api.deps import ConnDep, require_roles
 from fleetcore.api.errors import ERROR_RESPONSES
@@ -48,8 +59,15 @@ def get_invoice(invoice_id: int, user: InvoiceReader, conn: ConnDep) -> dict:
 
 
 @router.post("/invoices/{invoice_id}/payments", status_code=201, response_model=PaymentResult)
-def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) -> dict:
-    """Record a payment; paying a rental invoice in full completes and archives its order."""
+def add_payment(
+    invoice_id: int,
+    body: PaymentIn,
+    user: Finance,
+    conn: ConnDep,
+    idempotency_key: Annotated[str | None, Header(min_length=8, max_length=100)] = None,
+) -> dict:
+    """Record a payment (booked bank/cash against receivables); paying a rental invoice in full completes and
+    archives its order. With an `Idempotency-Key` header a retried request records the payment once."""
     payment, invoice = service.record_payment(
         conn,
         invoice_id=invoice_id,
@@ -58,6 +76,7 @@ def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) 
         reference=body.reference,
         paid_at=body.paid_at,
         actor=user,
+        idempotency_key=idempotency_key,
     )
     archived = rental.complete_if_paid(conn, invoice=invoice, actor=user)
     return to_json({"payment": payment, "invoice": invoice, "archived": archived})
@@ -67,6 +86,31 @@ def add_payment(invoice_id: int, body: PaymentIn, user: Finance, conn: ConnDep) 
 def void_invoice(invoice_id: int, body: VoidIn, user: Finance, conn: ConnDep) -> dict:
     """Void an open invoice that has no payments."""
     return to_json(service.void_invoice(conn, invoice_id=invoice_id, reason=body.reason, actor=user))
+
+
+@router.post("/invoices/{invoice_id}/credit-notes", status_code=201, response_model=CreditNoteResult)
+def credit_note(invoice_id: int, body: CreditNoteIn, user: Finance, conn: ConnDep) -> dict:
+    """Credit part or all of an invoice (gross); VAT credited in proportion; a paid invoice then owes a refund."""
+    return to_json(
+        service.issue_credit_note(
+            conn, invoice_id=invoice_id, amount=body.amount, reason=body.reason, actor=user
+        )
+    )
+
+
+@router.post("/invoices/{invoice_id}/refunds", status_code=201, response_model=RefundResult)
+def refund(invoice_id: int, body: RefundIn, user: Finance, conn: ConnDep) -> dict:
+    """Pay back what the customer is owed on an invoice (at most the negative balance)."""
+    return to_json(
+        service.refund(
+            conn,
+            invoice_id=invoice_id,
+            amount=body.amount,
+            method=body.method,
+            reference=body.reference,
+            actor=user,
+        )
+    )
 
 
 @router.get("/revenue", response_model=RevenueOut)
@@ -81,3 +125,9 @@ def revenue(
         if t.tzinfo is None:
             raise Invalid("from/to need a UTC offset, e.g. 2027-01-01T00:00:00Z")
     return to_json(service.revenue(conn, start=start, end=end))
+
+
+# The ledger's routes (and the reports'), declared on routers of the same prefix in their own modules, join this
+# one: one finance router in the app (whose route list the composition root documents the roles of).
+for _sub in (views_ledger.router, views_reports.router):
+    router.routes.extend(_sub.routes)

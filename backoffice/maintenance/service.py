@@ -16,6 +16,7 @@ from backoffice.maintenance.models import MAINTENANCE_KINDS
 from backoffice.procurement import service as procurement
 from backoffice.telemetry import service as telemetry
 from backoffice.vehicles import service as vehicles
+from fleetcore import events
 from fleetcore.audit import audit
 from fleetcore.db import Conn, like_contains, one, update_columns
 from fleetcore.errors import Conflict, Invalid, NotFound
@@ -255,4 +256,6 @@ def close(
         vehicles.record_service(conn, vehicle_id=before["vehicle_id"], at=closed_at, odometer_km=odo)
     after = get_or_raise(conn, record_id=record_id)
     _audit(conn, actor, "close", record_id, before, after)
+    # Listeners (finance books parts and labour) run in this transaction: the cost stands if the close does.
+    events.emit(conn, "maintenance.work_order_closed", record=after, actor=actor)
     return after

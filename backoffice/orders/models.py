@@ -73,6 +73,31 @@ class ReturnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     return_station: StationCode
+    deposit: Literal["apply", "release"] = Field(
+        default="apply",
+        description="a deposit pays the rental invoice first (apply) or goes back in full (release)",
+    )
+
+
+class PickupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deposit: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    deposit_method: Literal["card", "cash", "bank_transfer", "paypal"] = "card"
+
+
+class DamageChargeItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: int = Field(gt=0)
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    description: str = Field(default="", max_length=200)
+
+
+class DamageChargeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    charges: list[DamageChargeItem] = Field(min_length=1, max_length=50)
 
 
 class RateIn(BaseModel):
@@ -193,9 +218,22 @@ class CancelOut(BaseModel):
     invoice: InvoiceOut | None
 
 
+class DepositOut(BaseModel):
+    id: int
+    order_id: int
+    amount: Decimal
+    method: str
+    status: str
+    applied: Decimal
+    released: Decimal
+    held_at: dt.datetime
+    settled_at: dt.datetime | None
+
+
 class ReturnOut(BaseModel):
     order: OrderOut
     invoice: InvoiceOut
+    deposit: DepositOut | None = None
 
 
 class Rejection(BaseModel):

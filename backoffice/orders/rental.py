@@ -6,6 +6,8 @@ through backoffice.vehicles; invoices are issued by backoffice.finance.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -45,8 +47,18 @@ def open_critical_alerts(conn: Conn, *, vehicle_id: int) -> list[dict]:
     ).fetchall()
 
 
-def pickup(conn: Conn, *, order_id: int, actor: dict) -> dict:
-    """Assigned → active: odometer and fuel from the vehicle's telemetry state; the vehicle becomes rented."""
+def pickup(
+    conn: Conn,
+    *,
+    order_id: int,
+    actor: dict,
+    deposit: Decimal | None = None,
+    deposit_method: str = "card",
+) -> dict:
+    """Assigned → active: odometer and fuel from the vehicle's telemetry state; the vehicle becomes rented.
+
+    With `deposit`, the customer's deposit is taken and booked (backoffice.finance) in the same transaction.
+    """
     before = get_or_raise(conn, order_id=order_id, for_update=True)
     if before["status"] != "assigned":
         raise Conflict(f"order {order_id} is {before['status']}; assign a vehicle before pickup")
@@ -78,6 +90,17 @@ def pickup(conn: Conn, *, order_id: int, actor: dict) -> dict:
         actor=actor,
         note=f"picked up for order {order_id}",
     )
+    if deposit:
+        finance.hold_deposit(
+            conn,
+            order_id=order_id,
+            customer_id=before["customer_id"],
+            amount=deposit,
+            method=deposit_method,
+            vehicle_id=before["vehicle_id"],
+            station_id=before["pickup_station_id"],
+            actor=actor,
+        )
     after = get_or_raise(conn, order_id=order_id)
     record(
         conn,
@@ -107,8 +130,14 @@ def pickup(conn: Conn, *, order_id: int, actor: dict) -> dict:
     return after
 
 
-def return_(conn: Conn, *, order_id: int, return_station: str, actor: dict) -> tuple[dict, dict]:
-    """Active → returned: readings from telemetry, charges, crash alerts as damage check; (order, invoice)."""
+def return_(
+    conn: Conn, *, order_id: int, return_station: str, actor: dict, deposit: str = "apply"
+) -> tuple[dict, dict]:
+    """Active → returned: readings from telemetry, charges, crash alerts as damage check; (order, invoice).
+
+    A deposit taken at pickup is applied to the rental invoice (`deposit="apply"`, the rest released) or released
+    in full (`"release"`); an invoice the deposit pays in full completes and archives the order.
+    """
     before = get_or_raise(conn, order_id=order_id, for_update=True)
     if before["status"] != "active":
         raise Conflict(f"order {order_id} is {before['status']}; only active rentals can be returned")
@@ -173,7 +202,14 @@ def return_(conn: Conn, *, order_id: int, return_station: str, actor: dict) -> t
         kind="rental",
         lines=charges["lines"],
         currency=before["quote"].get("currency", "EUR"),
+        vehicle_id=vid,
+        station_id=before["pickup_station_id"],
+        actor=actor,
     )
+    if finance.settle_deposit(
+        conn, order_id=order_id, invoice_id=invoice["id"], apply=deposit == "apply", actor=actor
+    ):
+        invoice = finance.get_invoice_or_raise(conn, invoice_id=invoice["id"])
     after = get_or_raise(conn, order_id=order_id)
     record(
         conn,
@@ -204,6 +240,8 @@ def return_(conn: Conn, *, order_id: int, return_station: str, actor: dict) -> t
             "invoice": invoice["number"],
         },
     )
+    if complete_if_paid(conn, invoice=invoice, actor=actor):  # the deposit paid it in full
+        after = get_or_raise(conn, order_id=order_id)
     return after, invoice
 
 

@@ -138,6 +138,25 @@ def history(conn: Conn, *, order_id: int) -> list[dict]:
     return conn.execute("SELECT * FROM order_changes WHERE order_id = %s ORDER BY id", (order_id,)).fetchall()
 
 
+def expected_receipts(conn: Conn, *, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Money expected from booked rentals returning in [start, end): the quoted gross on the return day (for the
+    finance cash forecast; a rental is invoiced and usually paid at return)."""
+    rows = conn.execute(
+        """SELECT id AS order_id, return_at, (quote ->> 'gross')::numeric(12, 2) AS amount FROM orders
+            WHERE status IN ('confirmed', 'assigned', 'active') AND return_at >= %s AND return_at < %s
+            ORDER BY return_at""",
+        (start, end),
+    ).fetchall()
+    return [
+        {
+            "order_id": r["order_id"],
+            "date": r["return_at"].astimezone(pricing.BUSINESS_TZ).date(),
+            "amount": r["amount"],
+        }
+        for r in rows
+    ]
+
+
 def db_now(conn: Conn) -> dt.datetime:
     """The database's transaction time (every rule compares against the same clock)."""
     return one(conn.execute("SELECT now() AS now"))["now"]
@@ -427,6 +446,9 @@ def cancel(conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict
             customer_id=before["customer_id"],
             kind="cancellation",
             lines=[pricing.line(status, desc, 1, fee)],
+            vehicle_id=before["vehicle_id"] or before["reserved_vehicle_id"],
+            station_id=before["pickup_station_id"],
+            actor=actor,
         )
     after = get_or_raise(conn, order_id=order_id)
     record(

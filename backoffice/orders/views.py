@@ -9,7 +9,9 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from backoffice.orders import dispatch, rates, rental, service
+from backoffice.finance import service as finance
+from backoffice.finance.models import InvoiceOut
+from backoffice.orders import damage, dispatch, rates, rental, service
 from backoffice.orders.models import (
     ORDER_STATUSES,
     ArchiveOut,
@@ -18,10 +20,12 @@ from backoffice.orders.models import (
     CancelIn,
     CancelOut,
     ChangeOut,
+    DamageChargeIn,
     OrderIn,
     OrderOut,
     OrderPage,
     OrderPatch,
+    PickupIn,
     RateIn,
     RateOut,
     ReturnIn,
@@ -41,6 +45,7 @@ Reader = Annotated[dict, Depends(require_roles("customer_service", "dispatcher",
 ArchiveReader = Annotated[dict, Depends(require_roles("customer_service", "finance"))]
 Staff = Annotated[dict, Depends(require_roles(*ALL_ROLES))]
 Admin = Annotated[dict, Depends(require_roles("admin"))]
+DamageBiller = Annotated[dict, Depends(require_roles("dispatcher", "finance"))]
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
@@ -134,16 +139,36 @@ def assign_order(
 
 
 @router.post("/orders/{order_id}/pickup", response_model=OrderOut)
-def pickup_order(order_id: int, user: Dispatcher, conn: ConnDep) -> dict:
-    """Hand over: odometer and fuel come from the vehicle's telemetry state (409 without one)."""
-    return to_json(rental.pickup(conn, order_id=order_id, actor=user))
+def pickup_order(
+    order_id: int, user: Dispatcher, conn: ConnDep, body: Annotated[PickupIn | None, Body()] = None
+) -> dict:
+    """Hand over: odometer and fuel come from the vehicle's telemetry state (409 without one); optional deposit."""
+    body = body or PickupIn()
+    return to_json(
+        rental.pickup(
+            conn, order_id=order_id, actor=user, deposit=body.deposit, deposit_method=body.deposit_method
+        )
+    )
 
 
 @router.post("/orders/{order_id}/return", response_model=ReturnOut)
 def return_order(order_id: int, body: ReturnIn, user: Dispatcher, conn: ConnDep) -> dict:
-    """Take back: readings from telemetry → charges and invoice; crash alerts attached as damage check."""
-    after, invoice = rental.return_(conn, order_id=order_id, return_station=body.return_station, actor=user)
-    return to_json({"order": after, "invoice": invoice})
+    """Take back: readings from telemetry → charges and invoice; crash alerts attached as damage check; the
+    deposit applied to the invoice or released."""
+    after, invoice = rental.return_(
+        conn, order_id=order_id, return_station=body.return_station, actor=user, deposit=body.deposit
+    )
+    return to_json(
+        {"order": after, "invoice": invoice, "deposit": finance.get_deposit(conn, order_id=order_id)}
+    )
+
+
+@router.post("/orders/{order_id}/damage-charge", status_code=201, response_model=InvoiceOut)
+def damage_charge(order_id: int, body: DamageChargeIn, user: DamageBiller, conn: ConnDep) -> dict:
+    """Bill damage from the rental's crash alerts (found at return) to the customer: a damage invoice."""
+    return to_json(
+        damage.charge(conn, order_id=order_id, charges=[c.model_dump() for c in body.charges], actor=user)
+    )
 
 
 @router.get("/orders/{order_id}/archive", response_model=ArchiveOut)

@@ -11,6 +11,7 @@ from typing import Any
 
 from backoffice.stations import service as stations
 from backoffice.vehicles import service as vehicles
+from fleetcore import events
 from fleetcore.audit import audit
 from fleetcore.contract import DEVICE_ID_RE
 from fleetcore.db import Conn, like_contains, one, update_columns
@@ -240,6 +241,8 @@ def deliver(
     )
     after = get_or_raise(conn, procurement_id=procurement_id)
     _audit(conn, actor, "deliver", procurement_id, before, after)
+    # Listeners (finance capitalises the vehicle against the supplier's bill) run in this transaction.
+    events.emit(conn, "procurement.delivered", procurement=after, vehicle=vehicle, actor=actor)
     return after, vehicle
 
 

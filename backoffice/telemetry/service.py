@@ -130,6 +130,22 @@ def list_rejections(
     return out
 
 
+def usage(conn: Conn, *, start: dt.datetime, end: dt.datetime) -> dict[int, dict]:
+    """Distance (km) and engine hours per vehicle in [start, end): the spread of the odometer and hour-meter
+    readings inside the window (both counters only grow; a window without two readings gives zero)."""
+    return {
+        r["vehicle_id"]: r
+        for r in conn.execute(
+            """SELECT vehicle_id,
+                      coalesce(max(odometer_km) - min(odometer_km), 0)::numeric(12, 1) AS km,
+                      coalesce(max(engine_hours) - min(engine_hours), 0)::numeric(10, 1) AS engine_hours,
+                      count(*) AS readings
+                 FROM readings WHERE ts >= %s AND ts < %s GROUP BY vehicle_id""",
+            (start, end),
+        )
+    }
+
+
 # Positions for the live map: one row per vehicle, as parallel arrays (the console applies 5,000 of these a
 # second; arrays keep the answer about 40 bytes per vehicle). Coordinates to 5 decimals (~1 m).
 POSITION_COLUMNS = """array_agg(vehicle_id ORDER BY vehicle_id) AS id,
