@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-kb lint score clean fuzz
+.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console console console-check bench-kb lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,19 @@ bench-api: setup services
 # Knowledge-base search methods compared on the bilingual fixture set: bench/kb_search.md
 bench-kb: setup services
 	$(PY) -m bench.kb_search
+
+# The dispatcher console (console/ → backoffice/console/static, committed): base map from the city model, then the
+# bundle. `console-check` rebuilds from the lockfile and fails if the committed bundle differs.
+console: setup
+	$(PY) -m backoffice.console.basemap
+	cd console && npm ci --no-audit --no-fund && npm run build
+
+console-check: console
+	git diff --exit-code -- backoffice/console/static
+
+# 5,000 vehicles at 1 Hz in headless Chromium for 10 minutes: bench/console_results.md
+bench-console: setup services
+	$(PY) -m bench.console
 
 # Statements over 1,000,000 journal lines: bench/finance_statements.md
 bench-finance: setup services

@@ -12,6 +12,7 @@ from backoffice.admin import views as admin_views
 from backoffice.auth import service as auth_service
 from backoffice.auth import views as auth_views
 from backoffice.broker import views as broker_views
+from backoffice.console import views as console_views
 from backoffice.customers import views as customers_views
 from backoffice.devices import views as devices_views
 from backoffice.finance import views as finance_views
@@ -59,6 +60,7 @@ ROUTERS = (
     support_views.router,
     admin_views.router,
     monitor_views.router,
+    console_views.router,
 )
 
 
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _document_roles(router.routes)
         app.include_router(router)
     monitor_views.setup(app)
+    console_views.setup(app)
     return app
 
 

@@ -32,7 +32,9 @@ from fleetcore.runtime import stop_on_signals
 from fleetcore.settings import Settings, get_settings, secret_problem
 from ingest.consumer import run as ingest_run
 from monitor.worker import run as monitor_run
+from simulators.incidents import incident_scenario
 from simulators.runner import run as simulate
+from simulators.scenario import Scenario
 
 log = logging.getLogger("fleet.demo")
 
@@ -44,6 +46,12 @@ DEFAULT_WARMUP_S = 900.0
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = ".fleet"  # relative to the working directory; gitignored in this repository
 STATUS_EVERY_S = 2.0
+# Incidents injected through the simulator's fault scenarios (simulators/incidents.py): the first, a crash, is armed
+# this long after the start and raises its alert as soon as one of its candidate cars drives at 30 km/h; then one
+# incident every DEFAULT_INCIDENT_EVERY_S, for INCIDENT_HOURS.
+FIRST_INCIDENT_S = 10.0
+DEFAULT_INCIDENT_EVERY_S = 180.0
+INCIDENT_HOURS = 8
 API_START_TIMEOUT_S = 30.0
 JOIN_TIMEOUT_S = 10.0  # per part; a worker that holds a batch flushes it well within this
 ADMIN_USERNAME = "admin"
@@ -71,6 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"API port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--incidents-every",
+        type=float,
+        default=DEFAULT_INCIDENT_EVERY_S,
+        help="inject an incident (crash, unauthorised movement, overheating, failing battery) every this many "
+        f"seconds, the first {FIRST_INCIDENT_S:.0f} s after the start; 0: none (default {DEFAULT_INCIDENT_EVERY_S:.0f})",
     )
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)"
@@ -168,10 +183,10 @@ def _setup_logging(data_dir: Path, verbose: bool) -> Path:
     return path
 
 
-def _seed(settings: Settings, *, vehicles: int, seed: int) -> int:
+def _seed(settings: Settings, *, vehicles: int, seed: int, scenario: Scenario | None = None) -> int:
     """Register stations and the simulated fleet (idempotent)."""
     with connect(settings.require_database_url(), autocommit=True) as conn:
-        rows = seed_registry(conn, vehicles=vehicles, seed=seed)
+        rows = seed_registry(conn, vehicles=vehicles, seed=seed, scenario=scenario)
     log.info("seeded %d vehicles", len(rows))
     return len(rows)
 
@@ -340,7 +355,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         applied = migrate(settings.require_database_url(), settings)
         log.info("migrations applied: %s", applied)
-        n = _seed(settings, vehicles=args.vehicles, seed=args.seed)
+        warmup = max(args.warmup, 0.0)
+        incidents = demo_incidents(args.vehicles, warmup_s=warmup, every_s=args.incidents_every)
+        n = _seed(settings, vehicles=args.vehicles, seed=args.seed, scenario=incidents)
         password = _demo_password(data_dir)
         created = _ensure_admin(settings, password)
 
@@ -364,12 +381,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             stop=sim_stop,
             connection=connection,
-            warmup_s=max(args.warmup, 0.0),
+            warmup_s=warmup,
+            scenario=incidents,
         )
 
         print(f"fleet:    {n} vehicles, topic root {settings.topic_root}/devices/+/...", file=out)
         if server is not None:
             print(f"API:      http://127.0.0.1:{args.port}/docs", file=out)
+            print(
+                f"console:  http://127.0.0.1:{args.port}/console/  (dispatcher console; sign in as below)",
+                file=out,
+            )
+        if incidents is not None:
+            print(
+                f"incidents: a crash about {FIRST_INCIDENT_S:.0f} s in, then one every {args.incidents_every:.0f} s "
+                "(--incidents-every)",
+                file=out,
+            )
         if created or "database_url" in update:
             print(f"login:    {ADMIN_USERNAME} / {password}   (demo only)", file=out)
         else:
@@ -406,6 +434,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             except Exception:
                 log.exception("failed to stop %s", type(srv).__name__)
         log.info("demo stopped")
+
+
+def demo_incidents(vehicles: int, *, warmup_s: float, every_s: float) -> Scenario | None:
+    """The demo's incident scenario; its times count from the simulation start, which the warm-up back-dates."""
+    if every_s <= 0:
+        return None
+    count = max(1, int(INCIDENT_HOURS * 3600 // every_s))
+    return incident_scenario(
+        vehicles=vehicles, start_s=warmup_s + FIRST_INCIDENT_S, every_s=every_s, count=count
+    )
 
 
 def _shutdown_parts(demo: Demo, sim_stop: threading.Event, workers_stop: threading.Event) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,6 +110,8 @@ class Settings(BaseSettings):
     api_cors_origins: str = ""
     # Largest request body accepted (413 beyond): a vehicle CSV of ~20,000 rows fits.
     api_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # The dispatcher console's operations board counts a day's pickups and returns from local midnight here.
+    console_timezone: str = "Europe/Berlin"
 
     # Ingest batching: flush when this many rows are held or this many ms passed.
     ingest_batch_size: int = Field(default=2000, ge=1)
@@ -177,6 +180,15 @@ class Settings(BaseSettings):
         v = v.strip("/")
         if not v or "+" in v or "#" in v:
             raise ValueError("FLEET_TOPIC_ROOT must be a plain topic prefix without wildcards")
+        return v
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
         return v
 
     @field_validator("secret_key")

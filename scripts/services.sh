@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are installed and running on this machine:
-# Mosquitto, PostgreSQL with TimescaleDB preloaded, and docker-compose (only to validate the compose file).
+# Mosquitto, PostgreSQL with TimescaleDB preloaded, docker-compose (only to validate the compose file), and
+# Chromium with a Chinese font for the console's browser tests (Debian's build: Playwright drives it by path).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
@@ -11,6 +12,7 @@ command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)  # the console's browser tests
 # Documents: a CJK font so Chinese renders in PDFs (fleetcore/documents.py), poppler to render pages in tests.
 [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)

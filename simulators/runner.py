@@ -17,7 +17,15 @@ from typing import IO
 from fleetcore.settings import Settings
 from simulators.device import Device
 from simulators.fleet_spec import VehicleSpec, make_spec
-from simulators.scenario import Fault, Scenario, ScenarioError, Truth, load_scenario, parse_scenario
+from simulators.scenario import (
+    FIRST_OF_GROUP,
+    Fault,
+    Scenario,
+    ScenarioError,
+    Truth,
+    load_scenario,
+    parse_scenario,
+)
 from simulators.transport import MemorySink, PerDeviceSink, SharedSink, SimMessage
 from simulators.vehicle import PARKED, PHYSICS_DT_MAX_S, TOWING, Vehicle
 
@@ -104,14 +112,16 @@ class Simulation:
         for d, v in zip(self.devices, self.vehicles, strict=True):
             d.ignition_at_boot = _ignition_of(v)
         self.faults: dict[int, list[Fault]] = {}
+        self.groups: dict[str, list[Fault]] = {}  # faults of which only the first to start happens
         for n, f in enumerate(self.scenario.faults if self.scenario else []):
             if f.vehicle >= vehicles:
                 raise ScenarioError(
                     f"fault {n} ({f.kind}) is for vehicle {f.vehicle}, but only {vehicles} run"
                 )
-            self.faults.setdefault(f.vehicle, []).append(
-                Fault(f, self.t0, random.Random(f"{seed}:fault:{n}"))
-            )
+            fault = Fault(f, self.t0, random.Random(f"{seed}:fault:{n}"))
+            self.faults.setdefault(f.vehicle, []).append(fault)
+            if (group := f.params.get(FIRST_OF_GROUP)) is not None:
+                self.groups.setdefault(str(group), []).append(fault)
         self.truth: list[Truth] = []
         self.on_truth = on_truth
 
@@ -135,7 +145,10 @@ class Simulation:
             fl = faults.get(i)
             if fl:
                 for f in fl:
+                    pending = f.state == Fault.PENDING
                     tr = f.update(veh, dev, t)
+                    if pending and f.state != Fault.PENDING and not f.expired:
+                        self._stand_down(f)
                     if tr is not None:
                         self._record(tr)
                         for more in f.more:
@@ -156,6 +169,13 @@ class Simulation:
         if isinstance(self.sink, MemorySink):
             self.sink.release(t)
         return t
+
+    def _stand_down(self, started: Fault) -> None:
+        """The other faults of the started one's group will not happen."""
+        group = started.spec.params.get(FIRST_OF_GROUP)
+        for f in self.groups.get(str(group), ()) if group is not None else ():
+            if f is not started and f.state == Fault.PENDING:
+                f.state = Fault.DONE
 
     def _record(self, tr: Truth) -> None:
         self.truth.append(tr)

@@ -67,6 +67,8 @@ OBSERVABLE_BY: dict[str, tuple[str, ...]] = {
     "pothole": _ALL,
     "unauthorized_movement": _ALL,
 }
+# FaultSpec.params key: faults sharing its value stand down once one of them has started (runner.Simulation).
+FIRST_OF_GROUP = "group"
 # Faults that need the car to stay parked outside the fault (registry status `available`).
 PARKED_VEHICLE_KINDS = ("unauthorized_movement",)
 DEFAULT_DURATION_S = {

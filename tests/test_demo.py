@@ -29,6 +29,8 @@ FLEET = str(Path(sys.executable).with_name("fleet"))
 PASSWORD = "demo-test-password"
 # Issue 2, "What it must show": within 60 s the API lists at least 50 vehicles with fresh state.
 READY_WITHIN_S = 60.0
+# Issue 19: a newcomer who opens the console sees at least one alert within 2 minutes (the injected incidents).
+ALERT_WITHIN_S = 120.0
 FRESH_S = 30.0
 STOP_WITHIN_S = 15.0
 
@@ -154,7 +156,9 @@ def _poll(read: Callable[[], int], ok: Callable[[int], bool], *, until: float) -
     return last[0]
 
 
-def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = signal.SIGINT) -> dict:
+def _run_and_check(
+    demo: Demo, *, vehicles: int, want_fresh: int, sig: int = signal.SIGINT, want_alert: bool = False
+) -> dict:
     """Wait for the API, check live data, stop with `sig`; returns timings."""
     t0 = time.monotonic()
     try:
@@ -180,6 +184,18 @@ def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = sig
         later = _poll(api.readings, lambda n: n > first, until=time.monotonic() + 35)
         assert later > first, "stored readings do not grow"
         timings["readings_growing_s"] = time.monotonic() - t0
+        if want_alert:
+            assert api.http.get("/console/").status_code == 200
+            assert any(
+                line.startswith(f"console:  http://127.0.0.1:{demo.port}/console/") for line in demo.lines
+            )
+            alerts = _poll(
+                lambda: int(api.get("/api/v1/alerts", status="open,acknowledged,resolved")["total"]),
+                lambda n: n > 0,
+                until=t0 + ALERT_WITHIN_S,
+            )
+            assert alerts > 0, f"no alert within {ALERT_WITHIN_S:.0f} s:\n{demo.output()}"
+            timings["first_alert_s"] = time.monotonic() - t0
         demo.wait_for_line("vehicles online", 5)
         rc, stop_s = demo.stop(sig)
         timings["stop_s"] = stop_s
@@ -196,7 +212,7 @@ def _run_and_check(demo: Demo, *, vehicles: int, want_fresh: int, sig: int = sig
 def test_demo_on_embedded_servers(home: Path) -> None:
     """No configuration: embedded PostgreSQL (as an unprivileged user when root) and broker; Ctrl-C stops all."""
     demo = Demo(home, "--vehicles", "60", "--mqtt-port", str(free_port()))
-    timings = _run_and_check(demo, vehicles=60, want_fresh=50)
+    timings = _run_and_check(demo, vehicles=60, want_fresh=50, want_alert=True)
     print(timings)
     assert {"postgres", "mosquitto"} <= set(demo.tree_names), (
         f"embedded servers not children: {demo.tree_names}"

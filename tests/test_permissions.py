@@ -35,6 +35,7 @@ PUBLIC = {
     ("*", "/redoc"),
     ("*", "/openapi.json"),
     ("POST", "/api/v1/auth/token"),
+    ("*", "/console"),  # the console's static page and assets: no data without a token
 }
 ROLE_DENIED = "may not use this route"  # require_roles' 403 message (fleetcore/api/deps.py)
 SAMPLE_VIN = factories.vin()

@@ -105,6 +105,34 @@ def list_(
     return {"items": items, "total": total, "limit": p["limit"], "offset": offset}
 
 
+def current_for_vehicle(conn: Conn, *, vehicle_id: int) -> dict | None:
+    """The vehicle's running rental, else the next booking holding it (confirmed or assigned), else None."""
+    return conn.execute(
+        ORDER_SELECT
+        + """ WHERE (o.status = 'active' AND o.vehicle_id = %(v)s)
+               OR (o.status IN ('confirmed', 'assigned') AND EXISTS (
+                   SELECT 1 FROM vehicle_assignments a
+                    WHERE a.order_id = o.id AND a.vehicle_id = %(v)s AND a.released_at IS NULL))
+            ORDER BY (o.status = 'active') DESC, o.pickup_at LIMIT 1""",
+        {"v": vehicle_id},
+    ).fetchone()
+
+
+DAY_SHEET_STATUSES = ("pending", "confirmed", "assigned", "active", "returned", "completed")
+
+
+def day_sheet(conn: Conn, *, start: dt.datetime, end: dt.datetime, limit: int = 2000) -> list[dict]:
+    """Orders picked up or returned (planned or actual) in [start, end), cancelled and no-shows left out."""
+    return conn.execute(
+        ORDER_SELECT
+        + """ WHERE o.status = ANY(%(statuses)s)
+              AND ((o.pickup_at >= %(s)s AND o.pickup_at < %(e)s) OR (o.return_at >= %(s)s AND o.return_at < %(e)s)
+                   OR (o.returned_at >= %(s)s AND o.returned_at < %(e)s))
+            ORDER BY o.pickup_at, o.id LIMIT %(limit)s""",
+        {"statuses": list(DAY_SHEET_STATUSES), "s": start, "e": end, "limit": limit},
+    ).fetchall()
+
+
 def history(conn: Conn, *, order_id: int) -> list[dict]:
     """The order's change history, oldest first."""
     get_or_raise(conn, order_id=order_id)

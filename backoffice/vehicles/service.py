@@ -24,7 +24,7 @@ from backoffice.vehicles.models import (
     VEHICLE_STATUSES,
 )
 from fleetcore.audit import audit
-from fleetcore.db import Conn, one, update_columns
+from fleetcore.db import Conn, like_contains, one, update_columns
 from fleetcore.errors import Conflict, Forbidden, Invalid, NotFound
 from fleetcore.protocol.vin import vin_problem
 
@@ -92,6 +92,28 @@ def list_by_vins(conn: Conn, *, vins: list[str]) -> list[dict]:
     """id, vin and status of the vehicles with these VINs (those that exist)."""
     return conn.execute(
         "SELECT id, vin, status FROM vehicles WHERE vin = ANY(%s) ORDER BY id", ([v.upper() for v in vins],)
+    ).fetchall()
+
+
+def list_changed(conn: Conn, *, after: dt.datetime) -> list[dict]:
+    """id, status and home station of the vehicles whose row changed (a status change, an edit) after `after`."""
+    return conn.execute(
+        """SELECT v.id, v.status, s.code AS station FROM vehicles v
+             LEFT JOIN stations s ON s.id = v.home_station_id
+            WHERE v.updated_at > %s ORDER BY v.id""",
+        (after,),
+    ).fetchall()
+
+
+def search(conn: Conn, *, q: str, limit: int = 20) -> list[dict]:
+    """Vehicles whose plate or VIN contains `q` (case-insensitive; spaces and dashes in plates ignored)."""
+    compact = q.replace(" ", "").replace("-", "")
+    return conn.execute(
+        """SELECT v.id, v.vin, v.plate, v.make, v.model, v.status, s.code AS station
+             FROM vehicles v LEFT JOIN stations s ON s.id = v.home_station_id
+            WHERE v.vin ILIKE %(q)s OR replace(replace(v.plate, ' ', ''), '-', '') ILIKE %(c)s
+            ORDER BY (v.vin ILIKE %(exact)s OR v.plate ILIKE %(exact)s) DESC, v.plate LIMIT %(limit)s""",
+        {"q": like_contains(q), "c": like_contains(compact), "exact": q, "limit": limit},
     ).fetchall()
 
 

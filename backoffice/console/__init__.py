@@ -1,0 +1,1 @@
+"""The dispatcher console: its page (/console) and the reads it aggregates from the other domains."""
