@@ -37,7 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators bench
+	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators gateways bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,120 @@
+"""Gateways end to end: vendor message → real Mosquitto → gateway → contract topics → ingest → stored rows.
+
+Every test has its own topic root, Teltonika topic and client ids, so it shares the broker with parallel tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleetcore.settings import Settings
+from gateways.teltonika_worker import TeltonikaGateway
+from tests.factories import vehicle
+from tests.ingest_helpers import count, ingest_worker
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.db]
+
+
+def _imei() -> str:
+    return "35" + "".join(random.choice("0123456789") for _ in range(13))
+
+
+@pytest.fixture
+def gw_settings(settings: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "teltonika_topic": f"tt-{tag}/+/data",
+            "teltonika_client_id": f"gw-tt-{tag}",
+            "jt808_client_id": f"gw-jt-{tag}",
+            "jt808_port": 0,
+        }
+    )
+
+
+@contextlib.contextmanager
+def teltonika_gateway(settings: Settings) -> Iterator[TeltonikaGateway]:
+    stop = threading.Event()
+    gw = TeltonikaGateway(settings, stop)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            gw.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=target, name="teltonika-test", daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: gw.subscribed.is_set() or errors, timeout=15, message="gateway did not subscribe")
+        yield gw
+    finally:
+        stop.set()
+        t.join(20)
+        if errors:
+            raise errors[0]
+
+
+def _tracker_publish(settings: Settings, imei: str, payloads: list[bytes]) -> None:
+    """Publish as a tracker would (QoS 1) and wait for the broker's acknowledgements."""
+    url = settings.mqtt
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fmb-{imei}", protocol=mqtt.MQTTv311)
+    c.connect(url.host, url.port)
+    c.loop_start()
+    try:
+        topic = settings.teltonika_topic.replace("+", imei)
+        for p in payloads:
+            c.publish(topic, p, qos=1).wait_for_publish(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_teltonika_record_and_crash_arrive_as_a_reading_and_an_event(
+    gw_settings: Settings, conn: psycopg.Connection
+) -> None:
+    imei = _imei()
+    vehicle(conn, device_id=imei)
+    ts = int(time.time() * 1000) - 5000
+    rec = {"ts": ts, "latlng": "52.520008,13.404954", "alt": "34", "ang": "271", "sat": "11", "sp": "48",
+           "evt": 247, "239": 1, "240": 1, "66": 14200, "16": 48211400, "247": 1}  # fmt: skip
+    good = json.dumps({"state": {"reported": rec}}).encode()
+    bad_clock = json.dumps({"state": {"reported": {**rec, "ts": 1_072_915_200_000}}}).encode()  # 2004
+    url = gw_settings.database_url
+    assert url
+    with ingest_worker(gw_settings), teltonika_gateway(gw_settings) as gw:
+        _tracker_publish(gw_settings, imei, [good, bad_clock, good])  # the record twice: a redelivery
+        wait_until(
+            lambda: (
+                count(url, "SELECT count(*) FROM readings WHERE device_id = %s", imei) >= 1
+                and count(url, "SELECT count(*) FROM device_events WHERE device_id = %s", imei) >= 1
+            ),
+            timeout=20,
+            message="reading and event not stored",
+        )
+        wait_until(lambda: gw.metrics.counts.get("messages", 0) == 3, timeout=10)
+        assert gw.metrics.counts["rejected.clock_unset"] == 1
+    row = conn.execute(
+        "SELECT lat, lon, speed_kmh, battery_v, odometer_km, ignition FROM readings WHERE device_id = %s",
+        (imei,),
+    ).fetchone()
+    assert row["lat"] == pytest.approx(52.520008) and row["battery_v"] == pytest.approx(14.2)
+    assert row["odometer_km"] == pytest.approx(48211.4) and row["ignition"] is True
+    ev = conn.execute("SELECT type, data FROM device_events WHERE device_id = %s", (imei,)).fetchall()
+    assert [e["type"] for e in ev] == ["crash"] and ev[0]["data"]["avl"] == 247
+    # the redelivered record was stored once; the 2004 record not at all
+    assert count(url, "SELECT count(*) FROM readings WHERE device_id = %s", imei) == 1
+    assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
