@@ -118,3 +118,50 @@ def test_teltonika_record_and_crash_arrive_as_a_reading_and_an_event(
     # the redelivered record was stored once; the 2004 record not at all
     assert count(url, "SELECT count(*) FROM readings WHERE device_id = %s", imei) == 1
     assert count(url, "SELECT count(*) FROM ingest_rejections") == 0
+
+
+def test_jt808_report_and_collision_arrive_as_a_reading_and_an_event(
+    gw_settings: Settings, conn: psycopg.Connection
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fleetcore.protocol import jt808 as j
+    from gateways.jt808.terminals import device_id_for
+    from tests.jt808_helpers import Terminal, jt808_gateway, location
+
+    phone = "013" + "".join(random.choice("0123456789") for _ in range(9))
+    device_id = device_id_for(gw_settings.jt808_device_prefix, phone)
+    vehicle(conn, device_id=device_id)
+    url = gw_settings.database_url
+    assert url
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    with ingest_worker(gw_settings), jt808_gateway(gw_settings) as gw:
+        t = Terminal(gw.port, phone, version=1)
+        t.login()
+        report = j.encode_location(location(t0, alarm=1 << 29, speed=61.0))
+        assert t.response(t.send(j.LOCATION, report)) == j.OK
+        assert t.response(t.send(j.LOCATION, report)) == j.OK  # a retransmission: stored once
+        wait_until(
+            lambda: count(url, "SELECT count(*) FROM device_events WHERE device_id = %s", device_id) >= 1,
+            timeout=20,
+            message="collision event not stored",
+        )
+        wait_until(lambda: count(url, "SELECT count(*) FROM readings WHERE device_id = %s", device_id) >= 1)
+    row = conn.execute(
+        "SELECT ts, lat, speed_kmh, odometer_km, sats, ignition FROM readings WHERE device_id = %s",
+        (device_id,),
+    ).fetchone()
+    assert (
+        row["ts"] == t0 and row["lat"] == pytest.approx(52.520008) and row["speed_kmh"] == pytest.approx(61.0)
+    )
+    assert row["odometer_km"] == pytest.approx(48211.4) and row["sats"] == 11 and row["ignition"] is True
+    ev = conn.execute(
+        "SELECT type, ts, data FROM device_events WHERE device_id = %s", (device_id,)
+    ).fetchall()
+    assert [(e["type"], e["ts"], e["data"]["alarm"]) for e in ev] == [("crash", t0, "collision")]
+    assert count(url, "SELECT count(*) FROM readings WHERE device_id = %s", device_id) == 1
+    state = conn.execute(
+        "SELECT s.online FROM vehicle_state s JOIN device_installs i USING (vehicle_id) WHERE i.device_id = %s",
+        (device_id,),
+    ).fetchone()
+    assert state is not None
