@@ -8,16 +8,19 @@ from simulators.city import STATIONS
 from simulators.runner import ScenarioLike, fleet_registry
 
 
-def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None) -> list[dict]:
+def seed_registry(
+    conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None, jt808_prefix: str | None = None
+) -> list[dict]:
     """Create the simulator's stations and the first `vehicles` cars with their devices; safe to call again.
 
     Vehicle identity (VIN, plate, device id, class, protocol) depends only on the index, never on the seed, so one
     database serves runs with any seed. The seed is accepted for symmetry with the simulator. Cars that the
     simulator drives are registered `rented`; parked-only cars (and those with an unauthorized-movement fault in
-    `scenario`) `available`. Returns the registry rows of the fleet (see runner.fleet_registry).
+    `scenario`) `available`. With jt808_prefix the cars carry JT/T 808 terminals (device ids from their phone
+    numbers) instead. Returns the registry rows of the fleet (see runner.fleet_registry).
     """
     del seed  # identities are index-based on purpose (see docstring)
-    rows = fleet_registry(vehicles, scenario)
+    rows = fleet_registry(vehicles, scenario, jt808_prefix=jt808_prefix)
     with conn.transaction():
         station_ids = {}
         for st in STATIONS:
