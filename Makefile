@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast demo bench lint score clean
+.PHONY: setup services test test-fast demo bench bench-jt808 lint score clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: setup
 
 bench: setup services
 	$(PY) -m bench.run
+
+# 5,000 concurrent JT/T 808 terminals through the gateway, against an echo floor and publish-only (bench/jt808.py).
+bench-jt808: setup services
+	$(PY) -m bench.jt808
 
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8

@@ -4,15 +4,24 @@ The vendor message is acknowledged (to the broker for Teltonika, to the terminal
 message it became was PUBACKed, so a crash between the two means a redelivery, never a loss; redelivery is
 harmless because the translation is deterministic (gateways.common).
 
-paho calls on_publish from its network thread, possibly before `publish()` has returned the message id to us,
-so an acknowledgement that arrives first is parked in `_early` until its waiter registers.
+Two ways to drive the connection: `start()` runs paho's own network thread (the Teltonika worker, which waits
+from a thread), `astart()` drives paho from the caller's asyncio event loop through paho's external-loop API (the
+JT/T 808 server). On the event loop a PUBACK is read and resolves its waiter in the same thread: no second thread
+to wake, no GIL handoff per report, which is what kept the p99 of the 5,000-terminal benchmark low on a loaded
+machine (bench/jt808_results.md). Its cost: (re)connecting to the broker is a blocking TCP connect on the loop,
+bounded by CONNECT_TIMEOUT_S.
+
+In thread mode paho calls on_publish from its network thread, possibly before `publish()` has returned the message
+id to us, so an acknowledgement that arrives first is parked in `_early` until its waiter registers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -28,6 +37,9 @@ log = logging.getLogger(__name__)
 MAX_INFLIGHT = 1000
 
 Waiter = Callable[[bool], None]
+# On the event loop a (re)connect blocks the loop for at most this long (a broker host that does not answer).
+CONNECT_TIMEOUT_S = 2.0
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
 
 
 class AckedPublisher:
@@ -40,6 +52,9 @@ class AckedPublisher:
         self._waiters: dict[int, Waiter] = {}
         self._early: dict[int, bool] = {}
         self.refused = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._misc: asyncio.Task | None = None
 
     @classmethod
     def connect(cls, url: MqttUrl, client_id: str, **kwargs: object) -> AckedPublisher:
@@ -52,6 +67,93 @@ class AckedPublisher:
 
     def stop(self) -> None:
         self.conn.stop()
+
+    # ---- driven by an asyncio event loop (paho's external-loop API)
+
+    async def astart(self, wait_s: float = 10.0) -> None:
+        """Connect with paho driven by the running event loop; wait up to wait_s for the first CONNACK."""
+        loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
+        c = self.conn.client
+        c.connect_timeout = CONNECT_TIMEOUT_S
+        c.on_socket_open = lambda client, userdata, sock: loop.add_reader(
+            sock, self._loop_call, client.loop_read
+        )
+        c.on_socket_close = lambda client, userdata, sock: self._forget_socket(sock)
+        c.on_socket_register_write = lambda client, userdata, sock: loop.add_writer(
+            sock, self._loop_call, client.loop_write
+        )
+        c.on_socket_unregister_write = lambda client, userdata, sock: self._stop_writing(sock)
+        self._connect(first=True)
+        self._misc = loop.create_task(self._misc_loop())
+        deadline = time.monotonic() + wait_s
+        while not self.connected and time.monotonic() < deadline and not self.conn.fatal_error:
+            await asyncio.sleep(0.02)
+        if self.conn.fatal_error:
+            await self.astop()
+            raise ConnectionError(f"MQTT broker refused the connection: {self.conn.fatal_error}")
+        if not self.connected:
+            log.warning("mqtt not connected after %.0fs; retrying in the background", wait_s)
+
+    def _loop_call(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception:  # a paho error must not break the event loop's reader/writer callbacks
+            log.exception("mqtt socket error")
+
+    def _stop_writing(self, sock: object) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)  # type: ignore[arg-type]
+
+    def _forget_socket(self, sock: object) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)  # type: ignore[arg-type]
+        self._loop.remove_writer(sock)  # type: ignore[arg-type]
+
+    def _connect(self, first: bool = False) -> bool:
+        c, conn = self.conn.client, self.conn
+        try:
+            if not first:
+                c.reconnect()
+            elif conn.v5:
+                c.connect(
+                    conn.url.host,
+                    conn.url.port,
+                    keepalive=30,
+                    clean_start=conn.clean_start,
+                    properties=conn.connect_properties(),
+                )
+            else:
+                c.connect(conn.url.host, conn.url.port, keepalive=30)
+            return True
+        except OSError as exc:
+            log.warning("mqtt connect to %s:%s failed: %s", conn.url.host, conn.url.port, exc)
+            return False
+
+    async def _misc_loop(self) -> None:
+        """Keep-alive pings and lost-connection checks every second; reconnect with back-off."""
+        c = self.conn.client
+        delay, retry_at = RECONNECT_MIN_S, 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.conn.fatal_error:
+                continue
+            if c.socket() is not None:
+                c.loop_misc()
+                delay = RECONNECT_MIN_S
+            elif time.monotonic() >= retry_at and not self._connect():
+                retry_at = time.monotonic() + delay
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def astop(self) -> None:
+        """Stop the keep-alive task (it would reconnect), then DISCONNECT and let it leave."""
+        if self._misc is not None:
+            self._misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._misc
+        with contextlib.suppress(Exception):
+            self.conn.client.disconnect()
+        await asyncio.sleep(0.05)
 
     @property
     def connected(self) -> bool:
@@ -140,7 +242,10 @@ class AckedPublisher:
                 final = state["left"] == 0 or not ok
                 result = bool(state["ok"])
             if final:
-                loop.call_soon_threadsafe(resolve, result)
+                if threading.get_ident() == self._loop_thread:
+                    resolve(result)  # paho runs on this loop: the PUBACK was read in this thread
+                else:
+                    loop.call_soon_threadsafe(resolve, result)
 
         for topic, payload in messages:
             self._send(topic, payload, waiter, retain)

@@ -165,3 +165,49 @@ def test_jt808_report_and_collision_arrive_as_a_reading_and_an_event(
         (device_id,),
     ).fetchone()
     assert state is not None
+
+
+def test_vendor_alarms_become_monitor_alerts(gw_settings: Settings, conn: psycopg.Connection) -> None:
+    """A Teltonika crash element and a JT/T 808 collision bit → contract events → the monitor's crash alerts.
+
+    The monitor's entry point moves to `monitor.worker.run` on the monitor branch; until that is merged here this
+    test is skipped, and the two tests above prove the events reach the contract (stored in device_events).
+    """
+    worker = pytest.importorskip("monitor.worker")
+    from datetime import UTC, datetime, timedelta
+
+    from fleetcore.protocol import jt808 as j
+    from gateways.jt808.terminals import device_id_for
+    from tests.jt808_helpers import Terminal, jt808_gateway, location
+
+    imei = _imei()
+    phone = "013" + "".join(random.choice("0123456789") for _ in range(9))
+    jt_device = device_id_for(gw_settings.jt808_device_prefix, phone)
+    tel = vehicle(conn, device_id=imei, status="rented")
+    jt = vehicle(conn, device_id=jt_device, status="rented")
+    stop = threading.Event()
+    mon = threading.Thread(target=worker.run, args=(gw_settings, stop), daemon=True)
+    mon.start()
+    try:
+        with teltonika_gateway(gw_settings), jt808_gateway(gw_settings) as gw:
+            time.sleep(
+                2.0
+            )  # the monitor subscribed (it has no readiness event we may rely on across branches)
+            ts = int(time.time() * 1000) - 2000
+            rec = {"ts": ts, "latlng": "52.52,13.40", "sat": 9, "sp": 50, "evt": 247, "239": 1, "247": 1}
+            _tracker_publish(gw_settings, imei, [json.dumps({"state": {"reported": rec}}).encode()])
+            t = Terminal(gw.port, phone)
+            t.login()
+            when = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+            assert t.response(t.send(j.LOCATION, j.encode_location(location(when, alarm=1 << 29)))) == j.OK
+            for v in (tel, jt):
+                wait_until(
+                    lambda v=v: conn.execute(
+                        "SELECT 1 FROM alerts WHERE vehicle_id = %s AND kind = 'crash'", (v["id"],)
+                    ).fetchone(),
+                    timeout=20,
+                    message=f"no crash alert for {v['device_id']}",
+                )
+    finally:
+        stop.set()
+        mon.join(20)

@@ -227,3 +227,34 @@ def test_no_acknowledgement_without_the_brokers(gw_settings: Settings, conn) -> 
         assert t.recv(2.5) is None
         assert gw.metrics.counts.get("reports", 0) == 0
         del serial
+
+
+def test_the_gateway_reconnects_to_a_restarted_broker(gw_settings: Settings, conn) -> None:  # noqa: ANN001
+    """paho runs on the gateway's event loop: a broker restart is noticed and the connection comes back."""
+    from tests.ingest_helpers import mosquitto
+
+    with mosquitto() as broker:
+        s = gw_settings.model_copy(update={"mqtt_url": broker.url})
+        with jt808_gateway(s) as gw:
+            t = Terminal(gw.port, registered(conn))
+            t.login()
+            assert t.response(t.send(j.LOCATION, j.encode_location(location()))) == j.OK
+            broker.restart()
+            later = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+            serial = t.send(j.LOCATION, j.encode_location(location(later)))
+            # acknowledged once the gateway is back at the broker (its publish timeout is 10 s; back-off from 1 s)
+            assert t.response(serial, timeout=15) in (j.OK, None)
+            wait_until(lambda: gw.pub.connected, timeout=15, message="gateway did not reconnect")
+            assert (
+                t.response(t.send(j.LOCATION, j.encode_location(location(later + timedelta(seconds=1)))))
+                == j.OK
+            )
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(gw_settings: Settings, conn) -> None:  # noqa: ANN001
+    with jt808_gateway(gw_settings.model_copy(update={"jt808_idle_timeout_s": 1.0})) as gw:
+        t = Terminal(gw.port, registered(conn))
+        t.login()
+        start = time.monotonic()
+        assert t.recv(15) is None  # closed by the gateway
+        assert 1.0 <= time.monotonic() - start < 12

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import threading
 import time
 
@@ -41,6 +42,7 @@ MAX_PENDING_SPLITS = 8
 # Connections waiting in the kernel's accept queue: a fleet reconnecting at once after a gateway restart.
 BACKLOG = 4096
 STATUS_EVERY_S = 60.0
+REAP_EVERY_S = 5.0  # idle connections are closed within this much after FLEET_JT808_IDLE_TIMEOUT_S
 SHUTDOWN_PUBLISH_S = 5.0
 
 
@@ -58,22 +60,18 @@ class Session:
         self.alarm_bits = 0
         self.serial = 0
         self.closing = False
+        self.last_rx = time.monotonic()
         self.splits: dict[tuple[int, int], dict[int, bytes]] = {}
 
     # ---- I/O
 
     async def run(self) -> None:
-        idle = self.gw.settings.jt808_idle_timeout_s
+        # no timer per read: the gateway's reaper closes connections silent for longer than the idle timeout
         while not self.closing:
-            try:
-                async with asyncio.timeout(idle):
-                    data = await self.reader.read(READ_BYTES)
-            except TimeoutError:
-                kv(log, logging.INFO, "jt808_idle", device=self.device_id, peer=self.peer)
-                return
+            data = await self.reader.read(READ_BYTES)
             if not data:
                 return
-            received = time.monotonic()
+            received = self.last_rx = time.monotonic()
             for raw in self.splitter.feed(data):
                 await self.on_frame(raw, received)
                 if self.closing:
@@ -281,6 +279,15 @@ class Jt808Gateway:
             old.writer.close()
         self.by_device[s.device_id] = s
 
+    def _reap(self, now: float) -> None:
+        """Close the connections silent for longer than the idle timeout (one scan instead of a timer per read)."""
+        idle = self.settings.jt808_idle_timeout_s
+        for s in list(self.sessions):
+            if now - s.last_rx > idle and not s.closing:
+                kv(log, logging.INFO, "jt808_idle", device=s.device_id, peer=s.peer)
+                s.closing = True
+                s.writer.close()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         s = Session(self, reader, writer)
         self.sessions.add(s)
@@ -315,19 +322,21 @@ class Jt808Gateway:
         if s.gateway_metrics_port is not None:
             self.metrics.serve(s.gateway_metrics_port)
         await self.store.open()
-        await asyncio.to_thread(self.pub.start, mqtt_wait_s)
-        if self.pub.conn.fatal_error:
-            raise ConnectionError(f"MQTT broker refused the gateway: {self.pub.conn.fatal_error}")
+        await self.pub.astart(mqtt_wait_s)  # paho on this event loop: one thread for terminals and broker
         server = await asyncio.start_server(self._handle, s.jt808_host, s.jt808_port, backlog=BACKLOG)
         self.port = server.sockets[0].getsockname()[1]
         log.info("jt808 gateway on %s:%s → %s/devices/...", s.jt808_host, self.port, s.topic_root)
         self.ready.set()
-        last = time.monotonic()
+        last = reaped = time.monotonic()
         try:
             while not stop.is_set():
                 await asyncio.sleep(0.2)
-                if time.monotonic() - last >= STATUS_EVERY_S:
-                    last = time.monotonic()
+                now = time.monotonic()
+                if now - reaped >= REAP_EVERY_S:
+                    reaped = now
+                    self._reap(now)
+                if now - last >= STATUS_EVERY_S:
+                    last = now
                     kv(
                         log,
                         logging.INFO,
@@ -346,10 +355,25 @@ class Jt808Gateway:
             while self.sessions and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await self.store.close()
-            await asyncio.to_thread(self.pub.stop)
+            await self.pub.astop()
             self.metrics.close()
+
+
+def raise_open_files() -> int:
+    """Lift this process's soft open-file limit to the hard one (one descriptor per terminal); returns it.
+
+    Distributions default the soft limit to 1,024, far below a gateway's connections; the hard limit is what the
+    administrator allows (systemd LimitNOFILE=, Docker --ulimit nofile=).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
     """The process entry point (`fleet gateway jt808`)."""
+    log.info("open-file limit %d (each terminal holds one)", raise_open_files())
     asyncio.run(Jt808Gateway(settings).serve(stop))
