@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -76,9 +77,7 @@ class AckedPublisher:
         self._loop, self._loop_thread = loop, threading.get_ident()
         c = self.conn.client
         c.connect_timeout = CONNECT_TIMEOUT_S
-        c.on_socket_open = lambda client, userdata, sock: loop.add_reader(
-            sock, self._loop_call, client.loop_read
-        )
+        c.on_socket_open = lambda client, userdata, sock: self._watch_socket(sock)
         c.on_socket_close = lambda client, userdata, sock: self._forget_socket(sock)
         c.on_socket_register_write = lambda client, userdata, sock: loop.add_writer(
             sock, self._loop_call, client.loop_write
@@ -100,6 +99,12 @@ class AckedPublisher:
             fn()
         except Exception:  # a paho error must not break the event loop's reader/writer callbacks
             log.exception("mqtt socket error")
+
+    def _watch_socket(self, sock: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        self._loop.add_reader(sock, self._loop_call, self.conn.client.loop_read)  # type: ignore[arg-type]
 
     def _stop_writing(self, sock: object) -> None:
         assert self._loop is not None
