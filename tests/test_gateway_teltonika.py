@@ -159,6 +159,7 @@ def test_translation_is_deterministic_so_redelivery_is_a_duplicate() -> None:
         (NOW_MS + 301_000, "clock_future"),
         (NOW_MS + 86_400_000 * 365 * 20, "clock_future"),
     ],
+    ids=["1970", "2004", "31-days-old", "301-s-ahead", "20-years-ahead"],  # stable ids: xdist compares them
 )
 def test_invalid_device_clocks_are_not_republished(ts: int, reason: str) -> None:
     t = tr(doc(**record(ts, **{"247": 1})))
