@@ -28,15 +28,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 
 from fleetcore.db import migrate
@@ -347,26 +344,35 @@ def publish_only(broker_url: str, rate: float, seconds: float, burst: int) -> di
 
 
 class Counter:
-    """Counts republished telemetry at the broker (QoS 0 subscription: it only counts)."""
+    """Counts the republished samples at the broker: `mosquitto_sub` in its own process (a paho subscriber in the
+    load generator's process competed with it for the GIL and stretched the very latencies being measured)."""
 
-    def __init__(self, broker_url: str, root: str) -> None:
+    def __init__(self, broker_url: str, root: str, out: Path) -> None:
         url = MqttUrl(broker_url)
-        self.n = 0
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-count-{uuid.uuid4().hex[:6]}")
-        self.c.on_message = self._on
-        ready = threading.Event()
-        self.c.on_subscribe = lambda *a: ready.set()
-        self.c.connect(url.host, url.port)
-        self.c.subscribe(f"{root}/devices/+/telemetry", qos=0)
-        self.c.loop_start()
-        assert ready.wait(10)
+        self.out = out
+        self.proc = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                url.host,
+                "-p",
+                str(url.port),
+                "-q",
+                "0",
+                "-t",
+                f"{root}/devices/+/telemetry",
+            ],
+            stdout=out.open("wb"),
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
 
-    def _on(self, client, userdata, msg) -> None:  # noqa: ANN001
-        self.n += 1
-
-    def stop(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+    def stop(self) -> int:
+        """Stop and return how many messages arrived (one JSON document per line)."""
+        time.sleep(1.0)
+        self.proc.terminate()
+        self.proc.wait(10)
+        return self.out.read_bytes().count(b"\n")
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -376,14 +382,14 @@ def one_run(k: int, args: argparse.Namespace, db_url: str, broker_url: str, work
     root = f"bench-{uuid.uuid4().hex[:8]}/fleet/v1"
     port = free_port()
     gw = start_gateway(db_url, broker_url, root, port, work / f"gateway-{k}.log")
-    counter = Counter(broker_url, root)
+    counter = Counter(broker_url, root, work / f"seen-{k}.txt")
     try:
         time.sleep(2.0)  # interpreter and broker connection settled: the "before" RSS
         res = asyncio.run(drive(port, args.terminals, args.period, args.window, args.saturate, gw.pid))
-        res["republished_seen"] = counter.n
     finally:
-        counter.stop()
+        seen = counter.stop()
         stop_proc(gw)
+    res["republished_seen"] = seen
     log(f"gateway run {k}: {res}")
     port = free_port()
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(port)], stderr=subprocess.DEVNULL)
