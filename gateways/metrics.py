@@ -49,6 +49,23 @@ class GatewayMetrics:
         self._server: Any = None
         # plain totals for tests and the periodic status line (prometheus_client keeps no cheap totals)
         self.counts: dict[str, int] = {}
+        self._received: dict[int, Any] = {}
+        self._published: dict[str, Any] = {}
+
+    def received_by_id(self, msg_id: int) -> Any:
+        """The `received` child of a JT/T 808 message id (label children cached: one dict lookup per frame)."""
+        child = self._received.get(msg_id)
+        if child is None:
+            child = self._received[msg_id] = self.received.labels(f"{msg_id:04x}")
+        return child
+
+    def published_kind(self, topic: str) -> Any:
+        """The `published` child of a contract topic's kind (its last level)."""
+        kind = topic[topic.rfind("/") + 1 :]
+        child = self._published.get(kind)
+        if child is None:
+            child = self._published[kind] = self.published.labels(kind)
+        return child
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

@@ -235,11 +235,11 @@ class AckedPublisher:
         if not messages:
             return True
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
+        fut: asyncio.Future[bool | None] = loop.create_future()  # None: timed out
         state = {"left": len(messages), "ok": True}
         lock = threading.Lock()
 
-        def resolve(ok: bool) -> None:
+        def resolve(ok: bool | None) -> None:
             if not fut.done():
                 fut.set_result(ok)
 
@@ -257,8 +257,13 @@ class AckedPublisher:
 
         for topic, payload in messages:
             self._send(topic, payload, waiter, retain)
+        # a timer handle instead of asyncio.wait_for, which wraps the future in more futures on every report
+        timer = loop.call_later(timeout, resolve, None)
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
+            result = await fut
+        finally:
+            timer.cancel()
+        if result is None:
             self.forget(waiter)
             return False
+        return result

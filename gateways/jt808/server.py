@@ -99,7 +99,7 @@ class Session:
                 await self.ack(exc.header, j.NOT_SUPPORTED if exc.reason == "encrypted" else j.MESSAGE_ERROR)
             return
         h, body = msg.header, msg.body
-        m.received.labels(f"{h.msg_id:04x}").inc()
+        m.received_by_id(h.msg_id).inc()
         if h.split:
             whole = self._reassemble(h, body)
             if whole is None:
@@ -246,7 +246,7 @@ class Session:
                 log.exception("saving the alarm state of %s failed", self.device_id)
         gw.metrics.publish_seconds.observe(time.monotonic() - received)
         for topic, _ in messages:
-            gw.metrics.published.labels(topic.rsplit("/", 1)[1]).inc()
+            gw.metrics.published_kind(topic).inc()
         gw.metrics.count("reports", len(reports))
         await self.ack(h)
 
