@@ -13,6 +13,7 @@ COPY ingest ./ingest
 COPY monitor ./monitor
 COPY backoffice ./backoffice
 COPY simulators ./simulators
+COPY gateways ./gateways
 COPY fleetapp ./fleetapp
 # fonts-wqy-microhei lets PDFs show Chinese (fleetcore/documents.py). gcc builds the parser's compiled fast path (fleetcore/protocol/_fastparse.c) and is removed again; the import check fails
 # the build if it did not compile (ingest would otherwise run, its workers at about twice the CPU per message).

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console console console-check bench-kb lint score clean fuzz
+.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console bench-jt808 console console-check bench-kb lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -67,6 +67,10 @@ bench-console: setup services
 bench-finance: setup services
 	$(PY) -m bench.finance_statements
 
+# 5,000 concurrent JT/T 808 terminals through the gateway, against an echo floor and publish-only (bench/jt808.py).
+bench-jt808: setup services
+	$(PY) -m bench.jt808
+
 score: setup services
 	$(PY) -m bench.monitor_score --vehicles 125 --hours 8
 
@@ -74,7 +78,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators bench tests
+	$(VENV)/bin/mypy fleetapp fleetcore ingest monitor backoffice simulators gateways bench tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -19,14 +19,16 @@ from pathlib import Path
 import psycopg
 
 from backoffice.broker import service as accounts
+from backoffice.broker.models import SERVICE_ROLES
 from fleetcore.db import connect
 from fleetcore.errors import CliError
 from fleetcore.runtime import stop_on_signals
-from fleetcore.settings import get_settings
+from fleetcore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 WATCH_FALLBACK_S = 60.0
+TELTONIKA_TOPIC = Settings.model_fields["teltonika_topic"].default
 CLI_ACTOR = {"username": "cli"}
 
 
@@ -41,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--watch", action="store_true", help="keep running and follow changes (LISTEN/NOTIFY)")
     s.set_defaults(func=cmd_sync)
-    a = bsub.add_parser("add-service", help="create a service account (ingest, monitor, simulator)")
+    a = bsub.add_parser("add-service", help="create a service account (ingest, monitor, simulator, gateway)")
     a.add_argument("username")
-    a.add_argument("--role", required=True, choices=("ingest", "monitor", "simulator"))
+    a.add_argument("--role", required=True, choices=SERVICE_ROLES)
     a.set_defaults(func=cmd_add_service)
     d = bsub.add_parser(
         "issue-device", help="issue a registered device's credential (prints the secret once)"
@@ -76,11 +78,18 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 def sync_once(
-    conn: psycopg.Connection, *, topic_root: str, passwd: Path, acl: Path, pid_file: Path | None
+    conn: psycopg.Connection,
+    *,
+    topic_root: str,
+    passwd: Path,
+    acl: Path,
+    pid_file: Path | None,
+    teltonika_topic: str = TELTONIKA_TOPIC,
 ) -> bool:
     """Render and write both files; SIGHUP the broker when either changed. Returns whether anything changed."""
     changed = _write_if_changed(passwd, accounts.render_passwd(conn))
-    changed = _write_if_changed(acl, accounts.render_acl(conn, topic_root=topic_root)) or changed
+    acl_text = accounts.render_acl(conn, topic_root=topic_root, teltonika_topic=teltonika_topic)
+    changed = _write_if_changed(acl, acl_text) or changed
     conn.commit()
     if changed and pid_file is not None:
         pid = int(pid_file.read_text().split()[0])
@@ -90,17 +99,32 @@ def sync_once(
 
 
 def watch(
-    url: str, *, topic_root: str, passwd: Path, acl: Path, pid_file: Path | None, stop: threading.Event
+    url: str,
+    *,
+    topic_root: str,
+    passwd: Path,
+    acl: Path,
+    pid_file: Path | None,
+    stop: threading.Event,
+    teltonika_topic: str = TELTONIKA_TOPIC,
 ) -> None:
     """Sync now, then on every change notification (and every WATCH_FALLBACK_S) until `stop` is set."""
     with connect(url) as conn, psycopg.connect(url, autocommit=True) as listener:
         listener.execute(f"LISTEN {accounts.CHANNEL}")
-        sync_once(conn, topic_root=topic_root, passwd=passwd, acl=acl, pid_file=pid_file)
-        while not stop.is_set():
+        while True:
+            sync_once(
+                conn,
+                topic_root=topic_root,
+                passwd=passwd,
+                acl=acl,
+                pid_file=pid_file,
+                teltonika_topic=teltonika_topic,
+            )
+            if stop.is_set():
+                return
             # notifies() returns after the timeout with nothing; any notification means "render again".
             for _ in listener.notifies(timeout=1.0, stop_after=1):
                 break
-            sync_once(conn, topic_root=topic_root, passwd=passwd, acl=acl, pid_file=pid_file)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -116,11 +140,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
             acl=args.acl,
             pid_file=args.pid_file,
             stop=stop_on_signals(),
+            teltonika_topic=settings.teltonika_topic,
         )
         return 0
     with connect(url) as conn:
         changed = sync_once(
-            conn, topic_root=settings.topic_root, passwd=args.passwd, acl=args.acl, pid_file=args.pid_file
+            conn,
+            topic_root=settings.topic_root,
+            passwd=args.passwd,
+            acl=args.acl,
+            pid_file=args.pid_file,
+            teltonika_topic=settings.teltonika_topic,
         )
     print("broker files " + ("updated" if changed else "unchanged"))
     return 0

@@ -18,6 +18,7 @@ from fleetapp.seed import seed_registry
 from fleetcore.db import migrate
 from fleetcore.errors import CliError, ConfigError, DomainError
 from fleetcore.settings import get_settings
+from gateways import cli as gateways_cli
 from ingest import cli as ingest_cli
 from monitor import cli as monitor_cli
 from simulators import cli as simulators_cli
@@ -28,6 +29,7 @@ COMMAND_MODULES = (
     ingest_cli,
     monitor_cli,
     simulators_cli,
+    gateways_cli,
     demo,
     scheduler,
     broker,

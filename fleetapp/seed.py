@@ -12,17 +12,20 @@ from simulators.runner import ScenarioLike, fleet_registry
 SIMULATOR = {"username": "simulator"}  # names the writer in the vehicles' status history
 
 
-def seed_registry(conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None) -> list[dict]:
+def seed_registry(
+    conn: Conn, *, vehicles: int, seed: int, scenario: ScenarioLike = None, jt808_prefix: str | None = None
+) -> list[dict]:
     """Create the simulator's stations and the first `vehicles` cars with their devices; safe to call again.
 
     Vehicle identity (VIN, plate, device id, class, protocol) depends only on the index, never on the seed, so one
     database serves runs with any seed. The seed is accepted for symmetry with the simulator. Cars that the
     simulator drives are `rented` (registered available, then rented out); parked-only cars (and those with an
-    unauthorized-movement fault in `scenario`) `available`. Returns the registry rows of the fleet (see
+    unauthorized-movement fault in `scenario`) `available`. With jt808_prefix the cars carry JT/T 808 terminals
+    (device ids from their phone numbers) instead. Returns the registry rows of the fleet (see
     runner.fleet_registry). Writes go through the stations, vehicles and devices services, in bulk where they can.
     """
     del seed  # identities are index-based on purpose (see docstring)
-    rows = fleet_registry(vehicles, scenario)
+    rows = fleet_registry(vehicles, scenario, jt808_prefix=jt808_prefix)
     with conn.transaction():
         for st in STATIONS:
             if stations.get(conn, code=st.code) is None:

@@ -30,6 +30,10 @@ EVENT_TYPES = frozenset(
         "power_cut",
         "sos",
         "door_open",
+        # Terminal-side alarms of JT/T 808 (0x0200 alarm bits 1 and 2) and Teltonika (AVL 255): the unit's own
+        # judgement against its configured limit, kept as events; the monitor's overspeed alert stays speed-based.
+        "overspeed",
+        "fatigue",
     }
 )
 

@@ -157,6 +157,30 @@ class Settings(BaseSettings):
     finance_budget_variance_pct: float = Field(default=10.0, gt=0, le=1000)
     mail_from: str = "Fleet platform <noreply@fleet.invalid>"
 
+    # Protocol gateways (gateways/, docs/gateways.md): vendor protocols in, the device contract out on
+    # {root}/devices/{device_id}/..., each republish QoS 1 and acknowledged by the broker within this many seconds
+    # before the vendor message is acknowledged.
+    gateway_publish_timeout_s: float = Field(default=10.0, gt=0)
+    # A vendor sample stamped more than this many days before now (an unset clock: 1970, 2004 after a GPS week
+    # rollover, ...) or more than MAX_FUTURE_SKEW_S ahead is not republished, only counted and logged.
+    gateway_max_sample_age_days: int = Field(default=30, ge=1)
+    gateway_metrics_port: int | None = None
+    # Teltonika FMB/FMC over MQTT (codec JSON): the topic filter the trackers publish on; its first `+` level is
+    # the IMEI, which (after teltonika_device_prefix) is the device id.
+    teltonika_topic: str = "teltonika/+/data"
+    teltonika_device_prefix: str = ""
+    teltonika_client_id: str = "fleet-gateway-teltonika"
+    # AVL ID → contract mapping (JSON); unset: the built-in gateways/teltonika_avl.json.
+    teltonika_mapping_file: str | None = None
+    # JT/T 808 terminals over TCP.
+    jt808_host: str = "127.0.0.1"
+    jt808_port: int = Field(default=7611, ge=0, le=65535)
+    jt808_client_id: str = "fleet-gateway-jt808"
+    # device id = prefix + the terminal's phone number without leading zeros (the same SIM in 2013 and 2019 frames).
+    jt808_device_prefix: str = "jt808-"
+    # A connection that sends nothing for this long is closed (three missed heartbeats at a 60 s interval).
+    jt808_idle_timeout_s: float = Field(default=180.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, v: str | None) -> str | None:
@@ -189,6 +213,16 @@ class Settings(BaseSettings):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
+
+    @field_validator("teltonika_topic")
+    @classmethod
+    def _check_teltonika_topic(cls, v: str) -> str:
+        levels = v.split("/")
+        if "+" not in levels or "#" in v or any(("+" in lv and lv != "+") for lv in levels):
+            raise ValueError(
+                "FLEET_TELTONIKA_TOPIC must be a topic filter whose IMEI level is `+`, e.g. teltonika/+/data"
+            )
         return v
 
     @field_validator("secret_key")

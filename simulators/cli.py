@@ -52,6 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="simulate this many seconds silently first (cars already out)",
     )
     p.add_argument(
+        "--protocol",
+        choices=("mqtt", "jt808"),
+        default="mqtt",
+        help="mqtt: devices speak the contract to the broker (default); jt808: JT/T 808 terminals speak TCP to "
+        "the JT/T 808 gateway (`fleet gateway jt808`), which republishes into the contract",
+    )
+    p.add_argument(
+        "--gateway",
+        metavar="HOST:PORT",
+        help="the JT/T 808 gateway to connect to (default 127.0.0.1:FLEET_JT808_PORT)",
+    )
+    p.add_argument(
         "--memory",
         action="store_true",
         help="no broker: run --duration as fast as possible and print message counts (with --truth-out)",
@@ -92,15 +104,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {len(scenario.faults)} faults to {args.write_scenario}")
         return 0
     settings = get_settings()
+    jt808_prefix = settings.jt808_device_prefix if args.protocol == "jt808" else None
+    if args.protocol == "jt808" and args.memory:
+        raise CliError("--memory runs the MQTT devices only")
     if args.register:
         # The registry belongs to the back office: the composition root hands its seeding function in
         # (fleetapp.cli sets `register_fleet`), so the simulator never imports a layer above it.
         if args.register_fleet is None:
             raise CliError("--register needs the back office (run it through the `fleet` command)")
         with connect(settings.require_database_url(), autocommit=True) as conn:
-            rows = args.register_fleet(conn, vehicles=args.vehicles, seed=args.seed, scenario=scenario)
+            rows = args.register_fleet(
+                conn, vehicles=args.vehicles, seed=args.seed, scenario=scenario, jt808_prefix=jt808_prefix
+            )
         print(
-            f"registered {len(rows)} vehicles with devices sim-00001..{rows[-1]['device_id']}",
+            f"registered {len(rows)} vehicles with devices {rows[0]['device_id']}..{rows[-1]['device_id']}",
             file=sys.stderr,
         )
     if args.memory:
@@ -122,7 +139,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 runner.write_truth(sim.truth, fh)
         print(json.dumps({"messages": counts, "truth_records": len(sim.truth)}))
         return 0
-    if not settings.mqtt_url:
+    gateway = None
+    if args.protocol == "jt808":
+        host, _, port = (args.gateway or f"127.0.0.1:{settings.jt808_port}").rpartition(":")
+        if not host or not port.isdigit():
+            raise CliError("--gateway must be HOST:PORT")
+        gateway = (host, int(port))
+    elif not settings.mqtt_url:
         raise CliError("FLEET_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
     stop = stop_on_signals()
     runner.run(
@@ -138,5 +161,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         connection=args.connection,
         client_prefix=args.client_prefix,
         warmup_s=args.warmup,
+        jt808_gateway=gateway,
     )
     return 0

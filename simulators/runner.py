@@ -17,6 +17,7 @@ from typing import IO
 from fleetcore.settings import Settings
 from simulators.device import Device
 from simulators.fleet_spec import VehicleSpec, make_spec
+from simulators.jt808 import Jt808Device, Jt808Sink, terminal_spec
 from simulators.scenario import (
     FIRST_OF_GROUP,
     Fault,
@@ -50,14 +51,23 @@ def as_scenario(scenario: ScenarioLike) -> Scenario | None:
     return load_scenario(scenario)
 
 
-def fleet_specs(vehicles: int, scenario: ScenarioLike = None) -> list[VehicleSpec]:
-    """The simulated fleet's identities (index-based; vehicles with parked-only faults are not rented)."""
+def fleet_specs(
+    vehicles: int, scenario: ScenarioLike = None, *, jt808_prefix: str | None = None
+) -> list[VehicleSpec]:
+    """The simulated fleet's identities (index-based; vehicles with parked-only faults are not rented).
+
+    With jt808_prefix every vehicle carries a JT/T 808 terminal instead, whose device id the JT/T 808 gateway
+    derives from the terminal's phone number with that prefix (simulators.jt808.terminal_spec).
+    """
     sc = as_scenario(scenario)
     parked = sc.parked_vehicles() if sc else set()
-    return [make_spec(i, rented=False if i in parked else None) for i in range(vehicles)]
+    specs = [make_spec(i, rented=False if i in parked else None) for i in range(vehicles)]
+    return specs if jt808_prefix is None else [terminal_spec(s, jt808_prefix) for s in specs]
 
 
-def fleet_registry(vehicles: int, scenario: ScenarioLike = None) -> list[dict]:
+def fleet_registry(
+    vehicles: int, scenario: ScenarioLike = None, *, jt808_prefix: str | None = None
+) -> list[dict]:
     """What the registry should hold for the simulated fleet (device ids, VINs, classes, statuses)."""
     return [
         {
@@ -73,7 +83,7 @@ def fleet_registry(vehicles: int, scenario: ScenarioLike = None) -> list[dict]:
             "protocol": s.protocol,
             "status": "rented" if s.rented else "available",
         }
-        for s in fleet_specs(vehicles, scenario)
+        for s in fleet_specs(vehicles, scenario, jt808_prefix=jt808_prefix)
     ]
 
 
@@ -89,9 +99,10 @@ class Simulation:
         scenario: ScenarioLike = None,
         root: str = "fleet/v1",
         start: datetime | None = None,
-        sink: MemorySink | PerDeviceSink | SharedSink | None = None,
+        sink: MemorySink | PerDeviceSink | SharedSink | Jt808Sink | None = None,
         parked_report_s: float = PARKED_REPORT_S,
         on_truth: Callable[[Truth], None] | None = None,
+        jt808_prefix: str | None = None,
     ) -> None:
         if vehicles < 1:
             raise ValueError("at least one vehicle")
@@ -105,10 +116,11 @@ class Simulation:
         self.t0 = (start or DEFAULT_START).timestamp()
         self.k = 0
         self.parked_every = max(1, round(parked_report_s * rate_hz))
-        self.specs = fleet_specs(vehicles, self.scenario)
+        self.specs = fleet_specs(vehicles, self.scenario, jt808_prefix=jt808_prefix)
         self.vehicles = [Vehicle(s, random.Random(f"{seed}:{s.index}"), self.t0) for s in self.specs]
         self.sink = sink if sink is not None else MemorySink()
-        self.devices = [Device(s, root, self.sink) for s in self.specs]
+        device_class = Device if jt808_prefix is None else Jt808Device
+        self.devices = [device_class(s, root, self.sink) for s in self.specs]
         for d, v in zip(self.devices, self.vehicles, strict=True):
             d.ignition_at_boot = _ignition_of(v)
         self.faults: dict[int, list[Fault]] = {}
@@ -285,6 +297,7 @@ def run(
     status: Callable[[dict], None] | None = None,
     warmup_s: float = 0.0,
     parked_report_s: float = PARKED_REPORT_S,
+    jt808_gateway: tuple[str, int] | None = None,
 ) -> None:
     """Run the fleet in real time (× speedup) against the broker in settings until `stop` is set.
 
@@ -302,13 +315,16 @@ def run(
     if speedup > 1 and duration_s:
         # back-date so the simulated clock reaches "now" at the end: timestamps never run into the future
         start -= timedelta(seconds=duration_s * (1 - 1 / speedup))
-    url = settings.mqtt
-    sink: PerDeviceSink | SharedSink
-    if connection == "shared":
+    sink: PerDeviceSink | SharedSink | Jt808Sink
+    if jt808_gateway is not None:
+        # JT/T 808 terminals over TCP to the gateway, which republishes into the contract
+        sink = Jt808Sink(*jt808_gateway)
+    elif connection == "shared":
+        url = settings.mqtt
         sink = SharedSink(url, client_id=f"{client_prefix}fleet-simulator")
         sink.start()
     elif connection == "per-device":
-        sink = PerDeviceSink(url, client_prefix=client_prefix)
+        sink = PerDeviceSink(settings.mqtt, client_prefix=client_prefix)
     else:
         raise ValueError("connection must be per-device or shared")
     truth_fh = open(truth_out, "a") if truth_out else None  # noqa: SIM115 (closed in finally)
@@ -327,6 +343,7 @@ def run(
         sink=sink,
         on_truth=on_truth,
         parked_report_s=parked_report_s,
+        jt808_prefix=settings.jt808_device_prefix if jt808_gateway is not None else None,
     )
     try:
         if warmup_s > 0:
@@ -359,6 +376,8 @@ def run(
             sink.pump(next_wall)
             if isinstance(sink, PerDeviceSink) and sink.fatal:
                 raise ConnectionError(f"MQTT broker refused the device connections: {sink.fatal}")
+            if isinstance(sink, Jt808Sink) and sink.fatal:
+                raise ConnectionError(f"JT/T 808 gateway refused a terminal: {sink.fatal}")
             wall = time.monotonic()
             if wall - stats_t >= STATS_EVERY_S:
                 cpu = time.process_time()

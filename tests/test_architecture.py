@@ -16,7 +16,7 @@ from fleetapp.api import ROUTERS
 from fleetcore.api.errors import ERROR_RESPONSES
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("fleetapp", "backoffice", "monitor", "ingest", "simulators", "fleetcore")
+PACKAGES = ("fleetapp", "backoffice", "monitor", "ingest", "simulators", "gateways", "fleetcore")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -60,6 +60,13 @@ def test_the_contracts_hold_on_the_tree(tmp_path: Path) -> None:
         ),
         # two sibling domains importing each other
         ("ingest/_probe.py", "import monitor.detectors\n", "ingest is not allowed to import monitor"),
+        # a protocol gateway importing a sibling domain or the back office (it meets them through MQTT and the DB)
+        ("gateways/_probe.py", "import ingest.writer\n", "gateways is not allowed to import ingest"),
+        (
+            "gateways/_probe.py",
+            "import backoffice.broker.service\n",
+            "gateways is not allowed to import backoffice",
+        ),
         # a domain importing the composition root
         ("backoffice/_probe.py", "import fleetapp.api\n", "backoffice is not allowed to import fleetapp"),
         # a route module used by another domain instead of its service

@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# What each service account may do at the broker; devices may only publish under their own id.
-SERVICE_ROLES = ("ingest", "monitor", "simulator")
-ServiceRole = Literal["ingest", "monitor", "simulator"]
+# What each service account may do at the broker; devices may only publish under their own id. A gateway
+# republishes vendor devices (Teltonika, JT/T 808) into the contract: it writes every device's topics.
+SERVICE_ROLES = ("ingest", "monitor", "simulator", "gateway")
+ServiceRole = Literal["ingest", "monitor", "simulator", "gateway"]
 # A device secret: 32 random bytes, base64url (43 characters), like the API's token secret.
 SECRET_BYTES = 32
 # PBKDF2 iterations: Mosquitto's own default (mosquitto_passwd, $7$ format). The secrets are random 256-bit values,

@@ -190,21 +190,26 @@ def render_passwd(conn: Conn) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def render_acl(conn: Conn, *, topic_root: str) -> str:
+def render_acl(conn: Conn, *, topic_root: str, teltonika_topic: str = "teltonika/+/data") -> str:
     """Mosquitto's acl_file: devices publish only under their own id; each service account gets its role's rights.
 
     Everything not granted is denied, so a device can neither publish as another device nor subscribe at all.
+    A Teltonika tracker (username = its IMEI) may also publish on its own level of the Teltonika topic, which only
+    the gateway role reads; the gateway writes every device's contract topics.
     """
     devices = f"{topic_root}/devices"
     rights = {
         "ingest": [f"topic read {devices}/#"],
         "monitor": [f"topic read {devices}/#"],
         "simulator": [f"topic write {devices}/#"],
+        "gateway": [f"topic write {devices}/#", f"topic read {teltonika_topic}"],
     }
+    own_teltonika = "/".join("%u" if level == "+" else level for level in teltonika_topic.split("/"))
     out = [
         "# Written by `fleet broker sync` from broker_accounts; edits here are overwritten.",
         "# Devices (username = device id): publish under their own topics only, subscribe to nothing.",
         f"pattern write {devices}/%u/#",
+        f"pattern write {own_teltonika}",
     ]
     services = conn.execute(
         "SELECT username, role FROM broker_accounts WHERE kind = 'service' AND active ORDER BY username"
