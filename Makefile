@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console bench-jt808 console console-check lint score clean fuzz
+.PHONY: setup services test test-fast test-finance-property demo bench bench-api bench-finance bench-console bench-jt808 console console-check bench-kb lint score clean fuzz
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: setup services
 # 200 API clients (mixed reads and writes) while ingest takes 5,000 msg/s: bench/api_load.md
 bench-api: setup services
 	$(PY) -m bench.api_load
+
+# Knowledge-base search methods compared on the bilingual fixture set: bench/kb_search.md
+bench-kb: setup services
+	$(PY) -m bench.kb_search
 
 # The dispatcher console (console/ → backoffice/console/static, committed): base map from the city model, then the
 # bundle. `console-check` rebuilds from the lockfile and fails if the committed bundle differs.

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
+from backoffice.admin import views as admin_views
 from backoffice.auth import service as auth_service
 from backoffice.auth import views as auth_views
 from backoffice.broker import views as broker_views
@@ -19,10 +20,14 @@ from backoffice.hr import views as hr_views
 from backoffice.maintenance import views as maintenance_views
 from backoffice.notifications import views as notifications_views
 from backoffice.orders import views as orders_views
+from backoffice.payroll import views as payroll_views
+from backoffice.performance import views as performance_views
 from backoffice.privacy import views as privacy_views
 from backoffice.procurement import views as procurement_views
 from backoffice.stations import views as stations_views
+from backoffice.support import views as support_views
 from backoffice.telemetry import views as telemetry_views
+from backoffice.training import views as training_views
 from backoffice.vehicles import views as vehicles_views
 from fleetapp import http_guard, wiring
 from fleetcore import crypto
@@ -47,8 +52,13 @@ ROUTERS = (
     orders_views.router,
     finance_views.router,
     hr_views.router,
+    training_views.router,
+    performance_views.router,
+    payroll_views.router,
     broker_views.router,
     notifications_views.router,
+    support_views.router,
+    admin_views.router,
     monitor_views.router,
     console_views.router,
 )

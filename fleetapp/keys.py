@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 
 from backoffice.customers import service as customers
+from backoffice.hr import employees, recruitment
+from backoffice.payroll import service as payroll
+from backoffice.performance import service as performance
 from fleetcore import crypto
 from fleetcore.db import connect
 from fleetcore.settings import get_settings
+
+CLI = {"username": "cli"}  # the actor of CLI writes in the audit log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +36,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     settings = get_settings()
     crypto.configure(settings)
+    cipher = crypto.cipher()
     with connect(settings.require_database_url()) as conn:
         n = customers.rotate_keys(conn)
-    print(f"re-encrypted {n} customer(s) under key {crypto.cipher().current!r}")
+        staff = {
+            "employees": employees.rotate_keys(conn, cipher=cipher, actor=CLI),
+            "offers": recruitment.rotate_keys(conn, cipher=cipher, actor=CLI),
+            "reviews": performance.rotate_keys(conn, cipher=cipher, actor=CLI),
+            "payslips": payroll.rotate_keys(conn, cipher=cipher, actor=CLI),
+        }
+    hr = ", ".join(f"{v} {k}" for k, v in staff.items())
+    print(f"re-encrypted {n} customer(s) and {hr} under key {cipher.current!r}")
     return 0

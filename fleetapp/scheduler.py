@@ -7,6 +7,7 @@ import argparse
 from backoffice.finance import scheduled as finance_scheduled
 from backoffice.notifications import scheduled as notifications_scheduled
 from backoffice.orders import scheduled as orders_scheduled
+from backoffice.support import scheduled as support_scheduled
 from fleetapp import wiring
 from fleetcore.jobs import Job, run, run_job
 from fleetcore.runtime import stop_on_signals
@@ -18,6 +19,7 @@ JOBS: tuple[Job, ...] = (
     *ingest_scheduled.JOBS,
     *notifications_scheduled.JOBS,
     *finance_scheduled.JOBS,
+    *support_scheduled.JOBS,
 )
 
 

@@ -363,3 +363,28 @@ def vehicle_event(conn: Conn, *, vehicle_id: int, vin: str, event: str, ts: Any,
             **data,
         },
     )
+
+
+def handling_times(conn: Conn, *, username: str, start: dt.datetime, end: dt.datetime) -> dict:
+    """How fast a dispatcher handled alerts opened in [start, end): acknowledgements and resolutions by this user,
+    with mean minutes from the alert's opening (the alert row keeps who acknowledged and who resolved it)."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) FILTER (WHERE acknowledged_by = %(u)s) AS acknowledged,
+                      avg(extract(epoch FROM acknowledged_at - opened_at) / 60.0)
+                          FILTER (WHERE acknowledged_by = %(u)s) AS ack_minutes,
+                      count(*) FILTER (WHERE resolved_by = %(u)s) AS resolved,
+                      avg(extract(epoch FROM resolved_at - opened_at) / 60.0)
+                          FILTER (WHERE resolved_by = %(u)s) AS resolve_minutes
+                 FROM alerts WHERE opened_at >= %(f)s AND opened_at < %(t)s""",
+            {"u": username, "f": start, "t": end},
+        )
+    )
+    return {
+        "alerts_acknowledged": r["acknowledged"],
+        "mean_ack_minutes": None if r["ack_minutes"] is None else round(float(r["ack_minutes"]), 2),
+        "alerts_resolved": r["resolved"],
+        "mean_resolve_minutes": None
+        if r["resolve_minutes"] is None
+        else round(float(r["resolve_minutes"]), 2),
+    }

@@ -114,7 +114,9 @@ def reset_password(conn: Conn, *, actor: dict, username: str, password: str) -> 
 def list_departments(conn: Conn) -> list[dict]:
     """Departments with their number of active staff."""
     active = auth.count_active_by_department(conn)
-    rows = conn.execute("SELECT code, name, created_at FROM departments ORDER BY code").fetchall()
+    rows = conn.execute(
+        "SELECT code, name, created_at, supervisor_user_id FROM departments ORDER BY code"
+    ).fetchall()
     return [{**d, "active_staff": active.get(d["code"], 0)} for d in rows]
 
 
@@ -152,5 +154,39 @@ def rename_department(conn: Conn, *, code: str, name: str, actor: dict) -> dict:
         entity_id=code,
         before=before,
         after=after,
+    )
+    return after
+
+
+def get_department_or_invalid(conn: Conn, *, code: str) -> dict:
+    """A department named in a request; Invalid (naming the field) otherwise."""
+    d = get_department(conn, code=code)
+    if d is None:
+        raise Invalid(f"department: unknown department {code!r}", details={"field": "department"})
+    return d
+
+
+def set_supervisor(conn: Conn, *, code: str, username: str | None, actor: dict) -> dict:
+    """Name the department's supervisor (the escalation target of its overdue cases), or clear it."""
+    before = get_department_or_raise(conn, code=code)
+    user_id = None
+    if username is not None:
+        u = auth.get(conn, username=username)
+        if u is None or not u["active"]:
+            raise Invalid(f"supervisor: no active staff user {username!r}", details={"field": "supervisor"})
+        user_id = u["id"]
+    after = one(
+        conn.execute(
+            "UPDATE departments SET supervisor_user_id = %s WHERE code = %s RETURNING *", (user_id, code)
+        )
+    )
+    audit(
+        conn,
+        actor=actor,
+        action="department.supervisor",
+        entity="departments",
+        entity_id=code,
+        before={"supervisor_user_id": before["supervisor_user_id"]},
+        after={"supervisor_user_id": user_id},
     )
     return after

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from backoffice.maintenance.models import MAINTENANCE_KINDS
 from backoffice.procurement import service as procurement
 from backoffice.telemetry import service as telemetry
+from backoffice.training import service as training
 from backoffice.vehicles import service as vehicles
 from fleetcore import events
 from fleetcore.audit import audit
@@ -234,11 +235,16 @@ def close(
     closed_at: dt.datetime | None = None,
     odometer_km: float | None = None,
 ) -> dict:
-    """Close a work order; a closed `service` moves the vehicle's service plan baseline to it."""
+    """Close a work order; a closed `service` moves the vehicle's service plan baseline to it. A technician needs a
+    valid certification for the work order's kind when training requires one."""
     before = get_or_raise(conn, record_id=record_id)
     if before["closed_at"] is not None:
         raise Conflict(f"work order {before['work_order']} is already closed")
     closed_at = closed_at or dt.datetime.now(dt.UTC)
+    if actor.get("role") == "technician":
+        training.require_certification(
+            conn, username=actor["username"], task_kind=before["kind"], on=closed_at.date()
+        )
     if closed_at < before["opened_at"]:
         raise Invalid(
             f"closed_at {closed_at.isoformat()} is before opened_at {before['opened_at'].isoformat()}"
@@ -259,3 +265,26 @@ def close(
     # Listeners (finance books parts and labour) run in this transaction: the cost stands if the close does.
     events.emit(conn, "maintenance.work_order_closed", record=after, actor=actor)
     return after
+
+
+# A work order on the same vehicle and of the same kind opened this soon after another was closed counts as rework of
+# the first (the usual "comeback" window of workshop quality measures).
+REWORK_DAYS = 30
+
+
+def technician_kpis(conn: Conn, *, username: str, start: dt.datetime, end: dt.datetime) -> dict:
+    """Work orders a technician closed in [start, end) and how many came back (rework within REWORK_DAYS)."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) AS closed,
+                      count(*) FILTER (WHERE EXISTS (
+                          SELECT 1 FROM maintenance_records n
+                           WHERE n.vehicle_id = m.vehicle_id AND n.kind = m.kind AND n.id <> m.id
+                             AND n.opened_at >= m.closed_at AND n.opened_at < m.closed_at + %s)) AS reworked
+                 FROM maintenance_records m
+                WHERE m.closed_by = %s AND m.closed_at >= %s AND m.closed_at < %s""",
+            (dt.timedelta(days=REWORK_DAYS), username, start, end),
+        )
+    )
+    rate = round(r["reworked"] / r["closed"], 4) if r["closed"] else None
+    return {"work_orders_closed": r["closed"], "reworked": r["reworked"], "rework_rate": rate}

@@ -38,6 +38,7 @@ class OrderIn(BaseModel):
     return_at: AwareDatetime
     channel: Channel
     notes: str = Field(default="", max_length=2000)
+    discount_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{6,40}$")
 
 
 class OrderPatch(BaseModel):

@@ -106,6 +106,18 @@ def quote(rate: dict, *, pickup_at: dt.datetime, return_at: dt.datetime, one_way
     }
 
 
+def with_discount(quoted: dict, *, code: str, percent: Decimal | None, amount: Decimal | None) -> dict:
+    """The quote with a discount line (percent of the rental days, or a fixed amount, never more than the days)."""
+    days = [ln for ln in quoted["lines"] if ln["code"] in ("rental_weekday", "rental_weekend")]
+    base = sum((Decimal(str(ln["amount"])) for ln in days), Decimal(0))
+    value = money(base * Decimal(str(percent)) / 100) if percent is not None else money(Decimal(str(amount)))
+    value = min(value, base)
+    lines = [ln for ln in quoted["lines"] if ln["code"] != "discount"]
+    lines.append(line("discount", f"discount code {code}", 1, -value))
+    discount = {"code": code, "percent": percent, "amount": amount}
+    return {**quoted, "lines": lines, "discount": discount, **totals(lines)}
+
+
 def late_hours(planned_return: dt.datetime, actual_return: dt.datetime, grace_minutes: int) -> int:
     """Started hours late, counted from the planned return once the grace period is exceeded."""
     late = actual_return - planned_return
@@ -131,7 +143,7 @@ def return_charges(
     lines = [
         line(ln["code"], ln["description"], Decimal(str(ln["quantity"])), Decimal(str(ln["unit_price"])))
         for ln in quoted["lines"]
-        if ln["code"] in ("rental_weekday", "rental_weekend")
+        if ln["code"] in ("rental_weekday", "rental_weekend", "discount")
     ]
     if one_way:
         lines.append(line("one_way", "one-way fee (returned to a different station)", 1, rate["one_way_fee"]))

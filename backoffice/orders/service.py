@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from backoffice.customers import service as customers
 from backoffice.finance import service as finance
 from backoffice.orders import holds, pricing, rates
+from backoffice.promotions import service as promotions
 from backoffice.stations import service as stations
 from fleetcore.audit import audit
 from fleetcore.db import Conn, one
@@ -264,6 +265,15 @@ def create(conn: Conn, *, data: dict, actor: dict) -> dict:
             ),
         )
     )
+    if data.get("discount_code"):
+        code = promotions.redeem(
+            conn, code=data["discount_code"], order_id=row["id"], customer_id=data["customer_id"], actor=actor
+        )
+        q = pricing.with_discount(q, code=code["code"], percent=code["percent"], amount=code["amount"])
+        conn.execute(
+            "UPDATE orders SET quote = %s, quoted_net = %s WHERE id = %s",
+            (Jsonb(to_json(q)), q["net"], row["id"]),
+        )
     order = get_or_raise(conn, order_id=row["id"])
     record(conn, order_id=order["id"], actor=actor, action="create", before=None, after=_summary(order))
     audit_order(conn, actor=actor, action="create", order_id=order["id"], before=None, after=order)
@@ -344,6 +354,14 @@ def update(conn: Conn, *, order_id: int, changes: dict, actor: dict) -> dict:
     q = pricing.quote(
         rate, pickup_at=new["pickup_at"], return_at=new["return_at"], one_way=ps["id"] != rs["id"]
     )
+    if before["quote"].get("discount"):  # a redeemed code stays with its order through changes
+        d = before["quote"]["discount"]
+        q = pricing.with_discount(
+            q,
+            code=d["code"],
+            percent=None if d["percent"] is None else Decimal(str(d["percent"])),
+            amount=None if d["amount"] is None else Decimal(str(d["amount"])),
+        )
     status, vehicle_id = before["status"], before["vehicle_id"]
     booking_changed = bool(set(changed) - {"notes"})
     if status in ("confirmed", "assigned") and booking_changed:
@@ -473,3 +491,19 @@ def cancel(conn: Conn, *, order_id: int, no_show: bool, reason: str, actor: dict
         after={"status": after["status"], "cancellation_fee": after["cancellation_fee"]},
     )
     return after, invoice
+
+
+def staff_completion(conn: Conn, *, username: str, start: dt.datetime, end: dt.datetime) -> dict:
+    """Orders a staff member took in with pickup in [start, end): how many ended in a rental (returned/completed)
+    rather than cancelled or no-show; orders still open are not counted."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) FILTER (WHERE status IN ('returned', 'completed')) AS completed,
+                      count(*) FILTER (WHERE status IN ('cancelled', 'no_show')) AS lost
+                 FROM orders WHERE created_by = %s AND pickup_at >= %s AND pickup_at < %s""",
+            (username, start, end),
+        )
+    )
+    decided = r["completed"] + r["lost"]
+    rate = round(r["completed"] / decided, 4) if decided else None
+    return {"orders_completed": r["completed"], "orders_lost": r["lost"], "order_completion_rate": rate}

@@ -130,6 +130,35 @@ def list_rejections(
     return out
 
 
+def trip_summary(conn: Conn, *, vehicle_id: int, start: dt.datetime, end: dt.datetime) -> dict:
+    """What the car itself recorded in [start, end): distance from the odometer, top speed, harsh events by type."""
+    r = one(
+        conn.execute(
+            """SELECT count(*) AS readings, min(ts) AS first_at, max(ts) AS last_at,
+                      min(odometer_km) AS odometer_start_km, max(odometer_km) AS odometer_end_km,
+                      max(speed_kmh)::double precision AS max_speed_kmh
+                 FROM readings WHERE vehicle_id = %s AND ts >= %s AND ts < %s""",
+            (vehicle_id, start, end),
+        )
+    )
+    events = conn.execute(
+        """SELECT type, count(*) AS n FROM device_events
+            WHERE vehicle_id = %s AND ts >= %s AND ts < %s GROUP BY type ORDER BY type""",
+        (vehicle_id, start, end),
+    ).fetchall()
+    by_type = {e["type"]: e["n"] for e in events}
+    km = None
+    if r["odometer_start_km"] is not None and r["odometer_end_km"] is not None:
+        km = round(r["odometer_end_km"] - r["odometer_start_km"], 1)
+    return {
+        **r,
+        "distance_km": km,
+        "events": by_type,
+        "harsh_events": sum(n for t, n in by_type.items() if t.startswith("harsh_")),
+        "crashes": by_type.get("crash", 0),
+    }
+
+
 def usage(conn: Conn, *, start: dt.datetime, end: dt.datetime) -> dict[int, dict]:
     """Distance (km) and engine hours per vehicle in [start, end): the spread of the odometer and hour-meter
     readings inside the window (both counters only grow; a window without two readings gives zero)."""

@@ -26,6 +26,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from psycopg_pool import ConnectionPool
 
+from fleetcore import crypto
+from fleetcore.crypto import FieldCipher
 from fleetcore.db import Conn
 from fleetcore.errors import ServiceUnavailable
 from fleetcore.settings import Settings
@@ -99,6 +101,14 @@ async def get_conn(request: Request) -> AsyncIterator[Conn]:
 
 ConnDep = Annotated[Conn, Depends(get_conn)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_cipher() -> FieldCipher:
+    """The process's cipher for personal fields at rest (fleetcore.crypto; configured by the app at start)."""
+    return crypto.cipher()
+
+
+CipherDep = Annotated[FieldCipher, Depends(get_cipher)]
 
 
 def get_current_user(

@@ -1,0 +1,1 @@
+"""Administration: office supplies, facility upkeep requests, rooms, meetings and events."""

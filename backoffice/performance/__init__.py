@@ -1,0 +1,1 @@
+"""Performance reviews with KPIs computed from the system, the manager's rating and an admin-approved outcome."""

@@ -1,0 +1,1 @@
+"""Customer service: knowledge base, phrases, cases and complaints with evidence, SLA, care and campaigns."""
