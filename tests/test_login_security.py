@@ -58,6 +58,7 @@ def test_an_address_is_locked_across_usernames(settings, conn) -> None:
         assert _login(client, u["username"], PASSWORD).status_code == 429  # same address, real account
 
 
+@pytest.mark.serial  # a timing comparison: run alone (make test runs serial tests after the rest)
 def test_unknown_and_known_usernames_take_the_same_time_to_refuse(settings, conn) -> None:
     s = settings.model_copy(update={"login_max_failures_user": 10_000, "login_max_failures_ip": 10_000})
     u = factories.user(conn, role="finance")
